@@ -120,3 +120,13 @@ def error_xml(err: S3Error, resource: str, request_id: str) -> bytes:
         f"<Error><Code>{escape(err.code)}</Code><Message>{escape(err.message)}</Message>"
         f"<Resource>{escape(resource)}</Resource><RequestId>{escape(request_id)}</RequestId></Error>"
     ).encode()
+
+
+def malformed_trailer() -> S3Error:
+    # S3's one sentence for a missing, unexpected or malformed aws-chunked trailer.
+    return S3Error(
+        "MalformedTrailerError",
+        "The request contained trailing data that was not well-formed or did not conform to "
+        "our published schema.",
+        400,
+    )
