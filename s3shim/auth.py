@@ -82,7 +82,9 @@ def _parse_amz_date(value: str, bad: Callable[[str], errors.S3Error]) -> datetim
         raise bad(f"Invalid date '{value}'.") from exc
 
 
-def _check_scope(cred: _Credential, amz_date: str, region: str, bad: Callable[[str], errors.S3Error]) -> None:
+def _check_scope(
+    cred: _Credential, amz_date: str, region: str, bad: Callable[[str], errors.S3Error]
+) -> None:
     if cred.date != amz_date[:8]:
         raise bad("The credential date does not match the request date.")
     if cred.region != region:
@@ -257,7 +259,7 @@ def verify_presigned(
     if params["X-Amz-Algorithm"] == _SIGV4A:
         raise errors.not_implemented("SigV4a (AWS4-ECDSA-P256-SHA256) is not supported.")
     if params["X-Amz-Algorithm"] != sigv4.ALGORITHM:
-        raise bad("X-Amz-Algorithm only supports \"AWS4-HMAC-SHA256\".")
+        raise bad('X-Amz-Algorithm only supports "AWS4-HMAC-SHA256".')
     cred = _parse_credential(params["X-Amz-Credential"], bad)
     amz_date = params["X-Amz-Date"]
     when = _parse_amz_date(amz_date, bad)
@@ -322,13 +324,28 @@ def verify(
         raise errors.invalid_argument("Only one auth mechanism allowed.")
     if has_header:
         return verify_header_auth(
-            method=method, raw_path=raw_path, query=query, headers=headers,
-            lookup=lookup, region=region, now=now,
+            method=method,
+            raw_path=raw_path,
+            query=query,
+            headers=headers,
+            lookup=lookup,
+            region=region,
+            now=now,
         )
     if has_query:
         return verify_presigned(
-            method=method, raw_path=raw_path, query=query, headers=headers,
-            lookup=lookup, region=region, now=now,
+            method=method,
+            raw_path=raw_path,
+            query=query,
+            headers=headers,
+            lookup=lookup,
+            region=region,
+            now=now,
+        )
+    if any(k == "AWSAccessKeyId" for k, _ in query):
+        raise errors.invalid_request(
+            "SigV2 presigned URLs are not supported. Please use AWS4-HMAC-SHA256 "
+            "(boto3: Config(signature_version='s3v4'))."
         )
     # s3shim never forwards anonymous requests: the store would see them signed by s3shim.
     raise errors.access_denied("Anonymous requests are not accepted.")

@@ -60,7 +60,9 @@ def request_expired() -> S3Error:
     return access_denied("Request has expired")
 
 
-def bad_digest(message: str = "The checksum you specified did not match what we received.") -> S3Error:
+def bad_digest(
+    message: str = "The checksum you specified did not match what we received.",
+) -> S3Error:
     return S3Error("BadDigest", message, 400)
 
 
@@ -72,7 +74,10 @@ def content_sha256_mismatch() -> S3Error:
     )
 
 
-def incomplete_body(message: str = "You did not provide the number of bytes specified by the Content-Length HTTP header.") -> S3Error:
+def incomplete_body(
+    message: str = "You did not provide the number of bytes specified by the "
+    "Content-Length HTTP header.",
+) -> S3Error:
     return S3Error("IncompleteBody", message, 400)
 
 
@@ -87,7 +92,8 @@ def invalid_argument(message: str) -> S3Error:
 def malformed_xml() -> S3Error:
     return S3Error(
         "MalformedXML",
-        "The XML you provided was not well-formed or did not validate against our published schema.",
+        "The XML you provided was not well-formed or did not validate against our "
+        "published schema.",
         400,
     )
 
@@ -100,12 +106,18 @@ def missing_content_length() -> S3Error:
     return S3Error("MissingContentLength", "You must provide the Content-Length HTTP header.", 411)
 
 
-def entity_too_large(message: str = "Your proposed upload exceeds the maximum allowed size.") -> S3Error:
+def entity_too_large(
+    message: str = "Your proposed upload exceeds the maximum allowed size.",
+) -> S3Error:
     return S3Error("EntityTooLarge", message, 400)
 
 
 def header_too_large() -> S3Error:
-    return S3Error("RequestHeaderSectionTooLarge", "Your request header section exceeds the maximum allowed size.", 400)
+    return S3Error(
+        "RequestHeaderSectionTooLarge",
+        "Your request header section exceeds the maximum allowed size.",
+        400,
+    )
 
 
 def bad_gateway(message: str = "The upstream store could not be reached.") -> S3Error:

@@ -1,0 +1,107 @@
+"""Run the real s3shim as a separate process in front of a real store, for tests."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+from botocore.client import BaseClient
+from botocore.config import Config as BotoConfig
+
+
+@dataclass(frozen=True)
+class Shim:
+    endpoint: str
+    access_key: str
+    secret_key: str
+    log_path: Path
+    region: str = "us-east-1"
+
+    def client(self, **config: object) -> BaseClient:
+        """boto3 with default settings, pointed at s3shim (as a user sets S3_ENDPOINT_URL)."""
+        return s3_client(self.endpoint, self.access_key, self.secret_key, **config)
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def s3_client(endpoint: str, access_key: str, secret_key: str, **config: object) -> BaseClient:
+    cfg = BotoConfig(retries={"max_attempts": 1, "mode": "standard"}, **config)  # type: ignore[arg-type]
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=access_key,
+        aws_secret_access_key=secret_key,
+        region_name="us-east-1",
+        config=cfg,
+        verify=os.environ.get("S3SHIM_TEST_CA") or None,
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"s3shim exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"s3shim did not listen on {port}:\n{log.read_text()[-3000:]}")
+
+
+@contextlib.contextmanager
+def run_shim(
+    upstream: str,
+    access_key: str,
+    secret_key: str,
+    log_dir: Path,
+    *,
+    disable_sse: bool = True,
+    disable_checksums: bool = True,
+    tls: tuple[str, str] | None = None,
+    env: dict[str, str] | None = None,
+) -> Iterator[Shim]:
+    port = free_port()
+    log = log_dir / f"s3shim-{port}.log"
+    child_env = {
+        "PATH": os.environ.get("PATH", ""),
+        "S3SHIM_UPSTREAM_URL": upstream,
+        "AWS_ACCESS_KEY_ID": access_key,
+        "AWS_SECRET_ACCESS_KEY": secret_key,
+        "S3SHIM_LISTEN_PORT": str(port),
+        "AWS_S3_DISABLE_SSE": str(disable_sse).lower(),
+        "AWS_S3_DISABLE_CHECKSUMS": str(disable_checksums).lower(),
+        "S3SHIM_LOG_FORMAT": "json",
+        **(env or {}),
+    }
+    if tls:
+        child_env["S3SHIM_TLS_CERT"], child_env["S3SHIM_TLS_KEY"] = tls
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "s3shim"], env=child_env, stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        wait_port(port, proc, log)
+        scheme = "https" if tls else "http"
+        yield Shim(f"{scheme}://127.0.0.1:{port}", access_key, secret_key, log)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
