@@ -35,9 +35,7 @@ class Credentials:
 
 def uri_encode(value: str, *, keep_slash: bool) -> str:
     """Percent-encode exactly as SigV4 wants: UTF-8, upper-case hex, unreserved kept."""
-    return quote(
-        value, safe=_SAFE_PATH if keep_slash else _SAFE_QUERY, errors="surrogateescape"
-    )
+    return quote(value, safe=_SAFE_PATH if keep_slash else _SAFE_QUERY, errors="surrogateescape")
 
 
 def percent_decode(value: str) -> str:
@@ -74,9 +72,7 @@ def _fold_value(value: str) -> str:
     return " ".join(value.split())
 
 
-def canonical_headers(
-    headers: Mapping[str, Sequence[str]], signed: Sequence[str]
-) -> str:
+def canonical_headers(headers: Mapping[str, Sequence[str]], signed: Sequence[str]) -> str:
     """``name:value\\n`` lines for the signed headers; repeated headers join with ','."""
     lines = []
     for name in signed:
