@@ -14,14 +14,18 @@ from s3shim.checksums import Algorithm, decode_checksum_value
 
 S3_NAMESPACE = "http://s3.amazonaws.com/doc/2006-03-01/"
 
-# S3 allows 10,000 parts. A part carrying every checksum S3 defines plus a quoted ETag and
-# pretty-printing stays under ~400 B, so 4 MiB holds any real request; Swift's s3api
-# (2 MiB) and OpenIO (3 MiB) bound it likewise and answer MalformedXML beyond.
+# S3 allows 10,000 parts and one checksum per part. With its longest checksum (SHA-512, 88
+# base64 characters), an &quot;-escaped ETag, prefixed names and indentation a part is
+# ~300 B, so 10,000 parts stay under 3 MB; 4 MiB leaves slack. S3-compatible servers bound
+# this body likewise (Swift's s3api 2 MiB, OpenIO 3 MiB) and answer MalformedXML beyond.
 DEFAULT_MAX_SIZE = 4 * 1024 * 1024
 
 # S3's schema nests three deep (CompleteMultipartUpload/Part/ETag); a little slack, but a
 # bound, so serialising cannot recurse without limit.
 _MAX_DEPTH = 8
+# A real body has 1 + 10,000 * 4 elements at most (Part, ETag, PartNumber, one checksum).
+# Bounding the count bounds memory: 4 MiB of "<a/>" would otherwise build a million nodes.
+_MAX_ELEMENTS = 100_000
 
 # Every per-part checksum element S3's API model knows (the newer ones too, which no store
 # s3shim fronts understands), plus ChecksumType.
@@ -67,19 +71,23 @@ def _parse(body: bytes, max_size: int) -> tuple[_Element, str]:
     root_ns: str | None = None
     stack: list[_Element] = []
     roots: list[_Element] = []
+    pending: list[str] = []
+    count = 0
 
     def refuse(*_: object) -> None:
         raise _Refused
 
     def start(qname: str, attrs: list[str]) -> None:
-        nonlocal root_ns
+        nonlocal root_ns, count
         ns, _, local = qname.rpartition(" ")
         if root_ns is None:
             if local != "CompleteMultipartUpload" or ns not in ("", S3_NAMESPACE):
                 raise _Refused
             root_ns = ns
-        elif ns != root_ns or len(stack) >= _MAX_DEPTH:
+        elif ns != root_ns or len(stack) >= _MAX_DEPTH or count >= _MAX_ELEMENTS:
             raise _Refused
+        count += 1
+        flush()
         # Namespaced attributes (xsi:…) mean nothing to a store and would need their prefix
         # declared again: dropped. Plain ones are kept.
         pairs = [(attrs[i], attrs[i + 1]) for i in range(0, len(attrs), 2) if " " not in attrs[i]]
@@ -91,16 +99,23 @@ def _parse(body: bytes, max_size: int) -> tuple[_Element, str]:
         stack.append(element)
 
     def end(_qname: str) -> None:
-        stack.pop()
+        flush()
+        element = stack.pop()
+        if not stack or element.name == "Part" or element.children():
+            # A container: its text can only be indentation, which goes. A leaf's text is
+            # data and stays exactly as sent.
+            element.content = [c for c in element.content if not isinstance(c, str) or c.strip()]
 
     def text(data: str) -> None:
+        # expat hands text over in pieces (split at line ends and references): collect
+        # them and join once, as repeated concatenation is quadratic.
         if stack:
-            content = stack[-1].content
-            last = content[-1] if content else None
-            if isinstance(last, str):
-                content[-1] = last + data  # expat splits text at line ends and references
-            else:
-                content.append(data)
+            pending.append(data)
+
+    def flush() -> None:
+        if pending:
+            stack[-1].content.append("".join(pending))
+            pending.clear()
 
     parser.StartDoctypeDeclHandler = refuse
     parser.EntityDeclHandler = refuse
@@ -129,12 +144,10 @@ def _serialise(element: _Element, out: list[str], ns_decl: str = "") -> None:
     for name, value in element.attrs:
         out.append(f' {name}="{_escape_attr(value)}"')
     out.append(">")
-    has_children = any(isinstance(c, _Element) for c in element.content)
     for c in element.content:
         if isinstance(c, _Element):
             _serialise(c, out)
-        elif not has_children or c.strip():
-            # Indentation between elements goes; a leaf's text is kept exactly.
+        else:
             out.append(_escape_text(c))
     out.append("</" + element.name + ">")
 
