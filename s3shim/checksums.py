@@ -225,10 +225,11 @@ def declared_checksum(headers: Mapping[str, str]) -> ExpectedChecksum | None:
     ``x-amz-checksum-<alg>`` value (or one checksum named in ``x-amz-trailer``, never both);
     ``x-amz-sdk-checksum-algorithm`` must name the same algorithm and needs one of them.
     """
+    # Lowercased here too, so a case-insensitive multidict with original-case keys works.
     found: list[tuple[str, Algorithm | None]] = [
-        (name, _BY_HEADER.get(name))
+        (name, _BY_HEADER.get(name.lower()))
         for name in headers
-        if name.startswith(HEADER_PREFIX) and name not in _NON_VALUE_HEADERS
+        if name.lower().startswith(HEADER_PREFIX) and name.lower() not in _NON_VALUE_HEADERS
     ]
     if len(found) > 1:
         raise _multiple()
@@ -262,7 +263,7 @@ def declared_checksum(headers: Mapping[str, str]) -> ExpectedChecksum | None:
     else:
         name, header_alg = found[0]
         if header_alg is None:
-            suffix = name.removeprefix(HEADER_PREFIX)
+            suffix = name.lower().removeprefix(HEADER_PREFIX)
             if suffix in _S3_ONLY_ALGORITHMS:
                 raise _unsupported(suffix)
             raise errors.invalid_request(

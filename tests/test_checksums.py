@@ -8,6 +8,7 @@ import time
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from multidict import CIMultiDict
 
 from s3shim import errors
 from s3shim.checksums import (
@@ -202,6 +203,13 @@ def test_declared_header_value() -> None:
     assert got is not None and not got.in_trailer
     got = _declared(x_amz_checksum_sha256=CHECK_VALUES[Algorithm.SHA256][1])
     assert got == ExpectedChecksum(Algorithm.SHA256, CHECK_VALUES[Algorithm.SHA256][1])
+
+
+def test_declared_from_case_insensitive_multidict() -> None:
+    headers = CIMultiDict(
+        {"X-Amz-Checksum-CRC32": "y/Q5Jg==", "X-Amz-SDK-Checksum-Algorithm": "CRC32"}
+    )
+    assert declared_checksum(headers) == ExpectedChecksum(Algorithm.CRC32, "y/Q5Jg==")
 
 
 def test_declared_trailer() -> None:
