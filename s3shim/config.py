@@ -113,6 +113,32 @@ OPTIONS: tuple[Option, ...] = (
         "true: do not verify the store's TLS certificate (logged as a warning).",
         default="false",
     ),
+    Option(
+        "S3SHIM_ADMIN_HOST",
+        "--admin-host",
+        "Address of the admin listener (/healthz, /readyz, /metrics).",
+        default="127.0.0.1",
+    ),
+    Option(
+        "S3SHIM_ADMIN_PORT",
+        "--admin-port",
+        "Port of the admin listener; 0 turns it off. Kept off the S3 port because "
+        "'healthz' and 'metrics' are valid bucket names.",
+        default="9090",
+    ),
+    Option(
+        "S3SHIM_SHUTDOWN_GRACE_SECONDS",
+        "--shutdown-grace-seconds",
+        "On SIGTERM: stop accepting, let requests in flight finish for up to this many "
+        "seconds, then exit 0.",
+        default="20",
+    ),
+    Option(
+        "S3SHIM_WORKERS",
+        "--workers",
+        "Worker processes sharing the port (SO_REUSEPORT); one stream stays on one core.",
+        default="1",
+    ),
     Option("S3SHIM_LOG_LEVEL", "--log-level", "debug, info, warning or error.", default="info"),
     Option(
         "S3SHIM_LOG_FORMAT",
@@ -151,6 +177,10 @@ class Config:
     tls_key: str | None = None
     upstream_ca_bundle: str | None = None
     upstream_insecure: bool = False
+    admin_host: str = "127.0.0.1"
+    admin_port: int = 9090  # 0 = no admin listener
+    shutdown_grace: float = 20.0
+    workers: int = 1
     log_level: str = "info"
     log_format: str = "auto"
 
@@ -172,6 +202,10 @@ class Config:
             "domains": list(self.domains),
             "upstream_ca_bundle": self.upstream_ca_bundle,
             "upstream_insecure": self.upstream_insecure,
+            "admin": f"{self.admin_host}:{self.admin_port}" if self.admin_port else None,
+            "shutdown_grace_seconds": self.shutdown_grace,
+            "workers": self.workers,
+            "log_level": self.log_level,
         }
 
 
@@ -187,6 +221,12 @@ def _bool(name: str, value: str) -> bool:
 def _port(name: str, value: str) -> int:
     if not value.isdigit() or not 0 < int(value) < 65536:
         raise ConfigError(f"{name}: expected a port number 1-65535, got {value!r}")
+    return int(value)
+
+
+def _int(name: str, value: str, low: int, high: int) -> int:
+    if not value.isdigit() or not low <= int(value) <= high:
+        raise ConfigError(f"{name}: expected a whole number {low}-{high}, got {value!r}")
     return int(value)
 
 
@@ -325,6 +365,10 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     if (fmt or "").lower() not in ("json", "console", "auto"):
         raise ConfigError(f"{fmt_name}: expected json/console/auto, got {fmt!r}")
     _, domains = val("S3SHIM_DOMAIN")
+    _, admin_host = val("S3SHIM_ADMIN_HOST")
+    admin_port_name, admin_port = val("S3SHIM_ADMIN_PORT")
+    grace_name, grace = val("S3SHIM_SHUTDOWN_GRACE_SECONDS")
+    workers_name, workers = val("S3SHIM_WORKERS")
 
     def flag(key: str) -> bool:
         n, v = val(key)
@@ -347,6 +391,10 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         tls_key=key or None,
         upstream_ca_bundle=ca or None,
         upstream_insecure=flag("S3SHIM_UPSTREAM_INSECURE"),
+        admin_host=admin_host or "127.0.0.1",
+        admin_port=_int(admin_port_name, admin_port or "", 0, 65535),
+        shutdown_grace=float(_int(grace_name, grace or "", 0, 3600)),
+        workers=_int(workers_name, workers or "", 1, 64),
         log_level=(level or "info").lower(),
         log_format=(fmt or "auto").lower(),
     )

@@ -100,8 +100,13 @@ class Policy:
         return None
 
 
+# Headers that describe an aws-chunked body. s3shim decodes and verifies the framing and
+# sends the store the plain payload, so they would describe a body the store never sees.
+FRAMING_HEADERS = frozenset({"x-amz-trailer", "x-amz-sdk-checksum-algorithm"})
+
+
 def forward_headers(
-    headers: Iterable[tuple[str, str]], policy: Policy
+    headers: Iterable[tuple[str, str]], policy: Policy, *, decoded_aws_chunked: bool = False
 ) -> tuple[list[tuple[str, str]], frozenset[Group]]:
     """The client headers the store gets, and which rewrite groups actually fired."""
     out: list[tuple[str, str]] = []
@@ -114,6 +119,14 @@ def forward_headers(
         if group is not None:
             fired.add(group)
             continue
+        if decoded_aws_chunked:
+            if lname in FRAMING_HEADERS:
+                continue
+            if lname == "content-encoding":
+                kept = content_encoding_without_aws_chunked(value)
+                if kept is None:
+                    continue
+                value = kept
         out.append((lname, value))
     return out, frozenset(fired)
 

@@ -1,21 +1,29 @@
-"""Process setup: event loop, listener (HTTP or HTTPS), signals, allocator tuning."""
+"""Process setup: listeners (S3 and admin), signals and draining, allocator tuning."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import ctypes.util
+import dataclasses
+import os
 import signal
 import ssl
+import time
 
+import aiohttp
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from . import logs
 from .config import Config
+from .metrics import Metrics
 from .proxy import READ_SIZE, make_app
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
+READY_CACHE_SECONDS = 2.0
 
 
 def tune_malloc() -> None:
@@ -44,42 +52,157 @@ def _ssl_context(cfg: Config) -> ssl.SSLContext | None:
     return ctx
 
 
-async def run(cfg: Config, *, ready: asyncio.Event | None = None) -> None:
+class Health:
+    """Liveness, and readiness = not draining and the store answered recently."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.draining = False
+        self._checked_at = -1e9
+        self._ready = False
+        self._lock = asyncio.Lock()
+
+    async def store_answers(self) -> bool:
+        async with self._lock:
+            if time.monotonic() - self._checked_at < READY_CACHE_SECONDS:
+                return self._ready
+            # Any HTTP answer (even 403 to this unsigned request) means the store is up.
+            try:
+                timeout = aiohttp.ClientTimeout(total=2)
+                async with (
+                    aiohttp.ClientSession(timeout=timeout) as session,
+                    session.get(self.cfg.upstream_url + "/", ssl=self._ssl()) as resp,
+                ):
+                    self._ready = resp.status < 500
+            except (aiohttp.ClientError, OSError, TimeoutError):
+                self._ready = False
+            self._checked_at = time.monotonic()
+            return self._ready
+
+    def _ssl(self) -> ssl.SSLContext | bool:
+        if self.cfg.upstream_insecure:
+            return False
+        if self.cfg.upstream_ca_bundle:
+            return ssl.create_default_context(cafile=self.cfg.upstream_ca_bundle)
+        return True
+
+
+def make_admin_app(health: Health, metrics: Metrics) -> web.Application:
+    async def healthz(_: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    async def readyz(_: web.Request) -> web.Response:
+        if health.draining:
+            return web.Response(status=503, text="draining\n")
+        if not await health.store_answers():
+            return web.Response(status=503, text="store unreachable\n")
+        return web.Response(text="ready\n")
+
+    async def metrics_view(_: web.Request) -> web.Response:
+        resp = web.Response(body=generate_latest(metrics.registry))
+        resp.headers["Content-Type"] = CONTENT_TYPE_LATEST
+        return resp
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_view)
+    return app
+
+
+async def run(cfg: Config) -> None:
     log = logs.get()
-    app = make_app(cfg)
+    metrics = Metrics()
+    health = Health(cfg)
     runner = web.AppRunner(
-        app,
-        access_log=None,  # one structured line per request comes from the proxy itself
+        make_app(cfg, metrics),
+        access_log=None,  # the proxy logs one structured line per request itself
         handler_cancellation=False,  # a client hang-up must not cancel an upstream commit
         read_bufsize=READ_SIZE,
         max_field_size=16384,
+        shutdown_timeout=cfg.shutdown_grace,
     )
     await runner.setup()
-    site = web.TCPSite(
-        runner, cfg.listen_host, cfg.listen_port, ssl_context=_ssl_context(cfg), backlog=1024
-    )
-    await site.start()
+    await web.TCPSite(
+        runner,
+        cfg.listen_host,
+        cfg.listen_port,
+        ssl_context=_ssl_context(cfg),
+        backlog=1024,
+        reuse_port=cfg.workers > 1,
+    ).start()
+    admin: web.AppRunner | None = None
+    if cfg.admin_port:
+        admin = web.AppRunner(make_admin_app(health, metrics), access_log=None)
+        await admin.setup()
+        await web.TCPSite(admin, cfg.admin_host, cfg.admin_port).start()
     if cfg.upstream_insecure:
         log.warning("upstream_tls_unverified", upstream_url=cfg.upstream_url)
     log.info("started", **cfg.describe())
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    if ready is not None:
-        ready.set()
+        # The loop's handler replaces the forwarding one in the first process; keep both.
+        previous = signal.getsignal(sig)
+
+        def on_signal(sig: int = sig, previous: object = previous) -> None:
+            if callable(previous):
+                previous(sig, None)
+            stop.set()
+
+        loop.add_signal_handler(sig, on_signal)
     await stop.wait()
-    log.info("stopping")
+
+    # Drain: readiness fails at once, the listener closes (new connections are refused),
+    # requests in flight get up to the grace period, then the process exits 0.
+    health.draining = True
+    log.info("draining", grace_seconds=cfg.shutdown_grace)
     await runner.cleanup()
+    if admin is not None:
+        await admin.cleanup()
     log.info("stopped")
 
 
-def serve(cfg: Config) -> int:
-    tune_malloc()
+def _run_loop(cfg: Config) -> None:
     try:
         import uvloop  # optional: measured -10..25% CPU per streamed byte
     except ImportError:
         asyncio.run(run(cfg))
     else:
         uvloop.run(run(cfg))
-    return 0
+
+
+def serve(cfg: Config) -> int:
+    """Run one process, or ``cfg.workers`` processes sharing the port (SO_REUSEPORT).
+
+    Extra workers are forked before any event loop exists and run without the admin
+    listener; the first process serves it (so /metrics counts that process only) and
+    forwards SIGTERM/SIGINT to the others, then waits for them to drain.
+    """
+    tune_malloc()
+    children: list[int] = []
+    for _ in range(cfg.workers - 1):
+        pid = os.fork()
+        if pid == 0:  # a worker: its own loop, no admin listener
+            _run_loop(dataclasses.replace(cfg, admin_port=0))
+            os._exit(0)
+        children.append(pid)
+
+    def forward(signum: int, _frame: object) -> None:
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+
+    if children:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, forward)
+    try:
+        _run_loop(cfg)
+    finally:
+        forward(signal.SIGTERM, None)
+        status = 0
+        for pid in children:
+            _, code = os.waitpid(pid, 0)
+            status = status or os.waitstatus_to_exitcode(code)
+    return status

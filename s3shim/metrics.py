@@ -1,0 +1,73 @@
+"""Prometheus metrics, in a registry of s3shim's own (served on the admin listener)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "s3shim_requests",
+            "Requests answered, by S3 operation and HTTP status.",
+            ["operation", "status"],
+            registry=r,
+        )
+        self.bytes_in = Counter(
+            "s3shim_request_body_bytes",
+            "Request body bytes received from clients.",
+            ["operation"],
+            registry=r,
+        )
+        self.bytes_out = Counter(
+            "s3shim_response_body_bytes",
+            "Response body bytes sent to clients.",
+            ["operation"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "s3shim_request_duration_seconds",
+            "Whole-request latency as seen by s3shim.",
+            ["operation"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.upstream_latency = Histogram(
+            "s3shim_upstream_duration_seconds",
+            "Time from sending the request to the store until its response headers arrived.",
+            ["operation"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.rewrites = Counter(
+            "s3shim_rewrites",
+            "Requests whose headers or body s3shim rewrote, by kind.",
+            ["kind"],
+            registry=r,
+        )
+        self.auth_failures = Counter(
+            "s3shim_auth_failures",
+            "Requests refused before reaching the store, by S3 code.",
+            ["reason"],
+            registry=r,
+        )
+        self.integrity_failures = Counter(
+            "s3shim_integrity_failures",
+            "Bodies refused by s3shim's own checks (BadDigest, XAmzContentSHA256Mismatch, ...).",
+            ["code"],
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "s3shim_in_flight_requests",
+            "Requests being handled now.",
+            registry=r,
+        )
+        self.upstream_errors = Counter(
+            "s3shim_upstream_errors",
+            "Requests the store could not be reached for.",
+            registry=r,
+        )
