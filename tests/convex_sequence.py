@@ -71,7 +71,9 @@ def read_back(client: BaseClient, bucket: str, key: str) -> bytes:
     return body
 
 
-def run_sequence(client: BaseClient, bucket: str, size: int) -> None:
+def run_sequence(
+    client: BaseClient, bucket: str, size: int, *, range_statuses: tuple[int, ...] = (206,)
+) -> None:
     """Everything Convex does for one file of ``size`` bytes; asserts bytes are identical."""
     data = payload(size)
     key = f"files/{uuid.uuid4()}"
@@ -84,7 +86,7 @@ def run_sequence(client: BaseClient, bucket: str, size: int) -> None:
     if size:
         end = min(size, 100) - 1
         ranged = client.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{end}")
-        assert ranged["ResponseMetadata"]["HTTPStatusCode"] == 206
+        assert ranged["ResponseMetadata"]["HTTPStatusCode"] in range_statuses
         assert ranged["ContentRange"] == f"bytes 0-{end}/{size}"
         assert ranged["Body"].read() == data[: end + 1]
 
@@ -110,14 +112,14 @@ def run_sequence(client: BaseClient, bucket: str, size: int) -> None:
     get_url = presigner.generate_presigned_url(
         "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=300
     )
-    with urllib.request.urlopen(get_url, timeout=60, context=_ssl_ctx()) as r:  # noqa: S310
+    with urllib.request.urlopen(get_url, timeout=60, context=_ssl_ctx()) as r:
         assert hashlib.sha256(r.read()).digest() == hashlib.sha256(data).digest()
     up_key = f"uploads/{uuid.uuid4()}"
     put_url = presigner.generate_presigned_url(
         "put_object", Params={"Bucket": bucket, "Key": up_key}, ExpiresIn=300
     )
-    req = urllib.request.Request(put_url, data=small, method="PUT")  # noqa: S310
-    with urllib.request.urlopen(req, timeout=60, context=_ssl_ctx()) as r:  # noqa: S310
+    req = urllib.request.Request(put_url, data=small, method="PUT")
+    with urllib.request.urlopen(req, timeout=60, context=_ssl_ctx()) as r:
         assert r.status == 200
     assert read_back(client, bucket, up_key) == small
 

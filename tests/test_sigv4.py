@@ -53,7 +53,9 @@ def test_doc_get_object_range() -> None:
     )
 
 
-def _doc_signature(method: str, path: str, query: str, headers: dict[str, str], payload: str) -> str:
+def _doc_signature(
+    method: str, path: str, query: str, headers: dict[str, str], payload: str
+) -> str:
     hdrs = {k: [v] for k, v in headers.items()}
     signed = sorted(hdrs)
     canon = sigv4.canonical_request(

@@ -1,0 +1,135 @@
+"""The Convex call sequence against a real Ceph RGW: fails direct, passes through s3shim.
+
+Unmodified boto3 with default settings plays the client (it sends what Convex sends:
+SSE-S3 on CreateMultipartUpload/PutObject and a CRC32 on every part).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from botocore.exceptions import ClientError
+
+from .backends import Store
+from .convex_sequence import MIB, new_bucket, payload, read_back, run_sequence
+from .shim import Shim, run_shim, s3_client
+
+pytestmark = pytest.mark.rgw
+
+SIZES = [0, 1, 5 * MIB + 1, 17 * MIB]
+
+
+@pytest.fixture(scope="module")
+def shim(rgw_store: Store, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shim]:
+    with run_shim(
+        rgw_store.endpoint,
+        rgw_store.access_key,
+        rgw_store.secret_key,
+        tmp_path_factory.mktemp("shim-rgw"),
+    ) as s:
+        yield s
+
+
+def test_sequence_fails_directly_against_rgw(rgw_store: Store) -> None:
+    direct = s3_client(rgw_store.endpoint, rgw_store.access_key, rgw_store.secret_key)
+    bucket = new_bucket(direct)
+    with pytest.raises(ClientError) as info:
+        run_sequence(direct, bucket, 1)
+    # The failure Convex users report: CreateMultipartUpload with SSE-S3 over plain http.
+    assert info.value.response["Error"]["Code"] == "InvalidRequest"
+    assert info.value.operation_name == "CreateMultipartUpload"
+
+
+def test_upload_part_direct_returns_no_checksum(rgw_store: Store) -> None:
+    """Why Convex fails even without SSE: RGW 16 returns no x-amz-checksum-crc32."""
+    direct = s3_client(rgw_store.endpoint, rgw_store.access_key, rgw_store.secret_key)
+    bucket = new_bucket(direct)
+    upload = direct.create_multipart_upload(Bucket=bucket, Key="k", ChecksumAlgorithm="CRC32")
+    part = direct.upload_part(
+        Bucket=bucket,
+        Key="k",
+        UploadId=upload["UploadId"],
+        PartNumber=1,
+        Body=b"x",
+        ChecksumAlgorithm="CRC32",
+    )
+    assert "ChecksumCRC32" not in part
+    direct.abort_multipart_upload(Bucket=bucket, Key="k", UploadId=upload["UploadId"])
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s}B")
+def test_sequence_passes_through_s3shim(shim: Shim, rgw_store: Store, size: int) -> None:
+    client = shim.client()
+    bucket = new_bucket(client)
+    run_sequence(client, bucket, size)  # asserts stored bytes identical at every read
+
+
+def test_objects_written_through_s3shim_read_identical_directly(
+    shim: Shim, rgw_store: Store
+) -> None:
+    """The store itself holds exactly the bytes sent, not only what s3shim returns."""
+    client = shim.client()
+    direct = s3_client(rgw_store.endpoint, rgw_store.access_key, rgw_store.secret_key)
+    bucket = new_bucket(client)
+    data = payload(2 * MIB + 3)  # above the whole-body threshold: streamed with hold-back
+    client.put_object(Bucket=bucket, Key="big", Body=data, ServerSideEncryption="AES256")
+    assert read_back(direct, bucket, "big") == data
+
+
+def test_sse_c_is_never_dropped(shim: Shim, rgw_store: Store) -> None:
+    """SSE-C reaches the store even with AWS_S3_DISABLE_SSE: RGW refuses it over http, and
+    the client hears so, instead of s3shim silently storing plaintext."""
+    client = shim.client()
+    bucket = new_bucket(client)
+    key = f"ssec-{uuid.uuid4()}"
+    with pytest.raises(ClientError) as info:
+        client.put_object(
+            Bucket=bucket,
+            Key=key,
+            Body=b"secret",
+            SSECustomerAlgorithm="AES256",
+            SSECustomerKey="k" * 32,
+        )
+    assert info.value.response["Error"]["Code"] == "InvalidRequest"
+    direct = s3_client(rgw_store.endpoint, rgw_store.access_key, rgw_store.secret_key)
+    assert "Contents" not in direct.list_objects_v2(Bucket=bucket)
+
+
+def test_head_missing_is_not_found(shim: Shim) -> None:
+    client = shim.client()
+    bucket = new_bucket(client)
+    with pytest.raises(ClientError) as info:
+        client.head_object(Bucket=bucket, Key="missing")
+    assert info.value.response["Error"]["Code"] == "404"
+
+
+def test_conditional_get_304_and_store_errors_pass_through(shim: Shim) -> None:
+    client = shim.client()
+    bucket = new_bucket(client)
+    etag = client.put_object(Bucket=bucket, Key="c", Body=b"cond")["ETag"]
+    with pytest.raises(ClientError) as info:
+        client.get_object(Bucket=bucket, Key="c", IfNoneMatch=etag)
+    assert info.value.response["Error"]["Code"] == "304"
+    with pytest.raises(ClientError) as info:
+        client.get_object(Bucket=bucket, Key="nope")
+    assert info.value.response["Error"]["Code"] == "NoSuchKey"  # the store's own error
+    with pytest.raises(ClientError) as info:
+        client.list_objects_v2(Bucket="no-such-bucket-" + uuid.uuid4().hex[:8])
+    assert info.value.response["Error"]["Code"] == "NoSuchBucket"
+
+
+def test_shim_log_is_json_without_secrets(shim: Shim, rgw_store: Store, tmp_path: Path) -> None:
+    import json
+
+    client = shim.client()
+    bucket = new_bucket(client)
+    client.put_object(Bucket=bucket, Key="logged", Body=b"x")
+    lines = [json.loads(line) for line in shim.log_text().splitlines() if line.strip()]
+    requests = [entry for entry in lines if entry.get("event") == "request"]
+    assert any(r.get("op") == "PutObject" and r.get("status") == 200 for r in requests)
+    text = shim.log_text()
+    assert rgw_store.secret_key not in text
+    assert "Signature=" not in text and "X-Amz-Signature" not in text

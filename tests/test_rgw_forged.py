@@ -1,0 +1,254 @@
+"""Forged and corrupt requests through s3shim to a real RGW: refused, and nothing stored.
+
+Each case checks the S3 error code the client gets, the x-amz-request-id header, and that
+the store holds no object afterwards (read directly from the store, not through s3shim).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import time
+import uuid
+import zlib
+from collections.abc import Iterator
+
+import pytest
+from botocore.client import BaseClient
+
+from .backends import Store
+from .convex_sequence import MIB, new_bucket, presign_client
+from .rawclient import Reply, amz_now, send, sign
+from .shim import Shim, run_shim, s3_client
+
+pytestmark = pytest.mark.rgw
+
+
+@pytest.fixture(scope="module")
+def shim(rgw_store: Store, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shim]:
+    with run_shim(
+        rgw_store.endpoint,
+        rgw_store.access_key,
+        rgw_store.secret_key,
+        tmp_path_factory.mktemp("shim-forged"),
+    ) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def direct(rgw_store: Store) -> BaseClient:
+    return s3_client(rgw_store.endpoint, rgw_store.access_key, rgw_store.secret_key)
+
+
+@pytest.fixture(scope="module")
+def bucket(direct: BaseClient) -> str:
+    return new_bucket(direct)
+
+
+def _crc32_b64(data: bytes) -> str:
+    return base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+
+
+def _stored(direct: BaseClient, bucket: str, key: str) -> bool:
+    listed = direct.list_objects_v2(Bucket=bucket, Prefix=key)
+    return any(o["Key"] == key for o in listed.get("Contents", []))
+
+
+def _assert_refused(reply: Reply, status: int, code: str) -> None:
+    assert (reply.status, reply.code) == (status, code), reply.body[:500]
+    assert reply.headers.get("x-amz-request-id")
+    assert reply.headers.get("content-type") == "application/xml"
+
+
+def _put(
+    shim: Shim,
+    bucket: str,
+    key: str,
+    body: bytes,
+    *,
+    access_key: str | None = None,
+    secret_key: str | None = None,
+    headers: dict[str, str] | None = None,
+    amz_date: str | None = None,
+    payload_hash: str | None = None,
+) -> tuple[str, dict[str, str]]:
+    path = f"/{bucket}/{key}"
+    h = sign(
+        "PUT",
+        shim.endpoint,
+        path,
+        access_key=access_key or shim.access_key,
+        secret_key=secret_key or shim.secret_key,
+        headers={"content-length": str(len(body)), **(headers or {})},
+        body=body,
+        amz_date=amz_date,
+        payload_hash=payload_hash,
+    )
+    return path, h
+
+
+def test_good_raw_put_is_stored(shim: Shim, direct: BaseClient, bucket: str) -> None:
+    """Control for the cases below: the same raw client, correctly signed, works."""
+    key = f"ok-{uuid.uuid4()}"
+    body = os.urandom(1000)
+    path, h = _put(shim, bucket, key, body, headers={"x-amz-checksum-crc32": _crc32_b64(body)})
+    reply = send("PUT", shim.endpoint, path, h, body=body)
+    assert reply.status == 200, reply.body
+    assert reply.headers["x-amz-checksum-crc32"] == _crc32_b64(body)
+    assert direct.get_object(Bucket=bucket, Key=key)["Body"].read() == body
+
+
+def test_unsigned_request_is_refused(shim: Shim, direct: BaseClient, bucket: str) -> None:
+    key = f"anon-{uuid.uuid4()}"
+    reply = send("PUT", shim.endpoint, f"/{bucket}/{key}", {"content-length": "3"}, body=b"abc")
+    _assert_refused(reply, 403, "AccessDenied")
+    assert not _stored(direct, bucket, key)
+
+
+def test_wrong_secret_is_refused(shim: Shim, direct: BaseClient, bucket: str) -> None:
+    key = f"wrong-{uuid.uuid4()}"
+    path, h = _put(shim, bucket, key, b"abc", secret_key="not-the-secret")
+    _assert_refused(send("PUT", shim.endpoint, path, h, body=b"abc"), 403, "SignatureDoesNotMatch")
+    assert not _stored(direct, bucket, key)
+
+
+def test_unknown_key_is_refused(shim: Shim, direct: BaseClient, bucket: str) -> None:
+    key = f"unknown-{uuid.uuid4()}"
+    path, h = _put(shim, bucket, key, b"abc", access_key="AKIDUNKNOWN", secret_key="x")
+    _assert_refused(send("PUT", shim.endpoint, path, h, body=b"abc"), 403, "InvalidAccessKeyId")
+    assert not _stored(direct, bucket, key)
+
+
+def test_skewed_date_is_refused(shim: Shim, direct: BaseClient, bucket: str) -> None:
+    key = f"skew-{uuid.uuid4()}"
+    path, h = _put(shim, bucket, key, b"abc", amz_date=amz_now(-16 * 60))
+    _assert_refused(send("PUT", shim.endpoint, path, h, body=b"abc"), 403, "RequestTimeTooSkewed")
+    assert not _stored(direct, bucket, key)
+
+
+def test_tampered_path_is_refused(shim: Shim, direct: BaseClient, bucket: str) -> None:
+    key = f"tamper-{uuid.uuid4()}"
+    _, h = _put(shim, bucket, key, b"abc")
+    reply = send("PUT", shim.endpoint, f"/{bucket}/{key}-other", h, body=b"abc")
+    _assert_refused(reply, 403, "SignatureDoesNotMatch")
+    assert not _stored(direct, bucket, key + "-other")
+
+
+def test_tampered_query_is_refused(shim: Shim, direct: BaseClient, bucket: str) -> None:
+    path = f"/{bucket}"
+    h = sign(
+        "GET",
+        shim.endpoint,
+        path,
+        access_key=shim.access_key,
+        secret_key=shim.secret_key,
+        query=[("list-type", "2"), ("prefix", "a")],
+    )
+    reply = send("GET", shim.endpoint, path, h, query=[("list-type", "2"), ("prefix", "b")])
+    _assert_refused(reply, 403, "SignatureDoesNotMatch")
+
+
+def test_unsigned_amz_header_is_refused(shim: Shim, direct: BaseClient, bucket: str) -> None:
+    """An x-amz-* header added after signing (think x-amz-copy-source) is not vouched for."""
+    key = f"inject-{uuid.uuid4()}"
+    path, h = _put(shim, bucket, key, b"abc")
+    h["x-amz-meta-injected"] = "1"
+    _assert_refused(send("PUT", shim.endpoint, path, h, body=b"abc"), 403, "AccessDenied")
+    assert not _stored(direct, bucket, key)
+
+
+def test_expired_presigned_url_is_refused(shim: Shim, direct: BaseClient, bucket: str) -> None:
+    direct.put_object(Bucket=bucket, Key="presigned", Body=b"p")
+    url = presign_client(shim.client()).generate_presigned_url(
+        "get_object", Params={"Bucket": bucket, "Key": "presigned"}, ExpiresIn=1
+    )
+    time.sleep(2.1)
+    path_query = url.split(shim.endpoint, 1)[1]
+    path, _, query = path_query.partition("?")
+    pairs = [tuple(p.split("=", 1)) for p in query.split("&")]
+    from urllib.parse import unquote
+
+    reply = send("GET", shim.endpoint, path, {}, query=[(unquote(k), unquote(v)) for k, v in pairs])
+    _assert_refused(reply, 403, "AccessDenied")
+    assert b"expired" in reply.body
+
+
+def test_tampered_presigned_put_is_refused(shim: Shim, direct: BaseClient, bucket: str) -> None:
+    key = f"presigned-put-{uuid.uuid4()}"
+    url = presign_client(shim.client()).generate_presigned_url(
+        "put_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=300
+    )
+    import urllib.error
+    import urllib.request
+
+    forged = url.replace(key, key + "x")
+    req = urllib.request.Request(forged, data=b"data", method="PUT")
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(req, timeout=30)
+    assert info.value.code == 403
+    assert not _stored(direct, bucket, key + "x")
+
+
+@pytest.mark.parametrize("size", [10, 3 * MIB], ids=["small", "streamed"])
+def test_wrong_checksum_gets_bad_digest_and_nothing_stored(
+    shim: Shim, direct: BaseClient, bucket: str, size: int
+) -> None:
+    """RGW 16 stores a wrong CRC32 without complaint; through s3shim it never commits."""
+    key = f"baddigest-{uuid.uuid4()}"
+    body = os.urandom(size)
+    wrong = _crc32_b64(body + b"!")
+    path, h = _put(
+        shim,
+        bucket,
+        key,
+        body,
+        headers={"x-amz-checksum-crc32": wrong},
+        payload_hash="UNSIGNED-PAYLOAD",
+    )
+    _assert_refused(send("PUT", shim.endpoint, path, h, body=body), 400, "BadDigest")
+    assert not _stored(direct, bucket, key)
+
+
+@pytest.mark.parametrize("size", [0, 10, 3 * MIB], ids=["empty", "small", "streamed"])
+def test_wrong_content_sha256_is_refused_and_nothing_stored(
+    shim: Shim, direct: BaseClient, bucket: str, size: int
+) -> None:
+    key = f"badsha-{uuid.uuid4()}"
+    body = os.urandom(size)
+    path, h = _put(shim, bucket, key, body, payload_hash=hashlib.sha256(b"other").hexdigest())
+    _assert_refused(
+        send("PUT", shim.endpoint, path, h, body=body), 400, "XAmzContentSHA256Mismatch"
+    )
+    assert not _stored(direct, bucket, key)
+
+
+def test_truncated_body_stores_nothing(shim: Shim, direct: BaseClient, bucket: str) -> None:
+    """The client dies mid-upload: the store must not keep a short object."""
+    import socket
+
+    key = f"trunc-{uuid.uuid4()}"
+    body = os.urandom(3 * MIB)
+    path, h = _put(shim, bucket, key, body, payload_hash="UNSIGNED-PAYLOAD")
+    host, port = shim.endpoint.rsplit("/", 1)[1].split(":")
+    with socket.create_connection((host, int(port))) as sock:
+        head = f"PUT {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in h.items())
+        sock.sendall(head.encode() + b"\r\n")
+        sock.sendall(body[: len(body) // 2])
+    time.sleep(1.0)
+    assert not _stored(direct, bucket, key)
+
+
+def test_expect_100_continue_forged_is_refused_before_body(shim: Shim) -> None:
+    """With Expect: 100-continue, a forged request is answered before any body is sent."""
+    import socket
+
+    host, port = shim.endpoint.rsplit("/", 1)[1].split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(
+            b"PUT /b/k HTTP/1.1\r\nhost: x\r\ncontent-length: 1000000\r\n"
+            b"expect: 100-continue\r\n\r\n"
+        )
+        answer = sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 403"), answer[:200]
+    assert b"100 Continue" not in answer
