@@ -168,6 +168,8 @@ class Proxy:
             raise
         fields["access_key"] = ctx.access_key
         spec = body_spec(target.op, ctx, headers)
+        if spec.framing is not None:
+            fields["framing"] = spec.framing.value
         fwd, fired = forward_headers(
             request.headers.items(), self.policy, decoded_aws_chunked=spec.framing is not None
         )

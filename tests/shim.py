@@ -23,6 +23,8 @@ class Shim:
     access_key: str
     secret_key: str
     log_path: Path
+    admin: str  # http://127.0.0.1:PORT of the admin listener
+    pid: int
     region: str = "us-east-1"
 
     def client(self, **config: object) -> BaseClient:
@@ -75,7 +77,7 @@ def run_shim(
     tls: tuple[str, str] | None = None,
     env: dict[str, str] | None = None,
 ) -> Iterator[Shim]:
-    port = free_port()
+    port, admin_port = free_port(), free_port()
     log = log_dir / f"s3shim-{port}.log"
     child_env = {
         "PATH": os.environ.get("PATH", ""),
@@ -83,6 +85,7 @@ def run_shim(
         "AWS_ACCESS_KEY_ID": access_key,
         "AWS_SECRET_ACCESS_KEY": secret_key,
         "S3SHIM_LISTEN_PORT": str(port),
+        "S3SHIM_ADMIN_PORT": str(admin_port),
         "AWS_S3_DISABLE_SSE": str(disable_sse).lower(),
         "AWS_S3_DISABLE_CHECKSUMS": str(disable_checksums).lower(),
         "S3SHIM_LOG_FORMAT": "json",
@@ -97,7 +100,14 @@ def run_shim(
     try:
         wait_port(port, proc, log)
         scheme = "https" if tls else "http"
-        yield Shim(f"{scheme}://127.0.0.1:{port}", access_key, secret_key, log)
+        yield Shim(
+            f"{scheme}://127.0.0.1:{port}",
+            access_key,
+            secret_key,
+            log,
+            f"http://127.0.0.1:{admin_port}",
+            proc.pid,
+        )
     finally:
         proc.terminate()
         try:
