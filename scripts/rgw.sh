@@ -13,7 +13,8 @@
 #
 # Options may also come from the environment: RGW_MON_V2_PORT (default 3300),
 # RGW_MON_V1_PORT (default 6789), RGW_MEMSTORE_BYTES (default 3 GiB). A port given as
-# "auto" (or 0) is replaced by a free one, so a second cluster can run beside another one.
+# "auto" (or 0) is replaced by a free one, so a second cluster can run beside another one;
+# PORT may be "auto" too (the printed endpoint then tells which port radosgw listens on).
 # Progress goes to stderr; on failure the tails of the daemons' logs are printed there too.
 #
 # Needs (Debian 12): ceph-mon ceph-osd radosgw ceph-common curl python3 (scripts/bootstrap.sh).
@@ -24,7 +25,7 @@ T0=$(date +%s%N)
 
 say() { printf '[rgw.sh %5dms] %s\n' $(( ($(date +%s%N) - T0) / 1000000 )) "$*" >&2; }
 usage() {
-  sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//' >&2
+  awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0" >&2
   exit 2
 }
 
@@ -125,7 +126,7 @@ do_start() {
       *) usage ;;
     esac
   done
-  [[ $RGW_PORT =~ ^[0-9]+$ ]] || usage
+  [[ $RGW_PORT =~ ^([0-9]+|auto)$ ]] || usage
   [[ $mem =~ ^[0-9]+$ ]] || usage
   [ ${#SECRET} -ge 1 ] && [ ${#ACCESS} -ge 1 ] || usage
 
@@ -148,7 +149,7 @@ do_start() {
 
   local ports
   ports=$(resolve_ports "$mon2" "$mon1" "$RGW_PORT") || fail "a port is taken"
-  read -r mon2 mon1 _ <<<"$ports"
+  read -r mon2 mon1 RGW_PORT <<<"$ports"
 
   local conf=$STATE/ceph.conf keyring=$STATE/keyring
   local fsid osd_uuid mon_addrs
