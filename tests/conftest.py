@@ -1,0 +1,70 @@
+"""Shared fixtures. Real stores start lazily, at most once per session (see tests/backends.py).
+
+A store that cannot start fails the test under CI=true (never a silent skip) and skips it
+elsewhere, with the reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from .backends import (
+    BackendUnavailable,
+    Store,
+    new_bucket,
+    start_moto,
+    start_rclone,
+    start_rgw,
+    start_s3rver,
+)
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
+def _provide(
+    name: str, start: Callable[[Path], contextlib.AbstractContextManager[Store]], tmp: Path
+) -> Iterator[Store]:
+    with contextlib.ExitStack() as stack:
+        reason = ""
+        try:
+            store = stack.enter_context(start(tmp))
+        except BackendUnavailable as e:
+            reason = e.reason
+        if reason:
+            if in_ci():
+                pytest.fail(f"{name} store could not start (CI=true): {reason}", pytrace=False)
+            pytest.skip(f"{name} store unavailable: {reason}")
+        yield store
+
+
+@pytest.fixture(scope="session")
+def rgw_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
+    yield from _provide("Ceph RGW", start_rgw, tmp_path_factory.mktemp("rgw"))
+
+
+@pytest.fixture(scope="session")
+def rclone_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
+    yield from _provide("rclone", start_rclone, tmp_path_factory.mktemp("rclone"))
+
+
+@pytest.fixture(scope="session")
+def moto_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
+    yield from _provide("moto", start_moto, tmp_path_factory.mktemp("moto"))
+
+
+@pytest.fixture(scope="session")
+def s3rver_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
+    yield from _provide("s3rver", start_s3rver, tmp_path_factory.mktemp("s3rver"))
+
+
+@pytest.fixture
+def make_bucket() -> Callable[[Store], str]:
+    """``make_bucket(store)`` creates a uniquely named bucket directly on the store."""
+    return new_bucket
