@@ -78,7 +78,7 @@ if [ ! -x "$VENV/bin/python" ]; then
   say "creating $VENV with $("$PYTHON" --version 2>&1)"
   "$PYTHON" -m venv "$VENV" || die "python3 -m venv failed"
 fi
-PIP=("$VENV/bin/python" -m pip --quiet)
+PIP=("$VENV/bin/python" -m pip --quiet --quiet)   # -qq: errors only (no index-location noise)
 STAMP=$VENV/.s3shim-bootstrap
 want=$(printf '%s\n%s\n' "$(sha requirements/test.lock pyproject.toml)" "$ROOT")
 if [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
