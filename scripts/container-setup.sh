@@ -69,7 +69,7 @@ nofile=$(ulimit -Hn)
 [ "$nofile" = unlimited ] && nofile=1048576
 nproc=$(ulimit -Hu)
 { [ "$nproc" = unlimited ] || [ "$nproc" -gt 4096 ]; } && nproc=4096
-if [ "$(ps -p 1 -o comm= 2>/dev/null || true)" = systemd ]; then
+if [ "$(cat /proc/1/comm 2>/dev/null || true)" = systemd ]; then
   cgroup_manager=systemd
 else
   cgroup_manager=cgroupfs
