@@ -148,7 +148,8 @@ do_start() {
   mkdir -p "$STATE"/{run,log,crash,mon.a,osd.0,rgw.a}
 
   local ports
-  ports=$(resolve_ports "$mon2" "$mon1" "$RGW_PORT") || fail "a port is taken (give other ports, or auto: --mon-v2-port auto --mon-v1-port auto)"
+  ports=$(resolve_ports "$mon2" "$mon1" "$RGW_PORT") \
+    || fail "a port is taken (give other ports, or: --mon-v2-port auto --mon-v1-port auto)"
   read -r mon2 mon1 RGW_PORT <<<"$ports"
 
   local conf=$STATE/ceph.conf keyring=$STATE/keyring
