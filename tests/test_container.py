@@ -23,6 +23,7 @@ skipped with the reason.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -47,7 +48,8 @@ pytestmark = pytest.mark.rgw
 
 ROOT = Path(__file__).resolve().parent.parent
 SETUP = ROOT / "scripts" / "container-setup.sh"
-IMAGE_TAG = "localhost/s3shim:test"
+# One tag per checkout, so two checkouts testing at once never remove each other's image.
+IMAGE_TAG = "localhost/s3shim:test-" + hashlib.sha256(str(ROOT).encode()).hexdigest()[:10]
 IMAGE_UID = 10001
 STOP_TIMEOUT = 30  # podman would SIGKILL after this; s3shim must be done long before
 
