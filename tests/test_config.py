@@ -151,3 +151,10 @@ def test_bad_config_exits_non_zero_with_one_line() -> None:
     )
     assert r.returncode == 2
     assert r.stderr.count("\n") == 1 and "S3SHIM_UPSTREAM_URL" in r.stderr
+
+
+def test_readme_documents_every_option() -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    for opt in OPTIONS:
+        assert f"`{opt.env}`" in readme or opt.env in readme, opt.env
+        assert opt.flag in readme, opt.flag
