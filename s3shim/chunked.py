@@ -79,6 +79,7 @@ __all__ = [
     "Event",
     "Framing",
     "Limits",
+    "OneChunkFraming",
     "Trailer",
     "chunk_signature",
     "encode_unsigned_trailer_chunk",
@@ -613,6 +614,34 @@ def encode_unsigned_trailer_end(trailers: list[tuple[str, str]]) -> bytes:
     """The zero-size chunk, the trailer lines and the closing blank line."""
     lines = "".join(f"{name}:{value}\r\n" for name, value in trailers)
     return b"0\r\n" + lines.encode() + b"\r\n"
+
+
+@dataclass(frozen=True, slots=True)
+class OneChunkFraming:
+    """A payload of known length re-framed as ONE STREAMING-UNSIGNED-PAYLOAD-TRAILER chunk.
+
+    Lets s3shim hand a store that supports checksums the client's trailer checksum while
+    streaming: the framed length is known before the first byte (the trailer value has a
+    fixed size per algorithm), so the store still gets a Content-Length. aws-c-s3 frames
+    whole parts the same way.
+    """
+
+    length: int
+    trailer_name: str
+    trailer_value_size: int  # characters of the base64 value
+
+    def head(self) -> bytes:
+        return b"%x\r\n" % self.length if self.length else b""
+
+    def tail(self, trailer_value: str) -> bytes:
+        if len(trailer_value) != self.trailer_value_size:
+            raise ValueError("trailer value has the wrong size")
+        end = encode_unsigned_trailer_end([(self.trailer_name, trailer_value)])
+        return (b"\r\n" if self.length else b"") + end
+
+    @property
+    def framed_length(self) -> int:
+        return len(self.head()) + self.length + len(self.tail("=" * self.trailer_value_size))
 
 
 class ChunkSigner:

@@ -23,7 +23,7 @@ from yarl import URL
 
 from . import auth, chunked, errors, logs, sigv4
 from .body import BodyPipeline, BodySpec
-from .checksums import declared_checksum
+from .checksums import declared_checksum, new_checksum
 from .classify import Op, classify
 from .complete_xml import strip_part_checksums
 from .config import Config
@@ -65,6 +65,12 @@ def error_response(
     # The client's body may be partly unread: never reuse this connection.
     resp.force_close()
     return resp
+
+
+def _with_aws_chunked_encoding(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    others = [v for n, v in headers if n == "content-encoding"]
+    rest = [(n, v) for n, v in headers if n != "content-encoding"]
+    return [*rest, ("content-encoding", ",".join(["aws-chunked", *others]))]
 
 
 def body_spec(op: Op, ctx: auth.AuthContext, headers: dict[str, list[str]]) -> BodySpec:
@@ -185,6 +191,13 @@ class Proxy:
         pipeline = BodyPipeline(spec)
         length = spec.length if spec.length is not None else (None if request.body_exists else 0)
         strip_xml = target.op is Op.COMPLETE_MULTIPART_UPLOAD and cfg.disable_checksums
+        # A trailer checksum the store should still get (flag off): s3shim decodes the client's
+        # framing, so it hands the verified value on itself.
+        trailer_alg = (
+            spec.checksum.algorithm
+            if spec.checksum and spec.checksum.in_trailer and not cfg.disable_checksums
+            else None
+        )
         data: bytes | AsyncIterator[bytes] | None
         if strip_xml or (length is not None and length <= SMALL_BODY):
             limit = MAX_COMPLETE_XML if strip_xml else SMALL_BODY
@@ -194,6 +207,12 @@ class Proxy:
                 if stripped != body:
                     fields["rewrites"] = sorted({*fields["rewrites"], Group.CHECKSUM.value})
                 body = stripped
+            if trailer_alg and pipeline.computed_checksum:
+                # Known before sending: a plain header, as SDKs send it for small bodies.
+                fwd += [
+                    (trailer_alg.header, pipeline.computed_checksum),
+                    ("x-amz-sdk-checksum-algorithm", trailer_alg.name),
+                ]
             # A body sent whole can be signed with its real hash.
             payload_hash = hashlib.sha256(body).hexdigest()
             data = body or None
@@ -202,6 +221,19 @@ class Proxy:
         elif length is None:
             # Stores need the length up front (RGW answers 411 to chunked transfer coding).
             raise errors.missing_content_length()
+        elif trailer_alg:
+            framing = chunked.OneChunkFraming(
+                length, trailer_alg.header, len(new_checksum(trailer_alg).b64digest())
+            )
+            payload_hash = chunked.Framing.UNSIGNED_TRAILER.value
+            fwd = _with_aws_chunked_encoding(fwd)
+            fwd += [
+                ("content-length", str(framing.framed_length)),
+                ("x-amz-decoded-content-length", str(length)),
+                ("x-amz-trailer", trailer_alg.header),
+                ("x-amz-sdk-checksum-algorithm", trailer_alg.name),
+            ]
+            data = self._reframe(framing, self._stream(request, pipeline, fields), pipeline)
         else:
             payload_hash = sigv4.UNSIGNED_PAYLOAD
             fwd.append(("content-length", str(length)))
@@ -294,6 +326,17 @@ class Proxy:
             fields["bytes_in"] = received
         if tail:
             yield tail
+
+    @staticmethod
+    async def _reframe(
+        framing: chunked.OneChunkFraming, payload: AsyncIterator[bytes], pipeline: BodyPipeline
+    ) -> AsyncIterator[bytes]:
+        yield framing.head()
+        async for piece in payload:
+            yield piece
+        # Only reached once the pipeline verified the body (it raises otherwise).
+        assert pipeline.computed_checksum is not None
+        yield framing.tail(pipeline.computed_checksum)
 
     async def _respond(
         self,

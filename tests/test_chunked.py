@@ -758,3 +758,22 @@ def test_constructor_checks() -> None:
     )
     events = run(dec, [b"0\r\nx-amz-checksum-crc32:AAAAAA==\r\n\r\n"])
     assert trailers_of(events) == {"x-amz-checksum-crc32": "AAAAAA=="}
+
+
+@pytest.mark.parametrize("size", [0, 1, 70_000])
+def test_one_chunk_framing_has_the_promised_length_and_decodes(size: int) -> None:
+    from s3shim.chunked import OneChunkFraming
+
+    data = random.Random(size).randbytes(size)
+    value = base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+    framing = OneChunkFraming(size, "x-amz-checksum-crc32", len(value))
+    body = framing.head() + data + framing.tail(value)
+    assert len(body) == framing.framed_length
+    dec = decoder(
+        Framing.UNSIGNED_TRAILER,
+        decoded_length=size,
+        trailers=["x-amz-checksum-crc32"],
+    )
+    events = run(dec, [body])
+    assert payload_of(events) == data
+    assert Trailer("x-amz-checksum-crc32", value) in events
