@@ -34,8 +34,7 @@ def invalid_access_key_id() -> S3Error:
 def signature_does_not_match(message: str | None = None) -> S3Error:
     return S3Error(
         "SignatureDoesNotMatch",
-        message
-        or "The request signature we calculated does not match the signature you provided.",
+        message or "The request signature we calculated does not match the signature you provided.",
         403,
     )
 

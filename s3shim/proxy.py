@@ -18,6 +18,8 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from aiohttp.http_exceptions import LineTooLong
+from aiohttp.web_request import BaseRequest
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
@@ -35,10 +37,6 @@ SMALL_BODY = 1024 * 1024  # bodies up to this are read whole, verified, then sen
 MAX_COMPLETE_XML = 4 * 1024 * 1024
 _UPLOAD_OPS = frozenset({Op.PUT_OBJECT, Op.UPLOAD_PART})
 _HEX = frozenset("0123456789abcdef")
-
-CONFIG_KEY = web.AppKey("config", Config)
-SESSION_KEY = web.AppKey("session", aiohttp.ClientSession)
-METRICS_KEY = web.AppKey("metrics", Metrics)
 
 
 def _request_id() -> str:
@@ -105,13 +103,14 @@ def body_spec(op: Op, ctx: auth.AuthContext, headers: dict[str, list[str]]) -> B
 
 
 class Proxy:
-    def __init__(self, config: Config, metrics: Metrics) -> None:
+    def __init__(self, config: Config, metrics: Metrics, session: aiohttp.ClientSession) -> None:
         self.config = config
         self.metrics = metrics
+        self.session = session
         self.policy = Policy(config.disable_sse, config.disable_checksums)
         self.log = logs.get()
 
-    async def handle(self, request: web.Request) -> web.StreamResponse:
+    async def handle(self, request: BaseRequest) -> web.StreamResponse:
         request_id = _request_id()
         started = time.monotonic()
         raw_path, _, raw_query = request.raw_path.partition("?")
@@ -147,7 +146,7 @@ class Proxy:
 
     async def _handle(
         self,
-        request: web.Request,
+        request: BaseRequest,
         request_id: str,
         raw_path: str,
         raw_query: str,
@@ -181,8 +180,8 @@ class Proxy:
         )
         fields["rewrites"] = sorted(g.value for g in fired)
 
-        # Authenticated: now, and only now, invite the body (aiohttp's automatic
-        # 100-continue is switched off in make_app).
+        # Authenticated: now, and only now, invite the body. (The low-level server has no
+        # router, hence no automatic 100-continue before the handler runs.)
         if request.headers.get("Expect", "").lower() == "100-continue" and request.writer:
             await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
@@ -262,7 +261,7 @@ class Proxy:
         url = URL(cfg.upstream_url + path + ("?" + qs if qs else ""), encoded=True)
         sent = time.monotonic()
         try:
-            upstream = await request.app[SESSION_KEY].request(
+            upstream = await self.session.request(
                 request.method,
                 url,
                 headers=out_headers,
@@ -285,7 +284,7 @@ class Proxy:
         return await self._respond(request, upstream, request_id, target.op, pipeline, fields)
 
     async def _read_whole(
-        self, request: web.Request, pipeline: BodyPipeline, limit: int, fields: dict[str, Any]
+        self, request: BaseRequest, pipeline: BodyPipeline, limit: int, fields: dict[str, Any]
     ) -> bytes:
         parts: list[bytes] = []
         size = received = 0
@@ -306,7 +305,7 @@ class Proxy:
         return b"".join(parts)
 
     async def _stream(
-        self, request: web.Request, pipeline: BodyPipeline, fields: dict[str, Any]
+        self, request: BaseRequest, pipeline: BodyPipeline, fields: dict[str, Any]
     ) -> AsyncIterator[bytes]:
         received = 0
         try:
@@ -340,7 +339,7 @@ class Proxy:
 
     async def _respond(
         self,
-        request: web.Request,
+        request: BaseRequest,
         upstream: aiohttp.ClientResponse,
         request_id: str,
         op: Op,
@@ -381,32 +380,54 @@ def _upstream_ssl(config: Config) -> ssl.SSLContext | bool:
     return True
 
 
-def make_app(config: Config, metrics: Metrics | None = None) -> web.Application:
-    metrics = metrics or Metrics()
-    proxy = Proxy(config, metrics)
-    # client_max_size only limits request.read()/post(); bodies here are streamed.
-    app = web.Application(client_max_size=0)
-    app[CONFIG_KEY] = config
-    app[METRICS_KEY] = metrics
+def new_upstream_session(config: Config) -> aiohttp.ClientSession:
+    """The one client session to the store (call inside the running loop)."""
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0, ssl=_upstream_ssl(config)),
+        auto_decompress=False,  # bodies pass through byte for byte
+        read_bufsize=READ_SIZE,
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=300),
+        cookie_jar=aiohttp.DummyCookieJar(),
+    )
 
-    async def session_ctx(app: web.Application) -> AsyncIterator[None]:
-        session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0, ssl=_upstream_ssl(config)),
-            auto_decompress=False,  # bodies pass through byte for byte
-            read_bufsize=READ_SIZE,
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=300),
-            cookie_jar=aiohttp.DummyCookieJar(),
+
+class S3RequestHandler(web.RequestHandler):
+    """aiohttp's connection handler, answering what it rejects itself in S3's terms.
+
+    Requests aiohttp refuses before any handler runs (oversize header section, malformed
+    request line) and unexpected exceptions get an S3 XML error instead of aiohttp's
+    plain-text page, which would echo part of the request back.
+    """
+
+    def handle_error(
+        self,
+        request: BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if request.writer is not None and request.writer.output_size > 0:
+            raise ConnectionError("response already started; cannot send an error")
+        if isinstance(exc, LineTooLong):
+            err = errors.header_too_large()
+        elif status < 500:
+            err = errors.S3Error("BadRequest", "The request could not be parsed.", 400)
+        else:
+            err = errors.S3Error("InternalError", "We encountered an internal error.", 500)
+        request_id = _request_id()
+        logs.get().warning(
+            "request_rejected",
+            request_id=request_id,
+            status=err.status,
+            error=err.code,
+            exc_type=type(exc).__name__ if exc else None,
         )
-        app[SESSION_KEY] = session
-        yield
-        await session.close()
+        return error_response("GET", err, request_id, "/")
 
-    app.cleanup_ctx.append(session_ctx)
 
-    async def no_auto_continue(request: web.Request) -> None:
-        # aiohttp would send 100 Continue before the handler runs; s3shim sends it only
-        # after the request is authenticated, so a forged request never uploads its body.
-        return None
+class S3Server(web.Server):
+    """A low-level aiohttp server (no router: every path is S3's) using S3RequestHandler."""
 
-    app.router.add_route("*", "/{tail:.*}", proxy.handle, expect_handler=no_auto_continue)
-    return app
+    def __call__(self) -> web.RequestHandler:
+        # Same construction as web.Server.__call__, with our handler class.
+        return S3RequestHandler(self, loop=self._loop, **self._kwargs)

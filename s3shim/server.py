@@ -19,7 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from . import logs
 from .config import Config
 from .metrics import Metrics
-from .proxy import READ_SIZE, make_app
+from .proxy import READ_SIZE, Proxy, S3Server, new_upstream_session
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
@@ -114,54 +114,59 @@ async def run(cfg: Config) -> None:
     log = logs.get()
     metrics = Metrics()
     health = Health(cfg)
-    runner = web.AppRunner(
-        make_app(cfg, metrics),
-        access_log=None,  # the proxy logs one structured line per request itself
-        handler_cancellation=False,  # a client hang-up must not cancel an upstream commit
-        read_bufsize=READ_SIZE,
-        max_field_size=16384,
-        shutdown_timeout=cfg.shutdown_grace,
-    )
-    await runner.setup()
-    await web.TCPSite(
-        runner,
-        cfg.listen_host,
-        cfg.listen_port,
-        ssl_context=_ssl_context(cfg),
-        backlog=1024,
-        reuse_port=cfg.workers > 1,
-    ).start()
-    admin: web.AppRunner | None = None
-    if cfg.admin_port:
-        admin = web.AppRunner(make_admin_app(health, metrics), access_log=None)
-        await admin.setup()
-        await web.TCPSite(admin, cfg.admin_host, cfg.admin_port).start()
-    if cfg.upstream_insecure:
-        log.warning("upstream_tls_unverified", upstream_url=cfg.upstream_url)
-    log.info("started", **cfg.describe())
+    session = new_upstream_session(cfg)
+    try:
+        proxy = Proxy(cfg, metrics, session)
+        server = S3Server(
+            proxy.handle,
+            handler_cancellation=False,  # a client hang-up must not cancel an upstream commit
+            access_log=None,  # the proxy logs one structured line per request itself
+            read_bufsize=READ_SIZE,
+            max_field_size=16384,
+        )
+        runner = web.ServerRunner(server, shutdown_timeout=cfg.shutdown_grace)
+        await runner.setup()
+        await web.TCPSite(
+            runner,
+            cfg.listen_host,
+            cfg.listen_port,
+            ssl_context=_ssl_context(cfg),
+            backlog=1024,
+            reuse_port=cfg.workers > 1,
+        ).start()
+        admin: web.AppRunner | None = None
+        if cfg.admin_port:
+            admin = web.AppRunner(make_admin_app(health, metrics), access_log=None)
+            await admin.setup()
+            await web.TCPSite(admin, cfg.admin_host, cfg.admin_port).start()
+        if cfg.upstream_insecure:
+            log.warning("upstream_tls_unverified", upstream_url=cfg.upstream_url)
+        log.info("started", **cfg.describe())
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        # The loop's handler replaces the forwarding one in the first process; keep both.
-        previous = signal.getsignal(sig)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            # The loop's handler replaces the forwarding one in the first process; keep both.
+            previous = signal.getsignal(sig)
 
-        def on_signal(sig: int = sig, previous: object = previous) -> None:
-            if callable(previous):
-                previous(sig, None)
-            stop.set()
+            def on_signal(sig: int = sig, previous: object = previous) -> None:
+                if callable(previous):
+                    previous(sig, None)
+                stop.set()
 
-        loop.add_signal_handler(sig, on_signal)
-    await stop.wait()
+            loop.add_signal_handler(sig, on_signal)
+        await stop.wait()
 
-    # Drain: readiness fails at once, the listener closes (new connections are refused),
-    # requests in flight get up to the grace period, then the process exits 0.
-    health.draining = True
-    log.info("draining", grace_seconds=cfg.shutdown_grace)
-    await runner.cleanup()
-    if admin is not None:
-        await admin.cleanup()
-    log.info("stopped")
+        # Drain: readiness fails at once, the listener closes (new connections are refused),
+        # requests in flight get up to the grace period, then the process exits 0.
+        health.draining = True
+        log.info("draining", grace_seconds=cfg.shutdown_grace)
+        await runner.cleanup()
+        if admin is not None:
+            await admin.cleanup()
+        log.info("stopped")
+    finally:
+        await session.close()
 
 
 def _run_loop(cfg: Config) -> None:
