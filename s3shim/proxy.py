@@ -107,6 +107,7 @@ class Proxy:
         self.config = config
         self.metrics = metrics
         self.session = session
+        self.active = 0  # requests being handled, for draining on SIGTERM
         self.policy = Policy(config.disable_sse, config.disable_checksums)
         self.log = logs.get()
 
@@ -116,6 +117,7 @@ class Proxy:
         raw_path, _, raw_query = request.raw_path.partition("?")
         fields: dict[str, Any] = {"request_id": request_id, "method": request.method}
         self.metrics.in_flight.inc()
+        self.active += 1
         try:
             resp = await self._handle(request, request_id, raw_path, raw_query, fields)
         except errors.S3Error as err:
@@ -123,6 +125,7 @@ class Proxy:
             resp = error_response(request.method, err, request_id, raw_path)
         finally:
             self.metrics.in_flight.dec()
+            self.active -= 1
         fields["duration_ms"] = round((time.monotonic() - started) * 1000, 1)
         fields.setdefault("status", resp.status)
         self._record(fields, time.monotonic() - started)

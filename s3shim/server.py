@@ -124,7 +124,8 @@ async def run(cfg: Config) -> None:
             read_bufsize=READ_SIZE,
             max_field_size=16384,
         )
-        runner = web.ServerRunner(server, shutdown_timeout=cfg.shutdown_grace)
+        # Only what outlived the grace period is left when aiohttp's shutdown runs (see below).
+        runner = web.ServerRunner(server, shutdown_timeout=1.0)
         await runner.setup()
         await web.TCPSite(
             runner,
@@ -157,10 +158,19 @@ async def run(cfg: Config) -> None:
             loop.add_signal_handler(sig, on_signal)
         await stop.wait()
 
-        # Drain: readiness fails at once, the listener closes (new connections are refused),
-        # requests in flight get up to the grace period, then the process exits 0.
+        # Drain: readiness fails at once and the listener closes (new connections are
+        # refused); requests in flight get up to the grace period. aiohttp's own graceful
+        # shutdown is not used for this: it stops reading from connections it is closing,
+        # which would starve an upload in flight of the rest of its body.
         health.draining = True
-        log.info("draining", grace_seconds=cfg.shutdown_grace)
+        log.info("draining", in_flight=proxy.active, grace_seconds=cfg.shutdown_grace)
+        for site in list(runner.sites):
+            await site.stop()
+        deadline = loop.time() + cfg.shutdown_grace
+        while proxy.active and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        if proxy.active:
+            log.warning("grace_period_over", in_flight=proxy.active)
         await runner.cleanup()
         if admin is not None:
             await admin.cleanup()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import subprocess
@@ -11,6 +12,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import boto3
 from botocore.client import BaseClient
@@ -33,6 +35,16 @@ class Shim:
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def log_entries(self, until: str | None = None, timeout: float = 5.0) -> list[dict[str, Any]]:
+        """The JSON log lines; with ``until``, wait for a line containing that text (s3shim
+        writes a request's line just after the response went out)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            text = self.log_text()
+            if until is None or until in text or time.monotonic() > deadline:
+                return [json.loads(x) for x in text.splitlines() if x.startswith("{")]
+            time.sleep(0.05)
 
 
 def s3_client(endpoint: str, access_key: str, secret_key: str, **config: object) -> BaseClient:
