@@ -127,11 +127,12 @@ async def run(cfg: Config) -> None:
         # Only what outlived the grace period is left when aiohttp's shutdown runs (see below).
         runner = web.ServerRunner(server, shutdown_timeout=1.0)
         await runner.setup()
+        tls = _ssl_context(cfg)
         await web.TCPSite(
             runner,
             cfg.listen_host,
             cfg.listen_port,
-            ssl_context=_ssl_context(cfg),
+            ssl_context=tls,
             backlog=1024,
             reuse_port=cfg.workers > 1,
         ).start()
@@ -156,6 +157,19 @@ async def run(cfg: Config) -> None:
                 stop.set()
 
             loop.add_signal_handler(sig, on_signal)
+        if tls is not None and cfg.tls_cert and cfg.tls_key:
+            cert, key = cfg.tls_cert, cfg.tls_key
+
+            def reload_tls() -> None:
+                # New handshakes use the new pair; connections already open keep theirs.
+                try:
+                    tls.load_cert_chain(cert, key)
+                except (OSError, ssl.SSLError) as exc:
+                    log.error("tls_reload_failed", error=str(exc))
+                else:
+                    log.info("tls_reloaded", cert=cert)
+
+            loop.add_signal_handler(signal.SIGHUP, reload_tls)
         await stop.wait()
 
         # Drain: readiness fails at once and the listener closes (new connections are

@@ -343,3 +343,39 @@ def _zombie(pid: str) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
     except FileNotFoundError:
         return True
+
+
+def test_sighup_reloads_the_tls_certificate(rgw_store: Store, tmp_path: Path) -> None:
+    import shutil
+    import ssl
+
+    first, second = make_tls(tmp_path / "a"), make_tls(tmp_path / "b")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    shutil.copy(first.cert, cert)
+    shutil.copy(first.key, key)
+    with run_shim(
+        rgw_store.endpoint,
+        rgw_store.access_key,
+        rgw_store.secret_key,
+        tmp_path,
+        tls=(str(cert), str(key)),
+    ) as s:
+        port = int(s.endpoint.rsplit(":", 1)[1])
+
+        def handshake(ca: str) -> bool:
+            ctx = ssl.create_default_context(cafile=ca)
+            try:
+                with (
+                    socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+                    ctx.wrap_socket(raw, server_hostname="127.0.0.1"),
+                ):
+                    return True
+            except ssl.SSLCertVerificationError:
+                return False
+
+        assert handshake(first.ca) and not handshake(second.ca)
+        shutil.copy(second.cert, cert)
+        shutil.copy(second.key, key)
+        os.kill(s.pid, signal.SIGHUP)
+        s.log_entries(until="tls_reloaded")
+        assert handshake(second.ca) and not handshake(first.ca)
