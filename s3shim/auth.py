@@ -109,14 +109,7 @@ def _check_signed_headers(
         )
 
 
-def _lookup(lookup: SecretLookup, access_key: str) -> str:
-    secret = lookup(access_key)
-    if secret is None:
-        raise errors.invalid_access_key_id()
-    return secret
-
-
-def _verify_signature(
+def _authenticate(
     *,
     method: str,
     raw_path: str,
@@ -125,10 +118,15 @@ def _verify_signature(
     signed: tuple[str, ...],
     payload_hash: str,
     cred: _Credential,
-    secret: str,
+    lookup: SecretLookup,
     amz_date: str,
     given: str,
-) -> bytes:
+    presigned: bool,
+) -> AuthContext:
+    """Recompute the signature with the client's secret; the one place both forms verify."""
+    secret = lookup(cred.access_key)
+    if secret is None:
+        raise errors.invalid_access_key_id()
     canon = sigv4.canonical_request(
         method,
         sigv4.canonical_uri(raw_path),
@@ -141,7 +139,16 @@ def _verify_signature(
     expected = sigv4.signature(key, sigv4.string_to_sign(amz_date, cred.scope, canon))
     if not hmac.compare_digest(expected.encode(), given.encode()):
         raise errors.signature_does_not_match()
-    return key
+    return AuthContext(
+        access_key=cred.access_key,
+        presigned=presigned,
+        amz_date=amz_date,
+        scope=cred.scope,
+        signing_key=key,
+        signature=given,
+        payload_hash=payload_hash,
+        signed_headers=signed,
+    )
 
 
 def _parse_authorization(value: str) -> tuple[str, dict[str, str]]:
@@ -199,8 +206,7 @@ def verify_header_auth(
             "Missing required header for this request: x-amz-content-sha256"
         )
     _check_signed_headers(signed, headers, bad)
-    secret = _lookup(lookup, cred.access_key)
-    key = _verify_signature(
+    ctx = _authenticate(
         method=method,
         raw_path=raw_path,
         query=query,
@@ -208,24 +214,16 @@ def verify_header_auth(
         signed=signed,
         payload_hash=payload_hash,
         cred=cred,
-        secret=secret,
+        lookup=lookup,
         amz_date=amz_date,
         given=given,
+        presigned=False,
     )
     # Skew is checked after the signature so an attacker learns nothing about keys from it,
     # and before anything is forwarded, so a captured request cannot be replayed later.
     if abs(now - when) > MAX_SKEW:
         raise errors.request_time_too_skewed()
-    return AuthContext(
-        access_key=cred.access_key,
-        presigned=False,
-        amz_date=amz_date,
-        scope=cred.scope,
-        signing_key=key,
-        signature=given,
-        payload_hash=payload_hash,
-        signed_headers=signed,
-    )
+    return ctx
 
 
 def verify_presigned(
@@ -278,8 +276,7 @@ def verify_presigned(
     payload_hash = sigv4.UNSIGNED_PAYLOAD
     if "x-amz-content-sha256" in signed:
         payload_hash = _first(headers, "x-amz-content-sha256") or sigv4.UNSIGNED_PAYLOAD
-    secret = _lookup(lookup, cred.access_key)
-    key = _verify_signature(
+    ctx = _authenticate(
         method=method,
         raw_path=raw_path,
         query=[(k, v) for k, v in query if k != "X-Amz-Signature"],
@@ -287,24 +284,16 @@ def verify_presigned(
         signed=signed,
         payload_hash=payload_hash,
         cred=cred,
-        secret=secret,
+        lookup=lookup,
         amz_date=amz_date,
         given=given,
+        presigned=True,
     )
     if now > when + timedelta(seconds=expires):
         raise errors.request_expired()
     if when - now > MAX_SKEW:
         raise errors.access_denied("Request is not valid yet")
-    return AuthContext(
-        access_key=cred.access_key,
-        presigned=True,
-        amz_date=amz_date,
-        scope=cred.scope,
-        signing_key=key,
-        signature=given,
-        payload_hash=payload_hash,
-        signed_headers=signed,
-    )
+    return ctx
 
 
 def verify(

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from botocore.client import BaseClient
 
 from .backends import (
     BackendUnavailable,
@@ -22,6 +23,8 @@ from .backends import (
     start_rgw,
     start_s3rver,
 )
+from .convex_sequence import new_bucket as sequence_bucket
+from .shim import Shim, run_shim, s3_client
 
 
 def in_ci() -> bool:
@@ -68,3 +71,27 @@ def s3rver_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
 def make_bucket() -> Callable[[Store], str]:
     """``make_bucket(store)`` creates a uniquely named bucket directly on the store."""
     return new_bucket
+
+
+@pytest.fixture(scope="session")
+def shim(rgw_store: Store, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shim]:
+    """s3shim in front of the real RGW with both flags true (the Convex configuration)."""
+    with run_shim(
+        rgw_store.endpoint,
+        rgw_store.access_key,
+        rgw_store.secret_key,
+        tmp_path_factory.mktemp("shim-rgw"),
+    ) as s:
+        yield s
+
+
+@pytest.fixture(scope="session")
+def direct(rgw_store: Store) -> BaseClient:
+    """boto3 straight to RGW: what the store really holds, bypassing s3shim."""
+    return s3_client(rgw_store.endpoint, rgw_store.access_key, rgw_store.secret_key)
+
+
+@pytest.fixture(scope="module")
+def bucket(direct: BaseClient) -> str:
+    """A fresh bucket on RGW for one test module."""
+    return sequence_bucket(direct)

@@ -26,17 +26,6 @@ from .tls import TlsFiles, make_tls
 pytestmark = pytest.mark.rgw
 
 
-@pytest.fixture(scope="module")
-def shim(rgw_store: Store, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shim]:
-    with run_shim(
-        rgw_store.endpoint,
-        rgw_store.access_key,
-        rgw_store.secret_key,
-        tmp_path_factory.mktemp("shim-ops"),
-    ) as s:
-        yield s
-
-
 def get(url: str) -> tuple[int, str]:
     try:
         with urllib.request.urlopen(url, timeout=10) as r:

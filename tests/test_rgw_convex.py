@@ -7,7 +7,6 @@ SSE-S3 on CreateMultipartUpload/PutObject and a CRC32 on every part).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,22 +14,11 @@ from botocore.exceptions import ClientError
 
 from .backends import Store
 from .convex_sequence import MIB, new_bucket, payload, read_back, run_sequence
-from .shim import Shim, run_shim, s3_client
+from .shim import Shim, s3_client
 
 pytestmark = pytest.mark.rgw
 
 SIZES = [0, 1, 5 * MIB + 1, 17 * MIB]
-
-
-@pytest.fixture(scope="module")
-def shim(rgw_store: Store, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shim]:
-    with run_shim(
-        rgw_store.endpoint,
-        rgw_store.access_key,
-        rgw_store.secret_key,
-        tmp_path_factory.mktemp("shim-rgw"),
-    ) as s:
-        yield s
 
 
 def test_sequence_fails_directly_against_rgw(rgw_store: Store) -> None:

@@ -12,38 +12,15 @@ import os
 import time
 import uuid
 import zlib
-from collections.abc import Iterator
 
 import pytest
 from botocore.client import BaseClient
 
-from .backends import Store
-from .convex_sequence import MIB, new_bucket, presign_client
+from .convex_sequence import MIB, presign_client
 from .rawclient import Reply, amz_now, send, sign
-from .shim import Shim, run_shim, s3_client
+from .shim import Shim
 
 pytestmark = pytest.mark.rgw
-
-
-@pytest.fixture(scope="module")
-def shim(rgw_store: Store, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shim]:
-    with run_shim(
-        rgw_store.endpoint,
-        rgw_store.access_key,
-        rgw_store.secret_key,
-        tmp_path_factory.mktemp("shim-forged"),
-    ) as s:
-        yield s
-
-
-@pytest.fixture(scope="module")
-def direct(rgw_store: Store) -> BaseClient:
-    return s3_client(rgw_store.endpoint, rgw_store.access_key, rgw_store.secret_key)
-
-
-@pytest.fixture(scope="module")
-def bucket(direct: BaseClient) -> str:
-    return new_bucket(direct)
 
 
 def _crc32_b64(data: bytes) -> str:

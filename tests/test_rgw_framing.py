@@ -9,44 +9,22 @@ import random
 import re
 import uuid
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 from botocore.client import BaseClient
 
 from s3shim import chunked, sigv4
 
-from .backends import Store
-from .convex_sequence import MIB, new_bucket
+from .convex_sequence import MIB
 from .rawclient import Reply, send, sign
-from .shim import Shim, run_shim, s3_client
+from .shim import Shim
 
 pytestmark = pytest.mark.rgw
 
 SIGNED = chunked.Framing.SIGNED
 SIGNED_TRAILER = chunked.Framing.SIGNED_TRAILER
 UNSIGNED_TRAILER = chunked.Framing.UNSIGNED_TRAILER
-
-
-@pytest.fixture(scope="module")
-def shim(rgw_store: Store, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shim]:
-    with run_shim(
-        rgw_store.endpoint,
-        rgw_store.access_key,
-        rgw_store.secret_key,
-        tmp_path_factory.mktemp("shim-framing"),
-    ) as s:
-        yield s
-
-
-@pytest.fixture(scope="module")
-def direct(rgw_store: Store) -> BaseClient:
-    return s3_client(rgw_store.endpoint, rgw_store.access_key, rgw_store.secret_key)
-
-
-@pytest.fixture(scope="module")
-def bucket(direct: BaseClient) -> str:
-    return new_bucket(direct)
 
 
 def crc32_b64(data: bytes) -> str:

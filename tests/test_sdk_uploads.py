@@ -54,17 +54,6 @@ def https_shim(
 
 
 @pytest.fixture(scope="module")
-def http_shim(rgw_store: Store, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shim]:
-    with run_shim(
-        rgw_store.endpoint,
-        rgw_store.access_key,
-        rgw_store.secret_key,
-        tmp_path_factory.mktemp("shim-http"),
-    ) as s:
-        yield s
-
-
-@pytest.fixture(scope="module")
 def canary_shim(s3rver_store: Store, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shim]:
     with run_shim(
         s3rver_store.endpoint,
@@ -156,12 +145,12 @@ JS_SIZES = [0, 1, 70_000, 11 * MIB + 1]
 
 
 @pytest.mark.node
-def test_js_sdk_http_stream_uploads(http_shim: Shim, rgw_store: Store) -> None:
+def test_js_sdk_http_stream_uploads(shim: Shim, rgw_store: Store) -> None:
     direct = s3_client(rgw_store.endpoint, rgw_store.access_key, rgw_store.secret_key)
     bucket = new_bucket(direct)
-    results = run_js(http_shim.endpoint, rgw_store, bucket, JS_SIZES)
+    results = run_js(shim.endpoint, rgw_store, bucket, JS_SIZES)
     assert_stored(direct, bucket, results)
-    assert TRAILER in framings_logged(http_shim)
+    assert TRAILER in framings_logged(shim)
     puts = [o for o in results if o["kind"] == "put"]
     assert all(o["checksum"] for o in puts)  # the SDK got its CRC32 back
 
