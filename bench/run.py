@@ -1,0 +1,1021 @@
+#!/usr/bin/env python3
+"""Throughput, CPU and memory of s3shim against a direct RGW and an nginx pass-through proxy.
+
+One run starts its own Ceph RGW (scripts/rgw.sh, in-memory OSD), nginx in front of it (the
+baseline proxy, bench/nginx.conf.template) and s3shim (a subprocess, as deployed), then
+measures, interleaved per round:
+
+* ``mpu-<path>``: a multipart upload of ``--size-mib`` in ``--part-mib`` parts, sequential,
+  one connection (one large file), initiate to complete;
+* ``get-<path>``: a GET of the whole object into a sink that reads every byte;
+* ``put-plain-s3shim`` / ``put-chunked-s3shim``: one PutObject of the same size through
+  s3shim, plain (UNSIGNED-PAYLOAD) and aws-chunked (STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER,
+  64 KiB signed chunks, CRC32 trailer), pre-framed in memory before the clock starts.
+
+``<path>`` is ``direct`` (the client talks to RGW), ``nginx`` or ``s3shim``. Per case it
+samples the CPU time and minor faults of every process (/proc/PID/stat) and s3shim's peak RSS
+(VmHWM, reset before each case), prints a table and writes bench/results/latest.json.
+
+    .venv/bin/python bench/run.py                          # 1 GiB, 64 MiB parts, 3 rounds
+    .venv/bin/python bench/run.py --size-mib 256 --repeat 1   # quick
+    .venv/bin/python bench/run.py --only s3shim --profile     # + py-spy profile of s3shim
+
+See bench/README.md for the columns and the traps this avoids.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import collections
+import contextlib
+import functools
+import hashlib
+import http.client
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+sys.path.insert(0, str(REPO))
+
+from s3shim import sigv4  # noqa: E402  (the repo root goes on sys.path first)
+
+MIB = 1024 * 1024
+GIB = 1024 * MIB
+ACCESS_KEY = "benchaccesskey"
+SECRET_KEY = "benchsecretkey/0123456789abcdefghijklmn"
+REGION = "us-east-1"
+BUCKET = "bench"
+CHUNK_SIZE = 64 * 1024  # aws-chunked chunk size, as the AWS SDKs send it
+SEND_SLICE = 8 * MIB  # the client hands the kernel this much per sendall()
+SINK_BUFFER = 4 * MIB
+WARMUP_SIZE = 256 * MIB  # recv_into() target of the GET sink
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+PATHS = ("direct", "nginx", "s3shim")
+ALL_CASES = (
+    *(f"mpu-{p}" for p in PATHS),
+    *(f"get-{p}" for p in PATHS),
+    "put-plain-s3shim",
+    "put-chunked-s3shim",
+)
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, alive: Callable[[], bool], what: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not alive():
+            raise RuntimeError(f"{what} exited before listening on {port}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"{what} did not listen on {port} within {timeout} s")
+
+
+# ------------------------------------------------------------------------ process accounting
+@dataclass(frozen=True)
+class ProcCounters:
+    """Counters of a process, all threads, children included once reaped."""
+
+    user_s: float  # utime + cutime
+    sys_s: float  # stime + cstime
+    minflt: int  # minor page faults
+
+    @property
+    def cpu_s(self) -> float:
+        return self.user_s + self.sys_s
+
+
+def read_counters(pid: int) -> ProcCounters:
+    raw = Path(f"/proc/{pid}/stat").read_text()
+    # Fields after "(comm)": field 3 (state) is index 0, so field N is index N - 3.
+    f = raw[raw.rindex(")") + 2 :].split()
+    minflt = int(f[10 - 3]) + int(f[11 - 3])
+    user = int(f[14 - 3]) + int(f[16 - 3])
+    system = int(f[15 - 3]) + int(f[17 - 3])
+    return ProcCounters(user / CLK_TCK, system / CLK_TCK, minflt)
+
+
+def children_of(pid: int) -> list[int]:
+    kids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            raw = (entry / "stat").read_text()
+            if int(raw[raw.rindex(")") + 2 :].split()[1]) == pid:
+                kids.append(int(entry.name))
+    return kids
+
+
+def status_kib(pid: int, key: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def reset_peak_rss(pid: int) -> bool:
+    """Reset VmHWM to the current RSS (Linux >= 4.0: write 5 to clear_refs)."""
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+@dataclass
+class Watched:
+    """The processes whose CPU a case is charged with, by role."""
+
+    groups: dict[str, list[int]] = field(default_factory=dict)
+
+    def snapshot(self) -> dict[str, ProcCounters]:
+        out = {}
+        for role, pids in self.groups.items():
+            user, system, flt = 0.0, 0.0, 0
+            for pid in pids:
+                with contextlib.suppress(OSError):
+                    c = read_counters(pid)
+                    user += c.user_s
+                    system += c.sys_s
+                    flt += c.minflt
+            out[role] = ProcCounters(user, system, flt)
+        return out
+
+
+# ----------------------------------------------------------------------------- the S3 client
+class S3Error(RuntimeError):
+    pass
+
+
+class Client:
+    """A minimal blocking S3 client: SigV4 via s3shim.sigv4, zero-copy sends and receives.
+
+    http.client hands a memoryview straight to socket.sendall() and reads a GET body with
+    recv_into() into one reused buffer, so the client costs about what the kernel copy costs.
+    """
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.host = f"127.0.0.1:{port}"
+        self.creds = sigv4.Credentials(ACCESS_KEY, SECRET_KEY)
+        self._conn: http.client.HTTPConnection | None = None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _connection(self) -> http.client.HTTPConnection:
+        if self._conn is None:
+            self._conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=600)
+        return self._conn
+
+    def signed(
+        self,
+        method: str,
+        path: str,
+        query: Sequence[tuple[str, str]],
+        headers: dict[str, str],
+        payload_hash: str,
+        amz_date: str | None = None,
+    ) -> tuple[str, dict[str, str], str]:
+        """(url, headers to send, seed signature)."""
+        amz_date = amz_date or datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        sr = sigv4.sign_headers(
+            method=method,
+            raw_path=path,
+            query=query,
+            host=self.host,
+            headers=headers,
+            payload_hash=payload_hash,
+            creds=self.creds,
+            region=REGION,
+            amz_date=amz_date,
+        )
+        qs = sigv4.canonical_query(query)
+        url = sigv4.canonical_uri(path) + (f"?{qs}" if qs else "")
+        return url, {**headers, **sr.headers}, sr.signature
+
+    def send(
+        self, method: str, url: str, headers: dict[str, str], body: memoryview | bytes | None
+    ) -> http.client.HTTPResponse:
+        conn = self._connection()
+        headers = dict(headers)
+        if body is not None or method in ("PUT", "POST"):
+            headers["content-length"] = str(len(body) if body is not None else 0)
+        conn.putrequest(method, url, skip_host=True, skip_accept_encoding=True)
+        for name, value in headers.items():
+            conn.putheader(name, value)
+        conn.endheaders()
+        if body is not None:
+            view = memoryview(body).cast("B")
+            sock = conn.sock
+            assert sock is not None
+            for start in range(0, len(view), SEND_SLICE):
+                sock.sendall(view[start : start + SEND_SLICE])
+        return conn.getresponse()
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        query: Sequence[tuple[str, str]] = (),
+        body: memoryview | bytes | None = None,
+        headers: dict[str, str] | None = None,
+        payload_hash: str | None = None,
+    ) -> tuple[int, http.client.HTTPMessage, bytes]:
+        if payload_hash is None:
+            payload_hash = sigv4.EMPTY_SHA256 if body is None else hashlib.sha256(body).hexdigest()
+        url, hdrs, _ = self.signed(method, path, query, headers or {}, payload_hash)
+        try:
+            resp = self.send(method, url, hdrs, body)
+            data = resp.read()
+        except Exception:
+            self.close()
+            raise
+        if resp.status >= 300 or b"<Error>" in data[:512]:
+            self.close()
+            raise S3Error(f"{method} {url} -> {resp.status}: {data[:600]!r}")
+        return resp.status, resp.headers, data
+
+    def get_into_sink(self, path: str, hasher: Any = None) -> int:
+        """GET the object; read every byte into a reused buffer; return the byte count."""
+        url, hdrs, _ = self.signed("GET", path, (), {}, sigv4.EMPTY_SHA256)
+        buf = bytearray(SINK_BUFFER)
+        view = memoryview(buf)
+        total = 0
+        try:
+            resp = self.send("GET", url, hdrs, None)
+            if resp.status != 200:
+                raise S3Error(f"GET {url} -> {resp.status}: {resp.read()[:600]!r}")
+            while n := resp.readinto(view):
+                total += n
+                if hasher is not None:
+                    hasher.update(view[:n])
+        except Exception:
+            self.close()
+            raise
+        return total
+
+    # ---- S3 operations ----------------------------------------------------------------
+    def multipart_upload(self, key: str, data: memoryview, part_size: int) -> None:
+        path = f"/{BUCKET}/{key}"
+        _, _, body = self.request("POST", path, [("uploads", "")])
+        m = re.search(rb"<UploadId>([^<]+)</UploadId>", body)
+        if m is None:
+            raise S3Error(f"no UploadId in {body[:300]!r}")
+        upload_id = m.group(1).decode()
+        etags = []
+        for number, start in enumerate(range(0, len(data), part_size), 1):
+            part = data[start : start + part_size]
+            _, headers, _ = self.request(
+                "PUT",
+                path,
+                [("partNumber", str(number)), ("uploadId", upload_id)],
+                body=part,
+                payload_hash=sigv4.UNSIGNED_PAYLOAD,
+            )
+            etags.append(headers["ETag"])
+        xml = "".join(
+            f"<Part><PartNumber>{n}</PartNumber><ETag>{etag}</ETag></Part>"
+            for n, etag in enumerate(etags, 1)
+        )
+        complete = f"<CompleteMultipartUpload>{xml}</CompleteMultipartUpload>".encode()
+        self.request("POST", path, [("uploadId", upload_id)], body=complete)
+
+    def put_object(self, key: str, data: memoryview) -> None:
+        self.request("PUT", f"/{BUCKET}/{key}", body=data, payload_hash=sigv4.UNSIGNED_PAYLOAD)
+
+    def delete_object(self, key: str) -> None:
+        self.request("DELETE", f"/{BUCKET}/{key}")
+
+
+# ------------------------------------------------------------------------- aws-chunked body
+@dataclass
+class FramedPut:
+    url: str
+    headers: dict[str, str]
+    body: memoryview
+
+
+def frame_chunked_put(client: Client, key: str, data: memoryview) -> FramedPut:
+    """Sign a STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER PutObject and frame its whole body.
+
+    64 KiB chunks, each signed (chained from the Authorization header's signature), then a
+    signed CRC32 trailer: what an AWS SDK sends for a PutObject with a checksum over http.
+    """
+    from s3shim import chunked  # being finished by a colleague: imported late, on purpose
+
+    amz_date = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    crc = base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+    headers = {
+        "content-encoding": "aws-chunked",
+        "x-amz-decoded-content-length": str(len(data)),
+        "x-amz-trailer": "x-amz-checksum-crc32",
+    }
+    url, hdrs, seed = client.signed(
+        "PUT", f"/{BUCKET}/{key}", (), headers, chunked.Framing.SIGNED_TRAILER.value, amz_date
+    )
+    signing = chunked.ChunkSigning(
+        signing_key=sigv4.signing_key(SECRET_KEY, amz_date[:8], REGION),
+        amz_date=amz_date,
+        scope=sigv4.scope(amz_date[:8], REGION),
+        seed_signature=seed,
+    )
+    nchunks = -(-len(data) // CHUNK_SIZE)
+    buf = bytearray(len(data) + (nchunks + 1) * 128 + 4096)  # framing needs < 100 B a chunk
+    pos = 0
+    signer = chunked.ChunkSigner(signing)
+    for start in range(0, len(data), CHUNK_SIZE):
+        piece = signer.chunk(data[start : start + CHUNK_SIZE])  # type: ignore[arg-type]
+        buf[pos : pos + len(piece)] = piece
+        pos += len(piece)
+    end = signer.end([("x-amz-checksum-crc32", crc)])
+    buf[pos : pos + len(end)] = end
+    pos += len(end)
+    return FramedPut(url, hdrs, memoryview(buf)[:pos])
+
+
+# ------------------------------------------------------------------------------- the stack
+@dataclass
+class Stack:
+    state: Path
+    rgw_port: int
+    rgw_pids: list[int]
+    osd_pids: list[int]
+    nginx: subprocess.Popen[bytes] | None = None
+    nginx_port: int = 0
+    nginx_pids: list[int] = field(default_factory=list)
+    shim: subprocess.Popen[bytes] | None = None
+    shim_port: int = 0
+    rgw_started: bool = False
+
+    def port(self, path: str) -> int:
+        return {"direct": self.rgw_port, "nginx": self.nginx_port, "s3shim": self.shim_port}[path]
+
+    def watched(self) -> Watched:
+        w = Watched({"rgw": self.rgw_pids, "osd": self.osd_pids, "client": [os.getpid()]})
+        if self.nginx_pids:
+            w.groups["nginx"] = self.nginx_pids
+        if self.shim is not None:
+            w.groups["s3shim"] = [self.shim.pid]
+        return w
+
+    def gc(self) -> None:
+        """Free the memstore now: RGW only queues deleted tails for GC (2 h by default)."""
+        subprocess.run(
+            [
+                *("radosgw-admin", "-c", str(self.state / "ceph.conf"), "-n", "client.admin"),
+                *("gc", "process", "--include-all"),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
+
+
+def start_rgw(state: Path, port: int, memstore_bytes: int) -> Stack:
+    log(f"starting RGW on 127.0.0.1:{port} (memstore {memstore_bytes / GIB:.1f} GiB) in {state}")
+    rgw_log = state.parent / "rgw.sh.log"
+    with rgw_log.open("wb") as out:
+        res = subprocess.run(
+            [
+                *(str(REPO / "scripts" / "rgw.sh"), "start", str(state), str(port)),
+                *(ACCESS_KEY, SECRET_KEY, "--mon-v2-port", "auto", "--mon-v1-port", "auto"),
+                *("--memstore-bytes", str(memstore_bytes)),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=out,
+            timeout=300,
+        )
+    if res.returncode != 0:
+        raise RuntimeError(f"rgw.sh start failed:\n{rgw_log.read_text()[-4000:]}")
+    rgw = int((state / "run" / "client.rgw.a.pid").read_text())
+    osd = int((state / "run" / "osd.0.pid").read_text())
+    return Stack(state=state, rgw_port=port, rgw_pids=[rgw], osd_pids=[osd], rgw_started=True)
+
+
+def start_nginx(stack: Stack, work: Path) -> None:
+    prefix = work / "nginx"
+    prefix.mkdir()
+    port = free_port()
+    conf = (BENCH / "nginx.conf.template").read_text()
+    for name, value in (
+        ("@PREFIX@", str(prefix)),
+        ("@LISTEN_PORT@", str(port)),
+        ("@UPSTREAM_PORT@", str(stack.rgw_port)),
+    ):
+        conf = conf.replace(name, value)
+    (prefix / "nginx.conf").write_text(conf)
+    out = (prefix / "stdout.log").open("wb")
+    proc = subprocess.Popen(
+        ["nginx", "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-e", "stderr"],
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    out.close()
+    stack.nginx, stack.nginx_port = proc, port
+    wait_port(port, lambda: proc.poll() is None, "nginx")
+    time.sleep(0.2)
+    stack.nginx_pids = [proc.pid, *children_of(proc.pid)]
+    log(f"nginx on 127.0.0.1:{port}, pids {stack.nginx_pids}")
+
+
+def start_shim(stack: Stack, work: Path) -> None:
+    port = free_port()
+    # Nothing inherited may tune s3shim: its own startup sets the malloc thresholds.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "S3SHIM_", "AWS_"))}
+    env.update(
+        S3SHIM_WORKERS="1",  # one stream stays on one process; say so rather than inherit it
+        S3SHIM_ADMIN_PORT=str(free_port()),  # /metrics on, as deployed, on a port of our own
+        S3SHIM_UPSTREAM_URL=f"http://127.0.0.1:{stack.rgw_port}",
+        AWS_ACCESS_KEY_ID=ACCESS_KEY,
+        AWS_SECRET_ACCESS_KEY=SECRET_KEY,
+        S3SHIM_LISTEN_PORT=str(port),
+        AWS_S3_DISABLE_SSE="true",
+        AWS_S3_DISABLE_CHECKSUMS="true",
+        S3SHIM_LOG_FORMAT="json",
+    )
+    out = (work / "s3shim.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "s3shim"],
+        env=env,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        cwd=str(REPO),
+        start_new_session=True,
+    )
+    out.close()
+    stack.shim, stack.shim_port = proc, port
+    wait_port(port, lambda: proc.poll() is None, "s3shim")
+    log(f"s3shim on 127.0.0.1:{port}, pid {proc.pid}")
+
+
+def stop_all(stack: Stack | None, keep: bool, work: Path) -> None:
+    if stack is not None:
+        for proc, sig in ((stack.shim, signal.SIGTERM), (stack.nginx, signal.SIGQUIT)):
+            if proc is None or proc.poll() is not None:
+                continue
+            proc.send_signal(sig)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if stack.rgw_started:
+            subprocess.run(
+                [str(REPO / "scripts" / "rgw.sh"), "stop", str(stack.state)],
+                capture_output=True,
+                timeout=120,
+            )
+    if keep:
+        log(f"state kept in {work}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------ measurement
+@dataclass
+class Sample:
+    seconds: float
+    nbytes: int
+    cpu_s: dict[str, float]
+    sys_s: dict[str, float]
+    minflt: dict[str, int]
+    shim_hwm_kib: int | None
+
+    @property
+    def mbps(self) -> float:
+        return self.nbytes / self.seconds / 1e6
+
+
+@dataclass
+class CaseResult:
+    name: str
+    samples: list[Sample] = field(default_factory=list)
+    verified: str = ""
+
+    def median(self, fn: Callable[[Sample], float]) -> float:
+        return statistics.median(fn(s) for s in self.samples)
+
+
+def proxy_of(case: str) -> str | None:
+    if case.endswith("-nginx"):
+        return "nginx"
+    if case.endswith("-s3shim"):
+        return "s3shim"
+    return None
+
+
+def measure(stack: Stack, case: str, nbytes: int, op: Callable[[], object]) -> Sample:
+    watched = stack.watched()
+    shim_pid = stack.shim.pid if stack.shim is not None and case.endswith("-s3shim") else None
+    if shim_pid is not None:
+        reset_peak_rss(shim_pid)
+    before = watched.snapshot()
+    t0 = time.perf_counter()
+    op()
+    seconds = time.perf_counter() - t0
+    after = watched.snapshot()
+    hwm = status_kib(shim_pid, "VmHWM") if shim_pid is not None else None
+    return Sample(
+        seconds=seconds,
+        nbytes=nbytes,
+        cpu_s={r: after[r].cpu_s - before[r].cpu_s for r in after},
+        sys_s={r: after[r].sys_s - before[r].sys_s for r in after},
+        minflt={r: after[r].minflt - before[r].minflt for r in after},
+        shim_hwm_kib=hwm,
+    )
+
+
+def idle_cpu(stack: Stack, seconds: float = 3.0) -> dict[str, float]:
+    """CPU each process burns while nothing is sent: the floor under its CPU-s/GiB."""
+    watched = stack.watched()
+    del watched.groups["client"]
+    before = watched.snapshot()
+    time.sleep(seconds)
+    after = watched.snapshot()
+    return {r: round((after[r].cpu_s - before[r].cpu_s) / seconds, 3) for r in after}
+
+
+def verify(client: Client, key: str, expected: tuple[int, str]) -> str:
+    h = hashlib.sha256()
+    n = client.get_into_sink(f"/{BUCKET}/{key}", h)
+    if (n, h.hexdigest()) != expected:
+        raise S3Error(f"{key}: read back {n} bytes sha256 {h.hexdigest()}, expected {expected}")
+    return f"{n} bytes, sha256 {h.hexdigest()[:16]}... OK"
+
+
+def select_cases(only: Sequence[str]) -> list[str]:
+    words = [w for item in only for w in item.split(",") if w]
+    if not words:
+        return list(ALL_CASES)
+    picked = [c for c in ALL_CASES if any(w in c for w in words)]
+    if not picked:
+        raise SystemExit(f"--only {','.join(words)} matches none of {', '.join(ALL_CASES)}")
+    return picked
+
+
+def run_round(
+    stack: Stack,
+    rnd: int,
+    cases: list[str],
+    results: dict[str, CaseResult],
+    data: memoryview,
+    expected: tuple[int, str],
+    part_size: int,
+    profile: Callable[[str], contextlib.AbstractContextManager[None]] | None = None,
+    label: str = "",
+) -> None:
+    size = len(data)
+    label = label or f"round {rnd + 1}"
+    direct = Client(stack.rgw_port)
+    # Rotate the order every round, so no path always runs first (warm store, quiet machine).
+    paths = list(PATHS[rnd % 3 :] + PATHS[: rnd % 3])
+
+    def run(case: str, nbytes: int, op: Callable[[], object]) -> None:
+        if profile is not None:
+            with profile(case):
+                op()
+            return
+        s = measure(stack, case, nbytes, op)
+        results[case].samples.append(s)
+        extra = ""
+        proxy = proxy_of(case)
+        if proxy:
+            extra = f", {proxy} {s.cpu_s[proxy] / (nbytes / GIB):.2f} CPU-s/GiB"
+        log(f"{label} {case:20s} {s.mbps:8.1f} MB/s ({s.seconds:.2f} s{extra})")
+
+    for path in paths:
+        mpu, get = f"mpu-{path}", f"get-{path}"
+        if mpu not in cases and get not in cases:
+            continue
+        client = Client(stack.port(path))
+        key = f"obj-{path}-{rnd}"
+        if mpu in cases:
+            run(mpu, size, functools.partial(client.multipart_upload, key, data, part_size))
+        else:
+            direct.multipart_upload(key, data, part_size)  # untimed: the GET needs an object
+        if get in cases:
+
+            def get_op(c: Client = client, k: str = key) -> None:
+                n = c.get_into_sink(f"/{BUCKET}/{k}")
+                if n != size:
+                    raise S3Error(f"GET {k}: {n} bytes, expected {size}")
+
+            run(get, size, get_op)
+        for case in (mpu, get):
+            if case in cases and not results[case].verified and profile is None:
+                results[case].verified = verify(client, key, expected)
+        client.close()
+        direct.delete_object(key)
+        stack.gc()
+
+    put_cases = [c for c in ("put-plain-s3shim", "put-chunked-s3shim") if c in cases]
+    if rnd % 2:
+        put_cases.reverse()
+    for case in put_cases:
+        client = Client(stack.shim_port)
+        key = f"obj-{case}-{rnd}"
+        if case == "put-plain-s3shim":
+            run(case, size, functools.partial(client.put_object, key, data))
+        else:
+            framed = frame_chunked_put(client, key, data)  # before the clock starts
+
+            def chunked_op(c: Client = client, f: FramedPut = framed) -> None:
+                resp = c.send("PUT", f.url, f.headers, f.body)
+                body = resp.read()
+                if resp.status != 200:
+                    c.close()
+                    raise S3Error(f"chunked PUT -> {resp.status}: {body[:600]!r}")
+
+            run(case, size, chunked_op)
+            del framed
+        if not results[case].verified and profile is None:
+            results[case].verified = verify(direct, key, expected)
+        client.close()
+        direct.delete_object(key)
+        stack.gc()
+    direct.close()
+
+
+# ---------------------------------------------------------------------------------- profile
+def py_spy_profiler(
+    stack: Stack, out_dir: Path, py_spy: str
+) -> Callable[[str], contextlib.AbstractContextManager[None]]:
+    @contextlib.contextmanager
+    def profile(case: str) -> Iterator[None]:
+        if not case.endswith("-s3shim") or stack.shim is None:
+            yield
+            return
+        raw = out_dir / f"profile-{case}.txt"
+        proc = subprocess.Popen(
+            [
+                *(py_spy, "record", "--pid", str(stack.shim.pid), "--rate", "250"),
+                *("--format", "raw", "--nonblocking", "--output", str(raw)),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(1.0)  # let py-spy attach
+        try:
+            yield
+        finally:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        log(f"profile of {case}: {raw}")
+
+    return profile
+
+
+def summarize_profile(raw: Path, top: int = 15) -> dict[str, Any]:
+    """Self and inclusive sample shares per function from py-spy's collapsed stacks."""
+    self_counts: collections.Counter[str] = collections.Counter()
+    incl: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack_text, _, count_text = line.rpartition(" ")
+        if not stack_text or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = [f for f in stack_text.split(";") if not f.startswith(("process ", "thread "))]
+        if not frames:
+            continue
+        total += count
+        self_counts[frames[-1]] += count  # with its line number
+        for f in {re.sub(r":\d+\)$", ")", f) for f in frames}:
+            incl[f] += count
+    pct = 100.0 / total if total else 0.0
+    return {
+        "samples": total,
+        "self": [(f, round(c * pct, 1)) for f, c in self_counts.most_common(top)],
+        "inclusive": [(f, round(c * pct, 1)) for f, c in incl.most_common(top + 10)],
+    }
+
+
+# ---------------------------------------------------------------------------------- report
+def build_report(
+    args: argparse.Namespace,
+    cases: list[str],
+    results: dict[str, CaseResult],
+    meta: dict[str, Any],
+) -> dict[str, Any]:
+    rows: dict[str, dict[str, Any]] = {}
+    for case in cases:
+        r = results[case]
+        if not r.samples:
+            continue
+        gib = r.samples[0].nbytes / GIB
+        proxy = proxy_of(case)
+
+        def per_gib(
+            role: str, r: CaseResult = r, gib: float = gib, sys_only: bool = False
+        ) -> float | None:
+            if role not in r.samples[0].cpu_s:
+                return None
+            values = (s.sys_s[role] if sys_only else s.cpu_s[role] for s in r.samples)
+            return round(statistics.median(values) / gib, 3)
+
+        hwms = [s.shim_hwm_kib for s in r.samples if s.shim_hwm_kib is not None]
+        rows[case] = {
+            "mbps_median": round(r.median(lambda s: s.mbps), 1),
+            "mbps_all": [round(s.mbps, 1) for s in r.samples],
+            "seconds_all": [round(s.seconds, 3) for s in r.samples],
+            "proxy": proxy,
+            "proxy_cpu_s_per_gib": per_gib(proxy) if proxy else None,
+            "proxy_sys_s_per_gib": per_gib(proxy, sys_only=True) if proxy else None,
+            "proxy_minflt_per_gib": (
+                round(statistics.median(s.minflt[proxy] for s in r.samples) / gib)
+                if proxy
+                else None
+            ),
+            "rgw_cpu_s_per_gib": per_gib("rgw"),
+            "osd_cpu_s_per_gib": per_gib("osd"),
+            "client_cpu_s_per_gib": per_gib("client"),
+            "s3shim_peak_rss_mib": round(max(hwms) / 1024, 1) if hwms else None,
+            "verified": r.verified,
+        }
+
+    def paired(case: str, other: str) -> float | None:
+        """Median over rounds of the ratio within each round (both ran minutes apart)."""
+        a, b = results.get(case), results.get(other)
+        if a is None or b is None or not a.samples or len(a.samples) != len(b.samples):
+            return None
+        pairs = zip(a.samples, b.samples, strict=True)
+        return round(statistics.median(x.mbps / y.mbps for x, y in pairs), 3)
+
+    for case, row in rows.items():
+        op = case.split("-")[0]
+        base = rows.get(f"{op}-direct")
+        ngx = rows.get(f"{op}-nginx")
+        row["vs_direct"] = round(row["mbps_median"] / base["mbps_median"], 3) if base else None
+        row["vs_nginx"] = round(row["mbps_median"] / ngx["mbps_median"], 3) if ngx else None
+        row["vs_direct_paired"] = paired(case, f"{op}-direct") if base else None
+        row["vs_nginx_paired"] = paired(case, f"{op}-nginx") if ngx else None
+    plain, chk = rows.get("put-plain-s3shim"), rows.get("put-chunked-s3shim")
+    chunked_ratio = chunked_paired = None
+    if plain is not None and chk is not None:
+        chunked_ratio = round(chk["mbps_median"] / plain["mbps_median"], 3)
+        chunked_paired = paired("put-chunked-s3shim", "put-plain-s3shim")
+        chk["vs_plain"] = chunked_ratio
+        chk["vs_plain_paired"] = chunked_paired
+    for row in rows.values():
+        # What the proxy alone could move with one core (no client or store on that core).
+        cpu = row["proxy_cpu_s_per_gib"]
+        row["proxy_one_core_ceiling_mbps"] = round(GIB / cpu / 1e6) if cpu else None
+    targets = []
+    for op in ("mpu", "get"):
+        shim_row = rows.get(f"{op}-s3shim")
+        if shim_row and shim_row["vs_direct"] is not None:
+            targets.append(
+                {
+                    "target": f"{op}-s3shim >= 60% of {op}-direct",
+                    "value": shim_row["vs_direct"],
+                    "paired": shim_row["vs_direct_paired"],
+                    "met": shim_row["vs_direct"] >= 0.6,
+                }
+            )
+    rss = [r["s3shim_peak_rss_mib"] for r in rows.values() if r["s3shim_peak_rss_mib"]]
+    if rss:
+        targets.append(
+            {"target": "s3shim peak RSS < 150 MiB", "value": max(rss), "met": max(rss) < 150}
+        )
+    if chunked_ratio is not None:
+        targets.append(
+            {
+                "target": "put-chunked-s3shim >= 70% of put-plain-s3shim",
+                "value": chunked_ratio,
+                "paired": chunked_paired,
+                "met": chunked_ratio >= 0.7,
+            }
+        )
+    return {
+        "meta": meta,
+        "args": {
+            "size_mib": args.size_mib,
+            "part_mib": args.part_mib,
+            "repeat": args.repeat,
+            "only": args.only,
+        },
+        "cases": rows,
+        "chunked_vs_plain": chunked_ratio,
+        "chunked_vs_plain_paired": chunked_paired,
+        "chunked_upload": (
+            f"one PutObject of {args.size_mib} MiB, STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER, "
+            f"{CHUNK_SIZE // 1024} KiB signed chunks, signed x-amz-checksum-crc32 trailer; "
+            "put-plain-s3shim is the same PutObject with UNSIGNED-PAYLOAD"
+        ),
+        "targets": targets,
+    }
+
+
+def fmt(value: float | None, spec: str) -> str:
+    width = int(spec.split(".")[0] or 0)
+    return "-".rjust(width) if value is None else format(value, spec)
+
+
+def print_table(report: dict[str, Any]) -> None:
+    head = (
+        f"{'case':20s} {'MB/s':>7s} {'xdirect':>7s} {'xnginx':>7s} {'proxyCPU':>8s} "
+        f"{'minflt':>8s} {'shimRSS':>7s} {'rgwCPU':>6s} {'osdCPU':>6s} {'cliCPU':>6s}"
+    )
+    print()
+    a = report["args"]
+    print(f"size {a['size_mib']} MiB, parts {a['part_mib']} MiB, {a['repeat']} interleaved rounds")
+    print("MB/s = 10^6 B/s, median of rounds; *CPU = CPU-s per GiB moved, median of rounds;")
+    print("minflt = proxy minor faults/GiB; shimRSS = s3shim peak RSS MiB (max over rounds)")
+    print("xdirect/xnginx = ratio of the median MB/s to the same operation's direct/nginx one")
+    print(head)
+    print("-" * len(head))
+    for case, r in report["cases"].items():
+        print(
+            f"{case:20s} {r['mbps_median']:7.0f} {fmt(r['vs_direct'], '7.2f')} "
+            f"{fmt(r['vs_nginx'], '7.2f')} {fmt(r['proxy_cpu_s_per_gib'], '8.2f')} "
+            f"{fmt(r['proxy_minflt_per_gib'], '8.0f')} {fmt(r['s3shim_peak_rss_mib'], '7.1f')} "
+            f"{fmt(r['rgw_cpu_s_per_gib'], '6.2f')} {fmt(r['osd_cpu_s_per_gib'], '6.2f')} "
+            f"{fmt(r['client_cpu_s_per_gib'], '6.2f')}"
+        )
+    if report["chunked_vs_plain"] is not None:
+        chk, plain = report["cases"]["put-chunked-s3shim"], report["cases"]["put-plain-s3shim"]
+        print(
+            f"\nput-chunked-s3shim / put-plain-s3shim = {report['chunked_vs_plain']:.2f}, "
+            f"paired per round {fmt(report['chunked_vs_plain_paired'], '.2f')}\n"
+            f"  (s3shim {chk['proxy_cpu_s_per_gib']:.2f} vs {plain['proxy_cpu_s_per_gib']:.2f} "
+            "CPU-s/GiB; one-core ceiling "
+            f"{chk['proxy_one_core_ceiling_mbps']} vs {plain['proxy_one_core_ceiling_mbps']} MB/s)"
+        )
+    idle = report["meta"].get("idle_cpu_per_s")
+    if idle:
+        print("idle CPU-s per second: " + ", ".join(f"{k} {v}" for k, v in idle.items()))
+    print("\ntargets (reported, not asserted):")
+    for t in report["targets"]:
+        paired = f" (paired per round: {t['paired']})" if t.get("paired") is not None else ""
+        print(f"  {'MET ' if t['met'] else 'MISS'} {t['target']}: {t['value']}{paired}")
+
+
+def tool_version(cmd: list[str]) -> str:
+    try:
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+    return (res.stdout or res.stderr).strip().splitlines()[0] if (res.stdout or res.stderr) else "?"
+
+
+def machine_meta() -> dict[str, Any]:
+    import aiohttp
+
+    try:
+        import uvloop
+
+        uv = str(getattr(uvloop, "__version__", "?"))
+    except ImportError:
+        uv = None
+    return {
+        "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "aiohttp": aiohttp.__version__,
+        "uvloop": uv,
+        "kernel": platform.release(),
+        "ceph": tool_version(["radosgw", "--version"]),
+        "nginx": tool_version(["nginx", "-v"]),
+        "loadavg_start": Path("/proc/loadavg").read_text().split()[:3],
+    }
+
+
+# ------------------------------------------------------------------------------------ main
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--size-mib", type=int, default=1024, help="object size (default 1024)")
+    p.add_argument("--part-mib", type=int, default=64, help="multipart part size (default 64)")
+    p.add_argument("--repeat", type=int, default=3, help="interleaved rounds (default 3)")
+    p.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        help="run only cases whose name contains one of these words (comma-separated, "
+        f"repeatable); cases: {', '.join(ALL_CASES)}",
+    )
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="after the timed rounds, one more round with py-spy attached to s3shim; "
+        "collapsed stacks in bench/results/profile-<case>.txt",
+    )
+    p.add_argument("--output", type=Path, default=BENCH / "results" / "latest.json")
+    p.add_argument("--keep-state", action="store_true", help="keep the work dir (logs)")
+    args = p.parse_args(argv)
+    if args.size_mib < args.part_mib or args.part_mib < 5 or args.repeat < 1:
+        p.error("need --size-mib >= --part-mib >= 5 and --repeat >= 1")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    cases = select_cases(args.only)
+    need = {p for p in PATHS if any(c.endswith(f"-{p}") for c in cases)}
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if args.profile and not Path(py_spy).exists():
+        raise SystemExit("--profile needs py-spy: .venv/bin/pip install py-spy")
+    size = args.size_mib * MIB
+    out_dir = args.output.parent
+    out_dir.mkdir(parents=True, exist_ok=True)
+    meta = machine_meta()
+    log(f"cases: {', '.join(cases)}")
+
+    log(f"generating {args.size_mib} MiB of random data")
+    data = memoryview(os.urandom(size))
+    expected = (size, hashlib.sha256(data).hexdigest())
+
+    work = Path(tempfile.mkdtemp(prefix="s3shim-bench-"))
+    stack: Stack | None = None
+    results = {c: CaseResult(c) for c in cases}
+    t_start = time.monotonic()
+    try:
+        # One object lives at a time (deleted and garbage-collected after each case); the
+        # margin covers RGW's multipart bookkeeping and the OSD's 95 % full ratio.
+        memstore = max(2 * GIB, 2 * size + GIB)
+        stack = start_rgw(work / "rgw", free_port(), memstore)
+        if "nginx" in need:
+            start_nginx(stack, work)
+        if "s3shim" in need or any(c.startswith("put-") for c in cases):
+            start_shim(stack, work)
+        assert stack.shim is None or stack.shim.pid
+        Client(stack.rgw_port).request("PUT", f"/{BUCKET}")
+        if stack.shim is not None:
+            meta["s3shim_idle_rss_mib"] = round(status_kib(stack.shim.pid, "VmRSS") / 1024, 1)
+        # Warm-up, untimed: a fresh cluster is still settling (placement groups, first
+        # allocations in the memstore), and every process's first request pays for imports
+        # and connection set-up. Smaller objects, same code paths, results thrown away.
+        warm = data[: min(size, WARMUP_SIZE)]
+        warm_expected = (len(warm), hashlib.sha256(warm).hexdigest())
+        warm_results = {c: CaseResult(c) for c in cases}
+        part = min(args.part_mib * MIB, len(warm))
+        run_round(stack, 0, cases, warm_results, warm, warm_expected, part, label="warm-up")
+        meta["idle_cpu_per_s"] = idle_cpu(stack)
+        for rnd in range(args.repeat):
+            run_round(stack, rnd, cases, results, data, expected, args.part_mib * MIB)
+        meta["timed_seconds"] = round(time.monotonic() - t_start, 1)
+        if args.profile:
+            log("profiling round (untimed, py-spy attached to s3shim)")
+            profiler = py_spy_profiler(stack, out_dir, py_spy)
+            run_round(stack, 0, cases, results, data, expected, args.part_mib * MIB, profiler)
+        meta["loadavg_end"] = Path("/proc/loadavg").read_text().split()[:3]
+        if stack.shim is not None and stack.shim.poll() is not None:
+            raise RuntimeError("s3shim exited during the run")
+    finally:
+        stop_all(stack, args.keep_state, work)
+
+    report = build_report(args, cases, results, meta)
+    if args.profile:
+        report["profiles"] = {}
+        for case in cases:
+            raw = out_dir / f"profile-{case}.txt"
+            if raw.exists():
+                report["profiles"][case] = summarize_profile(raw)
+    args.output.write_text(json.dumps(report, indent=2) + "\n")
+    print_table(report)
+    for case, prof in report.get("profiles", {}).items():
+        print(f"\npy-spy {case} ({prof['samples']} samples), self time %:")
+        for frame, share in prof["self"][:10]:
+            print(f"  {share:5.1f}  {frame}")
+    print(f"\nwritten: {args.output} ({time.monotonic() - t_start:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
