@@ -16,9 +16,17 @@ measures, interleaved per round:
 samples the CPU time and minor faults of every process (/proc/PID/stat) and s3shim's peak RSS
 (VmHWM, reset before each case), prints a table and writes bench/results/latest.json.
 
+Opt-in, after those rounds: the workers comparison (``--workers-compare``, or alone with
+``--only workers``). ``workers-{put,get}-<path>`` with ``<path>`` ``direct``, ``s3shim-1w``
+(S3SHIM_WORKERS=1) and ``s3shim-2w`` (S3SHIM_WORKERS=2, a second s3shim): 4 concurrent
+UploadPart of 64 MiB, or 4 concurrent GETs of one 256 MiB object, each on a new connection;
+aggregate MB/s, CPU summed over every s3shim process, peak RSS per process, and how many
+connections each process accepted.
+
     .venv/bin/python bench/run.py                          # 1 GiB, 64 MiB parts, 3 rounds
     .venv/bin/python bench/run.py --size-mib 256 --repeat 1   # quick
     .venv/bin/python bench/run.py --only s3shim --profile     # + py-spy profile of s3shim
+    .venv/bin/python bench/run.py --only workers              # workers comparison (~70 s)
 
 See bench/README.md for the columns and the traps this avoids.
 """
@@ -43,6 +51,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
@@ -76,6 +85,11 @@ ALL_CASES = (
     "put-plain-s3shim",
     "put-chunked-s3shim",
 )
+# The workers comparison (opt-in: --workers-compare, or an --only word starting "workers"):
+# several concurrent streams, each on a new connection, against RGW directly and through
+# s3shim with S3SHIM_WORKERS=1 and =2.
+WORKER_PATHS = ("direct", "s3shim-1w", "s3shim-2w")
+WORKER_CASES = tuple(f"workers-{op}-{p}" for op in ("put", "get") for p in WORKER_PATHS)
 
 
 def log(msg: str) -> None:
@@ -149,6 +163,43 @@ def reset_peak_rss(pid: int) -> bool:
     except OSError:
         return False
     return True
+
+
+def tcp_sockets(port: int) -> list[tuple[str, int, int]]:
+    """(state, remote port, inode) of the IPv4 sockets whose local port is ``port``."""
+    out = []
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        f = line.split()
+        if int(f[1].rsplit(":", 1)[1], 16) == port:
+            out.append((f[3], int(f[2].rsplit(":", 1)[1], 16), int(f[9])))
+    return out
+
+
+def socket_inodes(pid: int) -> set[int]:
+    inodes = set()
+    with contextlib.suppress(OSError):
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                target = os.readlink(fd)
+                if target.startswith("socket:["):
+                    inodes.add(int(target[8:-1]))
+    return inodes
+
+
+def connections_per_worker(
+    port: int, pids: Sequence[int], client_ports: Sequence[int]
+) -> list[int]:
+    """How many of the clients' connections (by their source ports) each worker accepted."""
+    remote = set(client_ports)
+    inodes = {ino for state, rport, ino in tcp_sockets(port) if state == "01" and rport in remote}
+    return [len(inodes & socket_inodes(pid)) for pid in pids]
+
+
+def host_cpu() -> tuple[float, float]:
+    """Machine-wide (busy, steal) CPU seconds since boot, every tenant included."""
+    f = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = f
+    return (user + nice + system + irq + softirq) / CLK_TCK, steal / CLK_TCK
 
 
 @dataclass
@@ -286,31 +337,45 @@ class Client:
             raise
         return total
 
+    def local_port(self) -> int | None:
+        """The source port of the open connection (which s3shim worker got it, see below)."""
+        if self._conn is None or self._conn.sock is None:
+            return None
+        return int(self._conn.sock.getsockname()[1])
+
     # ---- S3 operations ----------------------------------------------------------------
-    def multipart_upload(self, key: str, data: memoryview, part_size: int) -> None:
-        path = f"/{BUCKET}/{key}"
-        _, _, body = self.request("POST", path, [("uploads", "")])
+    def create_multipart(self, key: str) -> str:
+        _, _, body = self.request("POST", f"/{BUCKET}/{key}", [("uploads", "")])
         m = re.search(rb"<UploadId>([^<]+)</UploadId>", body)
         if m is None:
             raise S3Error(f"no UploadId in {body[:300]!r}")
-        upload_id = m.group(1).decode()
-        etags = []
-        for number, start in enumerate(range(0, len(data), part_size), 1):
-            part = data[start : start + part_size]
-            _, headers, _ = self.request(
-                "PUT",
-                path,
-                [("partNumber", str(number)), ("uploadId", upload_id)],
-                body=part,
-                payload_hash=sigv4.UNSIGNED_PAYLOAD,
-            )
-            etags.append(headers["ETag"])
+        return m.group(1).decode()
+
+    def upload_part(self, key: str, upload_id: str, number: int, part: memoryview) -> str:
+        _, headers, _ = self.request(
+            "PUT",
+            f"/{BUCKET}/{key}",
+            [("partNumber", str(number)), ("uploadId", upload_id)],
+            body=part,
+            payload_hash=sigv4.UNSIGNED_PAYLOAD,
+        )
+        return str(headers["ETag"])
+
+    def complete_multipart(self, key: str, upload_id: str, etags: Sequence[str]) -> None:
         xml = "".join(
             f"<Part><PartNumber>{n}</PartNumber><ETag>{etag}</ETag></Part>"
             for n, etag in enumerate(etags, 1)
         )
         complete = f"<CompleteMultipartUpload>{xml}</CompleteMultipartUpload>".encode()
-        self.request("POST", path, [("uploadId", upload_id)], body=complete)
+        self.request("POST", f"/{BUCKET}/{key}", [("uploadId", upload_id)], body=complete)
+
+    def multipart_upload(self, key: str, data: memoryview, part_size: int) -> None:
+        upload_id = self.create_multipart(key)
+        etags = [
+            self.upload_part(key, upload_id, number, data[start : start + part_size])
+            for number, start in enumerate(range(0, len(data), part_size), 1)
+        ]
+        self.complete_multipart(key, upload_id, etags)
 
     def put_object(self, key: str, data: memoryview) -> None:
         self.request("PUT", f"/{BUCKET}/{key}", body=data, payload_hash=sigv4.UNSIGNED_PAYLOAD)
@@ -377,10 +442,25 @@ class Stack:
     nginx_pids: list[int] = field(default_factory=list)
     shim: subprocess.Popen[bytes] | None = None
     shim_port: int = 0
+    shim2: subprocess.Popen[bytes] | None = None  # S3SHIM_WORKERS=2, for the workers comparison
+    shim2_port: int = 0
+    shim2_pids: list[int] = field(default_factory=list)  # the first process, then its fork
     rgw_started: bool = False
 
     def port(self, path: str) -> int:
-        return {"direct": self.rgw_port, "nginx": self.nginx_port, "s3shim": self.shim_port}[path]
+        return {
+            "direct": self.rgw_port,
+            "nginx": self.nginx_port,
+            "s3shim": self.shim_port,
+            "s3shim-1w": self.shim_port,
+            "s3shim-2w": self.shim2_port,
+        }[path]
+
+    def shim_pids(self, path: str) -> list[int]:
+        """The processes of one s3shim: the one it was started as, then the forked workers."""
+        if path == "s3shim-2w":
+            return self.shim2_pids
+        return [self.shim.pid] if self.shim is not None else []
 
     def watched(self) -> Watched:
         w = Watched({"rgw": self.rgw_pids, "osd": self.osd_pids, "client": [os.getpid()]})
@@ -388,6 +468,8 @@ class Stack:
             w.groups["nginx"] = self.nginx_pids
         if self.shim is not None:
             w.groups["s3shim"] = [self.shim.pid]
+        if self.shim2_pids:
+            w.groups["s3shim-2w"] = self.shim2_pids
         return w
 
     def gc(self) -> None:
@@ -451,12 +533,14 @@ def start_nginx(stack: Stack, work: Path) -> None:
     log(f"nginx on 127.0.0.1:{port}, pids {stack.nginx_pids}")
 
 
-def start_shim(stack: Stack, work: Path) -> None:
+def start_shim(stack: Stack, work: Path, workers: int = 1) -> None:
+    """Start s3shim with ``workers`` processes: stack.shim for 1, stack.shim2 for more."""
     port = free_port()
     # Nothing inherited may tune s3shim: its own startup sets the malloc thresholds.
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "S3SHIM_", "AWS_"))}
     env.update(
-        S3SHIM_WORKERS="1",  # one stream stays on one process; say so rather than inherit it
+        # One stream stays on one process; say so rather than inherit it.
+        S3SHIM_WORKERS=str(workers),
         S3SHIM_ADMIN_PORT=str(free_port()),  # /metrics on, as deployed, on a port of our own
         S3SHIM_UPSTREAM_URL=f"http://127.0.0.1:{stack.rgw_port}",
         AWS_ACCESS_KEY_ID=ACCESS_KEY,
@@ -466,7 +550,7 @@ def start_shim(stack: Stack, work: Path) -> None:
         AWS_S3_DISABLE_CHECKSUMS="true",
         S3SHIM_LOG_FORMAT="json",
     )
-    out = (work / "s3shim.log").open("wb")
+    out = (work / ("s3shim.log" if workers == 1 else f"s3shim-{workers}w.log")).open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "s3shim"],
         env=env,
@@ -476,14 +560,32 @@ def start_shim(stack: Stack, work: Path) -> None:
         start_new_session=True,
     )
     out.close()
-    stack.shim, stack.shim_port = proc, port
+    if workers == 1:
+        stack.shim, stack.shim_port = proc, port
+    else:
+        stack.shim2, stack.shim2_port = proc, port
     wait_port(port, lambda: proc.poll() is None, "s3shim")
-    log(f"s3shim on 127.0.0.1:{port}, pid {proc.pid}")
+    # Every worker binds its own SO_REUSEPORT socket: wait until all of them listen.
+    deadline = time.monotonic() + 20
+    while sum(state == "0A" for state, _, _ in tcp_sockets(port)) < workers:
+        if time.monotonic() > deadline or proc.poll() is not None:
+            raise RuntimeError(f"s3shim: fewer than {workers} listening sockets on {port}")
+        time.sleep(0.05)
+    pids = [proc.pid, *children_of(proc.pid)]
+    if len(pids) != workers:
+        raise RuntimeError(f"s3shim with {workers} workers has processes {pids}")
+    if workers > 1:
+        stack.shim2_pids = pids
+    log(f"s3shim ({workers} worker{'s' * (workers > 1)}) on 127.0.0.1:{port}, pids {pids}")
 
 
 def stop_all(stack: Stack | None, keep: bool, work: Path) -> None:
     if stack is not None:
-        for proc, sig in ((stack.shim, signal.SIGTERM), (stack.nginx, signal.SIGQUIT)):
+        for proc, sig in (
+            (stack.shim, signal.SIGTERM),
+            (stack.shim2, signal.SIGTERM),  # the first process forwards it to the others
+            (stack.nginx, signal.SIGQUIT),
+        ):
             if proc is None or proc.poll() is not None:
                 continue
             proc.send_signal(sig)
@@ -576,14 +678,26 @@ def verify(client: Client, key: str, expected: tuple[int, str]) -> str:
     return f"{n} bytes, sha256 {h.hexdigest()[:16]}... OK"
 
 
-def select_cases(only: Sequence[str]) -> list[str]:
+def select_cases(only: Sequence[str], workers_compare: bool = False) -> tuple[list[str], list[str]]:
+    """(regular cases, workers cases). Words starting with "workers" pick workers cases (and
+    no regular ones); the others pick regular cases; --workers-compare adds every workers case.
+    """
     words = [w for item in only for w in item.split(",") if w]
+    wwords = [w for w in words if w.startswith("workers")]
+    rwords = [w for w in words if not w.startswith("workers")]
     if not words:
-        return list(ALL_CASES)
-    picked = [c for c in ALL_CASES if any(w in c for w in words)]
-    if not picked:
-        raise SystemExit(f"--only {','.join(words)} matches none of {', '.join(ALL_CASES)}")
-    return picked
+        regular = list(ALL_CASES)
+    else:
+        regular = [c for c in ALL_CASES if any(w in c for w in rwords)]
+    if workers_compare:
+        workers = list(WORKER_CASES)
+    else:
+        workers = [c for c in WORKER_CASES if any(w in c for w in wwords)]
+    if words and not regular and not workers:
+        raise SystemExit(
+            f"--only {','.join(words)} matches none of {', '.join(ALL_CASES + WORKER_CASES)}"
+        )
+    return regular, workers
 
 
 def run_round(
@@ -667,6 +781,317 @@ def run_round(
         direct.delete_object(key)
         stack.gc()
     direct.close()
+
+
+# ---------------------------------------------------------------------- workers comparison
+@dataclass(frozen=True)
+class WorkersConfig:
+    streams: int  # concurrent streams, each on a new connection
+    get_bytes: int  # each GET stream reads the whole object of this size
+    put_bytes: int  # each upload stream sends one part of this size
+    repeat: int
+
+    @property
+    def get_total(self) -> int:
+        return self.streams * self.get_bytes
+
+    @property
+    def put_total(self) -> int:
+        return self.streams * self.put_bytes
+
+
+GET_KEY = "workers-get"
+
+
+@dataclass
+class StreamsSample:
+    """One workers case: ``streams`` transfers started together, timed to the last one's end."""
+
+    seconds: float
+    nbytes: int  # all streams together
+    cpu_s: dict[str, float]  # by role; "proxy" = every process of the s3shim under test
+    stream_seconds: list[float]
+    worker_cpu_s: list[float]  # per s3shim process: the first one, then the forked one(s)
+    worker_hwm_kib: list[int]  # per s3shim process, VmHWM reset before the case
+    conns: list[int]  # how many of the streams' connections each s3shim process accepted
+    host_busy: float  # CPU cores busy machine-wide (every tenant), mean over the case
+    host_steal: float  # cores stolen by the hypervisor, mean over the case
+
+    @property
+    def mbps(self) -> float:
+        return self.nbytes / self.seconds / 1e6
+
+    @property
+    def ours(self) -> float:
+        """Cores used by the client, the store and the proxy, mean over the case."""
+        return sum(self.cpu_s.values()) / self.seconds
+
+    @property
+    def busiest(self) -> float | None:
+        """Cores used by the busiest s3shim process: near 1.0 would mean it is the limit."""
+        return max(self.worker_cpu_s) / self.seconds if self.worker_cpu_s else None
+
+
+@dataclass
+class WorkersResult:
+    name: str
+    samples: list[StreamsSample] = field(default_factory=list)
+    verified: str = ""
+
+
+def worker_path(case: str) -> str:
+    return case.split("-", 2)[2]  # workers-get-s3shim-2w -> s3shim-2w
+
+
+def measure_streams(
+    stack: Stack, path: str, streams: int, op: Callable[[int, Client], object]
+) -> tuple[StreamsSample, list[object]]:
+    """Run ``op(i, client)`` in ``streams`` threads, each with a new connection, all at once.
+
+    The client's blocking sends and receives release the GIL, so the threads transfer in
+    parallel. Returns the sample and each stream's result.
+    """
+    port = stack.port(path)
+    pids = stack.shim_pids(path) if path != "direct" else []
+    clients = [Client(port) for _ in range(streams)]
+    out: list[object] = [None] * streams
+    ends = [0.0] * streams
+    failures: list[BaseException] = []
+    barrier = threading.Barrier(streams + 1)
+
+    def stream(i: int) -> None:
+        try:
+            barrier.wait(60)
+            out[i] = op(i, clients[i])
+        except BaseException as exc:
+            failures.append(exc)
+        ends[i] = time.perf_counter()
+
+    threads = [threading.Thread(target=stream, args=(i,), daemon=True) for i in range(streams)]
+    for t in threads:
+        t.start()
+    watched = stack.watched()
+    watched.groups = {r: p for r, p in watched.groups.items() if r in ("rgw", "osd", "client")}
+    if pids:
+        watched.groups["proxy"] = pids
+    for pid in pids:
+        reset_peak_rss(pid)
+    before, w_before, h_before = watched.snapshot(), [read_counters(p) for p in pids], host_cpu()
+    t0 = time.perf_counter()
+    barrier.wait(60)
+    for t in threads:
+        t.join()
+    seconds = time.perf_counter() - t0
+    after, w_after, h_after = watched.snapshot(), [read_counters(p) for p in pids], host_cpu()
+    try:
+        if failures:
+            raise failures[0]
+        ports = [p for c in clients if (p := c.local_port()) is not None]
+        conns = connections_per_worker(port, pids, ports) if pids else []
+        hwm = [status_kib(p, "VmHWM") for p in pids]
+    finally:
+        for c in clients:
+            c.close()
+    sample = StreamsSample(
+        seconds=seconds,
+        nbytes=0,  # the caller knows
+        cpu_s={r: after[r].cpu_s - before[r].cpu_s for r in after},
+        stream_seconds=[e - t0 for e in ends],
+        worker_cpu_s=[a.cpu_s - b.cpu_s for a, b in zip(w_after, w_before, strict=True)],
+        worker_hwm_kib=hwm,
+        conns=conns,
+        host_busy=(h_after[0] - h_before[0]) / seconds,
+        host_steal=(h_after[1] - h_before[1]) / seconds,
+    )
+    return sample, out
+
+
+def run_workers_round(
+    stack: Stack,
+    rnd: int,
+    cases: list[str],
+    results: dict[str, WorkersResult],
+    data: memoryview,
+    cfg: WorkersConfig,
+    label: str = "",
+) -> None:
+    """One round of the workers comparison: for each path (order rotated every round) the
+    concurrent uploads, then the concurrent GETs."""
+    label = label or f"workers round {rnd + 1}"
+    direct = Client(stack.rgw_port)
+    paths = list(WORKER_PATHS[rnd % 3 :] + WORKER_PATHS[: rnd % 3])
+    put_data = data[: cfg.put_total]
+
+    def expected(n: int) -> tuple[int, str]:
+        return n, hashlib.sha256(data[:n]).hexdigest()
+
+    def record(case: str, s: StreamsSample) -> None:
+        results[case].samples.append(s)
+        extra = ""
+        if s.worker_cpu_s:
+            cpu = sum(s.worker_cpu_s) / (s.nbytes / GIB)
+            extra = f", s3shim {cpu:.2f} CPU-s/GiB, connections {'+'.join(map(str, s.conns))}"
+        log(
+            f"{label} {case:22s} {s.mbps:8.1f} MB/s ({s.seconds:.2f} s{extra}; "
+            f"cores busy: ours {s.ours:.2f}, host {s.host_busy:.2f})"
+        )
+
+    for path in paths:
+        put, get = f"workers-put-{path}", f"workers-get-{path}"
+        port = stack.port(path)
+        if put in cases:
+            key = f"workers-put-{path}-{rnd}"
+            setup = Client(port)
+            upload_id = setup.create_multipart(key)  # untimed, as the completion below
+
+            def put_op(i: int, c: Client, k: str = key, u: str = upload_id) -> str:
+                part = put_data[i * cfg.put_bytes : (i + 1) * cfg.put_bytes]
+                return c.upload_part(k, u, i + 1, part)
+
+            s, etags = measure_streams(stack, path, cfg.streams, put_op)
+            s.nbytes = cfg.put_total
+            setup.complete_multipart(key, upload_id, [str(e) for e in etags])
+            setup.close()
+            record(put, s)
+            if not results[put].verified:
+                results[put].verified = verify(direct, key, expected(cfg.put_total))
+            direct.delete_object(key)
+            stack.gc()
+        if get in cases:
+
+            def get_op(_: int, c: Client) -> int:
+                n = c.get_into_sink(f"/{BUCKET}/{GET_KEY}")
+                if n != cfg.get_bytes:
+                    raise S3Error(f"GET {GET_KEY}: {n} bytes, expected {cfg.get_bytes}")
+                return n
+
+            s, _ = measure_streams(stack, path, cfg.streams, get_op)
+            s.nbytes = cfg.get_total
+            record(get, s)
+            if not results[get].verified:
+                reader = Client(port)
+                results[get].verified = verify(reader, GET_KEY, expected(cfg.get_bytes))
+                reader.close()
+    direct.close()
+
+
+def build_workers_report(
+    cases: list[str], results: dict[str, WorkersResult], cfg: WorkersConfig
+) -> dict[str, Any]:
+    rows: dict[str, dict[str, Any]] = {}
+    for case in cases:
+        r = results[case]
+        if not r.samples:
+            continue
+        gib = r.samples[0].nbytes / GIB
+        mbps = [s.mbps for s in r.samples]
+
+        def per_gib(role: str, r: WorkersResult = r, gib: float = gib) -> float | None:
+            if role not in r.samples[0].cpu_s:
+                return None
+            return round(statistics.median(s.cpu_s[role] for s in r.samples) / gib, 3)
+
+        nproc = len(r.samples[0].worker_hwm_kib)
+        rows[case] = {
+            "mbps_median": round(statistics.median(mbps), 1),
+            "mbps_all": [round(m, 1) for m in mbps],
+            "seconds_all": [round(s.seconds, 3) for s in r.samples],
+            "stream_seconds_all": [[round(x, 3) for x in s.stream_seconds] for s in r.samples],
+            "s3shim_cpu_s_per_gib": per_gib("proxy"),  # every s3shim process summed
+            "s3shim_cpu_s_per_worker_all": [
+                [round(x, 2) for x in s.worker_cpu_s] for s in r.samples if s.worker_cpu_s
+            ],
+            "connections_per_worker_all": [s.conns for s in r.samples if s.conns],
+            "peak_rss_mib_per_worker": [
+                round(max(s.worker_hwm_kib[i] for s in r.samples) / 1024, 1) for i in range(nproc)
+            ],
+            "rgw_cpu_s_per_gib": per_gib("rgw"),
+            "osd_cpu_s_per_gib": per_gib("osd"),
+            "client_cpu_s_per_gib": per_gib("client"),
+            "all_cpu_s_per_gib": round(
+                statistics.median(sum(s.cpu_s.values()) for s in r.samples) / gib, 3
+            ),
+            "busiest_s3shim_process_cores_median": (
+                round(statistics.median(s.busiest or 0.0 for s in r.samples), 2)
+                if r.samples[0].worker_cpu_s
+                else None
+            ),
+            "our_cores_median": round(statistics.median(s.ours for s in r.samples), 2),
+            "host_busy_cores_median": round(statistics.median(s.host_busy for s in r.samples), 2),
+            "host_steal_cores_median": round(statistics.median(s.host_steal for s in r.samples), 2),
+            "verified": r.verified,
+        }
+
+    def paired(case: str, other: str) -> float | None:
+        a, b = results.get(case), results.get(other)
+        if a is None or b is None or not a.samples or len(a.samples) != len(b.samples):
+            return None
+        pairs = zip(a.samples, b.samples, strict=True)
+        return round(statistics.median(x.mbps / y.mbps for x, y in pairs), 3)
+
+    for case, row in rows.items():
+        op = case.split("-")[1]
+        for base_path, key in (("direct", "vs_direct"), ("s3shim-1w", "vs_1w")):
+            base = rows.get(f"workers-{op}-{base_path}")
+            row[key] = round(row["mbps_median"] / base["mbps_median"], 3) if base else None
+            row[f"{key}_paired"] = paired(case, f"workers-{op}-{base_path}") if base else None
+    return {
+        "streams": cfg.streams,
+        "get_mib_per_stream": cfg.get_bytes // MIB,
+        "put_mib_per_stream": cfg.put_bytes // MIB,
+        "repeat": cfg.repeat,
+        "description": (
+            f"{cfg.streams} concurrent streams, each on a new connection, started together and "
+            "timed to the last one's end: GETs of one object each read whole, or UploadPart of "
+            "one part each into one multipart upload (create and complete untimed)"
+        ),
+        "cases": rows,
+    }
+
+
+def print_workers_table(w: dict[str, Any]) -> None:
+    print(
+        f"\nworkers comparison: {w['streams']} concurrent streams on new connections, "
+        f"{w['repeat']} interleaved rounds;\n  get = {w['streams']} GETs of one "
+        f"{w['get_mib_per_stream']} MiB object, put = {w['streams']} UploadPart of "
+        f"{w['put_mib_per_stream']} MiB into one multipart upload"
+    )
+    print(
+        "MB/s = aggregate, median of rounds (range); xdirect/x1w = ratio of medians (paired per "
+        "round);\n*CPU = CPU-s/GiB, median: shim = all s3shim processes, store = radosgw + OSD, "
+        "cli = client,\n  all = the three; maxW = cores used by the busiest s3shim process; "
+        "ours/host = cores busy\n  (our processes / whole machine, other tenants included); "
+        "RSS = peak per s3shim process, MiB;\n  conns = connections each s3shim process "
+        "accepted, by round"
+    )
+    head = (
+        f"{'case':21s} {'MB/s':>5s} {'(range)':>11s} {'xdirect':>11s} {'x1w':>11s} "
+        f"{'shim':>4s} {'store':>5s} {'cli':>4s} {'all':>4s} {'maxW':>4s} {'ours':>4s} "
+        f"{'host':>4s} {'RSS':>5s}  conns"
+    )
+    print(head)
+    print("-" * len(head))
+    for case, r in w["cases"].items():
+
+        def ratio(key: str, r: dict[str, Any] = r) -> str:
+            if r[key] is None:
+                return "-".rjust(11)
+            return f"{r[key]:.2f} ({fmt(r[key + '_paired'], '.2f')})".rjust(11)
+
+        store = None
+        if r["rgw_cpu_s_per_gib"] is not None and r["osd_cpu_s_per_gib"] is not None:
+            store = r["rgw_cpu_s_per_gib"] + r["osd_cpu_s_per_gib"]
+        rng = f"({min(r['mbps_all']):.0f}-{max(r['mbps_all']):.0f})"
+        rss = "/".join(f"{x:.0f}" for x in r["peak_rss_mib_per_worker"]) or "-"
+        conns = " ".join("+".join(map(str, c)) for c in r["connections_per_worker_all"]) or "-"
+        print(
+            f"{case:21s} {r['mbps_median']:5.0f} {rng:>11s} {ratio('vs_direct')} "
+            f"{ratio('vs_1w') if case.endswith('-2w') else '-'.rjust(11)} "
+            f"{fmt(r['s3shim_cpu_s_per_gib'], '4.2f')} {fmt(store, '5.2f')} "
+            f"{fmt(r['client_cpu_s_per_gib'], '4.2f')} {r['all_cpu_s_per_gib']:4.2f} "
+            f"{fmt(r['busiest_s3shim_process_cores_median'], '4.2f')} "
+            f"{r['our_cores_median']:4.2f} {r['host_busy_cores_median']:4.2f} {rss:>5s}  {conns}"
+        )
 
 
 # ---------------------------------------------------------------------------------- profile
@@ -928,7 +1353,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="append",
         default=[],
         help="run only cases whose name contains one of these words (comma-separated, "
-        f"repeatable); cases: {', '.join(ALL_CASES)}",
+        f"repeatable); cases: {', '.join(ALL_CASES)}; words starting with 'workers' pick "
+        "from the workers comparison's cases instead (--only workers: it alone)",
     )
     p.add_argument(
         "--profile",
@@ -936,44 +1362,89 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="after the timed rounds, one more round with py-spy attached to s3shim; "
         "collapsed stacks in bench/results/profile-<case>.txt",
     )
+    g = p.add_argument_group(
+        "workers comparison (opt-in)",
+        "concurrent streams on new connections against RGW directly and through s3shim with "
+        "S3SHIM_WORKERS=1 and =2, interleaved; cases: " + ", ".join(WORKER_CASES),
+    )
+    g.add_argument(
+        "--workers-compare",
+        action="store_true",
+        help="add the workers comparison after the regular cases (alone: --only workers)",
+    )
+    g.add_argument("--workers-streams", type=int, default=4, help="concurrent streams (4)")
+    g.add_argument("--workers-get-mib", type=int, default=256, help="object each GET reads (256)")
+    g.add_argument(
+        "--workers-put-mib", type=int, default=64, help="part each upload stream sends (64)"
+    )
+    g.add_argument(
+        "--workers-repeat",
+        type=int,
+        default=9,
+        help="interleaved rounds (9: every path in every position of the order 3 times)",
+    )
     p.add_argument("--output", type=Path, default=BENCH / "results" / "latest.json")
     p.add_argument("--keep-state", action="store_true", help="keep the work dir (logs)")
     args = p.parse_args(argv)
     if args.size_mib < args.part_mib or args.part_mib < 5 or args.repeat < 1:
         p.error("need --size-mib >= --part-mib >= 5 and --repeat >= 1")
+    if (
+        args.workers_streams < 1
+        or args.workers_repeat < 1
+        or args.workers_get_mib < 1
+        or args.workers_put_mib < 5
+    ):
+        p.error("need --workers-streams, --workers-repeat, --workers-get-mib >= 1, put >= 5")
     return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    cases = select_cases(args.only)
+    cases, wcases = select_cases(args.only, args.workers_compare)
     need = {p for p in PATHS if any(c.endswith(f"-{p}") for c in cases)}
+    need |= {worker_path(c) for c in wcases}
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if args.profile and not Path(py_spy).exists():
         raise SystemExit("--profile needs py-spy: .venv/bin/pip install py-spy")
-    size = args.size_mib * MIB
+    size = args.size_mib * MIB if cases else 0
+    wcfg = WorkersConfig(
+        streams=args.workers_streams,
+        get_bytes=args.workers_get_mib * MIB,
+        put_bytes=args.workers_put_mib * MIB,
+        repeat=args.workers_repeat,
+    )
     out_dir = args.output.parent
     out_dir.mkdir(parents=True, exist_ok=True)
     meta = machine_meta()
-    log(f"cases: {', '.join(cases)}")
+    log(f"cases: {', '.join(cases + wcases)}")
 
-    log(f"generating {args.size_mib} MiB of random data")
-    data = memoryview(os.urandom(size))
-    expected = (size, hashlib.sha256(data).hexdigest())
+    total = max(size, *((wcfg.get_bytes, wcfg.put_total) if wcases else ()))
+    log(f"generating {total // MIB} MiB of random data")
+    all_data = memoryview(os.urandom(total))
+    data = all_data[:size]
+    expected = (size, hashlib.sha256(data).hexdigest()) if cases else (0, "")
 
     work = Path(tempfile.mkdtemp(prefix="s3shim-bench-"))
     stack: Stack | None = None
     results = {c: CaseResult(c) for c in cases}
+    wresults = {c: WorkersResult(c) for c in wcases}
     t_start = time.monotonic()
     try:
         # One object lives at a time (deleted and garbage-collected after each case); the
-        # margin covers RGW's multipart bookkeeping and the OSD's 95 % full ratio.
-        memstore = max(2 * GIB, 2 * size + GIB)
+        # margin covers RGW's multipart bookkeeping and the OSD's 95 % full ratio. The workers
+        # comparison keeps its GET object and one upload.
+        memstore = max(
+            2 * GIB,
+            2 * size + GIB,
+            (wcfg.get_bytes + wcfg.put_total + GIB) if wcases else 0,
+        )
         stack = start_rgw(work / "rgw", free_port(), memstore)
         if "nginx" in need:
             start_nginx(stack, work)
-        if "s3shim" in need or any(c.startswith("put-") for c in cases):
+        if need & {"s3shim", "s3shim-1w"} or any(c.startswith("put-") for c in cases):
             start_shim(stack, work)
+        if "s3shim-2w" in need:
+            start_shim(stack, work, workers=2)
         assert stack.shim is None or stack.shim.pid
         Client(stack.rgw_port).request("PUT", f"/{BUCKET}")
         if stack.shim is not None:
@@ -981,26 +1452,50 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Warm-up, untimed: a fresh cluster is still settling (placement groups, first
         # allocations in the memstore), and every process's first request pays for imports
         # and connection set-up. Smaller objects, same code paths, results thrown away.
-        warm = data[: min(size, WARMUP_SIZE)]
-        warm_expected = (len(warm), hashlib.sha256(warm).hexdigest())
-        warm_results = {c: CaseResult(c) for c in cases}
-        part = min(args.part_mib * MIB, len(warm))
-        run_round(stack, 0, cases, warm_results, warm, warm_expected, part, label="warm-up")
-        meta["idle_cpu_per_s"] = idle_cpu(stack)
-        for rnd in range(args.repeat):
-            run_round(stack, rnd, cases, results, data, expected, args.part_mib * MIB)
-        meta["timed_seconds"] = round(time.monotonic() - t_start, 1)
-        if args.profile:
+        if cases:
+            warm = data[: min(size, WARMUP_SIZE)]
+            warm_expected = (len(warm), hashlib.sha256(warm).hexdigest())
+            warm_results = {c: CaseResult(c) for c in cases}
+            part = min(args.part_mib * MIB, len(warm))
+            run_round(stack, 0, cases, warm_results, warm, warm_expected, part, label="warm-up")
+            meta["idle_cpu_per_s"] = idle_cpu(stack)
+            for rnd in range(args.repeat):
+                run_round(stack, rnd, cases, results, data, expected, args.part_mib * MIB)
+            meta["timed_seconds"] = round(time.monotonic() - t_start, 1)
+        if wcases:
+            # After the regular rounds, so that they run exactly as without the comparison
+            # (its concurrent streams leave the shared 1-worker s3shim with a larger heap).
+            t_workers = time.monotonic()
+            log(f"workers comparison: uploading its {args.workers_get_mib} MiB GET object")
+            Client(stack.rgw_port).multipart_upload(
+                GET_KEY, all_data[: wcfg.get_bytes], min(64 * MIB, wcfg.get_bytes)
+            )
+            # Full size: the forked worker's first requests pay for its first allocations too.
+            warm_w = {c: WorkersResult(c) for c in wcases}
+            run_workers_round(stack, 0, wcases, warm_w, all_data, wcfg, label="workers warm-up")
+            if stack.shim2_pids:
+                meta["s3shim_2w_idle_rss_mib"] = [
+                    round(status_kib(p, "VmRSS") / 1024, 1) for p in stack.shim2_pids
+                ]
+            if not cases:
+                meta["idle_cpu_per_s"] = idle_cpu(stack)
+            for rnd in range(wcfg.repeat):
+                run_workers_round(stack, rnd, wcases, wresults, all_data, wcfg)
+            meta["workers_seconds"] = round(time.monotonic() - t_workers, 1)
+        if args.profile and cases:
             log("profiling round (untimed, py-spy attached to s3shim)")
             profiler = py_spy_profiler(stack, out_dir, py_spy)
             run_round(stack, 0, cases, results, data, expected, args.part_mib * MIB, profiler)
         meta["loadavg_end"] = Path("/proc/loadavg").read_text().split()[:3]
-        if stack.shim is not None and stack.shim.poll() is not None:
-            raise RuntimeError("s3shim exited during the run")
+        for proc in (stack.shim, stack.shim2):
+            if proc is not None and proc.poll() is not None:
+                raise RuntimeError("s3shim exited during the run")
     finally:
         stop_all(stack, args.keep_state, work)
 
     report = build_report(args, cases, results, meta)
+    if wcases:
+        report["workers"] = build_workers_report(wcases, wresults, wcfg)
     if args.profile:
         report["profiles"] = {}
         for case in cases:
@@ -1008,7 +1503,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             if raw.exists():
                 report["profiles"][case] = summarize_profile(raw)
     args.output.write_text(json.dumps(report, indent=2) + "\n")
-    print_table(report)
+    if cases:
+        print_table(report)
+    if wcases:
+        print_workers_table(report["workers"])
+        if not cases:
+            idle = report["meta"].get("idle_cpu_per_s")
+            print("idle CPU-s per second: " + ", ".join(f"{k} {v}" for k, v in idle.items()))
     for case, prof in report.get("profiles", {}).items():
         print(f"\npy-spy {case} ({prof['samples']} samples), self time %:")
         for frame, share in prof["self"][:10]:
