@@ -100,13 +100,36 @@ def _check_signed_headers(
     if missing:
         raise bad(f"Signed header(s) missing from the request: {', '.join(missing)}.")
     # An unsigned x-amz-* header could be changed in flight and s3shim would then vouch for
-    # it with the store's key (think x-amz-copy-source), so every one must be signed.
-    unsigned = [h for h in headers if h.startswith("x-amz-") and h not in signed]
+    # it with the store's key (think x-amz-copy-source), so every one must be signed. Stores
+    # that map header names to CGI variables (RGW) read x_amz_copy_source as
+    # x-amz-copy-source, so the underscore spelling counts as the same header.
+    unsigned = [h for h in headers if h.replace("_", "-").startswith("x-amz-") and h not in signed]
     if unsigned:
         raise errors.access_denied(
             "There were headers present in the request which were not signed: "
             + ", ".join(sorted(unsigned))
         )
+
+
+_STREAMING = frozenset(
+    {
+        "STREAMING-AWS4-HMAC-SHA256-PAYLOAD",
+        "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER",
+        "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+        "STREAMING-AWS4-ECDSA-P256-SHA256-PAYLOAD",
+        "STREAMING-AWS4-ECDSA-P256-SHA256-PAYLOAD-TRAILER",
+    }
+)
+
+
+def _check_payload_hash(value: str) -> None:
+    """Only the values S3 defines: anything else must not quietly mean "unsigned"."""
+    if value == sigv4.UNSIGNED_PAYLOAD or value in _STREAMING or _HEX64.match(value):
+        return
+    raise errors.invalid_argument(
+        "x-amz-content-sha256 must be UNSIGNED-PAYLOAD, a STREAMING-* value, "
+        "or a valid sha256 value."
+    )
 
 
 def _authenticate(
@@ -205,6 +228,7 @@ def verify_header_auth(
         raise errors.invalid_request(
             "Missing required header for this request: x-amz-content-sha256"
         )
+    _check_payload_hash(payload_hash)
     _check_signed_headers(signed, headers, bad)
     ctx = _authenticate(
         method=method,
@@ -263,7 +287,7 @@ def verify_presigned(
     when = _parse_amz_date(amz_date, bad)
     _check_scope(cred, amz_date, region, bad)
     expires_raw = params["X-Amz-Expires"]
-    if not expires_raw.isdigit():
+    if not (expires_raw.isascii() and expires_raw.isdigit()):
         raise bad("X-Amz-Expires should be a number.")
     expires = int(expires_raw)
     if not 1 <= expires <= MAX_PRESIGN_EXPIRES:
@@ -276,6 +300,7 @@ def verify_presigned(
     payload_hash = sigv4.UNSIGNED_PAYLOAD
     if "x-amz-content-sha256" in signed:
         payload_hash = _first(headers, "x-amz-content-sha256") or sigv4.UNSIGNED_PAYLOAD
+        _check_payload_hash(payload_hash)
     ctx = _authenticate(
         method=method,
         raw_path=raw_path,

@@ -63,7 +63,7 @@ import hashlib
 import hmac
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 from s3shim import errors
@@ -88,6 +88,9 @@ __all__ = [
     "sign_chunks",
     "trailer_signature",
 ]
+
+
+_MAX_AFTER_END = 64
 
 
 class Framing(enum.Enum):
@@ -133,7 +136,7 @@ def framing_for(content_sha256: str) -> Framing | None:
 class ChunkSigning:
     """What a signed framing needs from the request's verified SigV4 header auth."""
 
-    signing_key: bytes
+    signing_key: bytes = field(repr=False)
     amz_date: str  # the request's x-amz-date, e.g. 20130524T000000Z
     scope: str  # e.g. 20130524/us-east-1/s3/aws4_request
     seed_signature: str  # the Authorization header's signature (hex)
@@ -289,6 +292,7 @@ class AwsChunkedDecoder:
         self._limits = limits
         self._state = _SIZE_LINE
         self._error: ChunkedBodyError | None = None
+        self._after_end = 0  # stray CRLF bytes seen after the final chunk
         self._buf = bytearray()  # an unfinished size or trailer line, never chunk data
         self._received = 0  # sum of the chunk sizes announced so far
         self._chunk_left = 0
@@ -417,8 +421,10 @@ class AwsChunkedDecoder:
                 self._trailer_bytes += len(line)
                 self._on_trailer_line(line, events)
             else:  # _DONE
-                # Lenient: stray blank lines after the end (minio-go's unsigned trailer).
-                if data[pos:].strip(b"\r\n"):
+                # Lenient: stray blank lines after the end (minio-go's unsigned trailer),
+                # but only a few: an endless stream of them would hold the request open.
+                self._after_end += n - pos
+                if data[pos:].strip(b"\r\n") or self._after_end > _MAX_AFTER_END:
                     raise _incomplete("data follows the end of the aws-chunked body")
                 pos = n
         if view is not None and self._state == _DATA and self._pieces:

@@ -7,6 +7,7 @@ operation named here, never off ad-hoc string tests scattered through the proxy.
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -46,9 +47,17 @@ _BUCKET_SUBRESOURCES = frozenset(
     "logging metrics notification object-lock ownershipControls policy policyStatus "
     "publicAccessBlock replication requestPayment tagging versioning website".split()
 )
-_OBJECT_SUBRESOURCES = frozenset(
-    "acl attributes legal-hold restore retention select tagging torrent".split()
-)
+# By method, as stores route them: RGW runs PUT ?torrent or PUT ?select as a plain PutObject,
+# so only what a store really treats as a sub-resource for that method is named one.
+_OBJECT_SUBRESOURCES = {
+    "GET": frozenset("acl attributes legal-hold retention tagging torrent".split()),
+    "HEAD": frozenset(),
+    "PUT": frozenset("acl legal-hold retention tagging".split()),
+    "POST": frozenset("restore select".split()),
+    "DELETE": frozenset({"tagging"}),
+}
+# Lowercase DNS-style names: a Host-derived bucket must never smuggle '/' or odd bytes.
+_BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _ALLOWED_METHODS = frozenset({"GET", "HEAD", "PUT", "POST", "DELETE"})
 
 
@@ -65,7 +74,10 @@ def bucket_from_host(host: str, domains: Sequence[str]) -> str | None:
     name = host.rsplit(":", 1)[0].lower() if not host.startswith("[") else ""
     for domain in domains:
         if name.endswith("." + domain):
-            return name[: -len(domain) - 1]
+            bucket = name[: -len(domain) - 1]
+            if not _BUCKET_NAME.match(bucket):
+                raise errors.S3Error("InvalidBucketName", "The specified bucket is not valid.", 400)
+            return bucket
     return None
 
 
@@ -96,6 +108,9 @@ def classify(
         key = key_part if sep and key_part else None
         upstream_path = raw_path
     params = {k for k, _ in query}
+    if bucket is None and path != "/":
+        # "//bucket/key" would otherwise be forwarded as a different operation.
+        raise errors.S3Error("InvalidBucketName", "The specified bucket is not valid.", 400)
     if bucket is None:
         if method == "GET":
             return Target(Op.LIST_BUCKETS, None, None, "/")
@@ -126,7 +141,7 @@ def _bucket_op(method: str, params: set[str]) -> Op:
 
 
 def _object_op(method: str, params: set[str], headers: frozenset[str]) -> Op:
-    if params & _OBJECT_SUBRESOURCES:
+    if params & _OBJECT_SUBRESOURCES[method]:
         return Op.OBJECT_SUBRESOURCE
     if method == "PUT":
         if "partNumber" in params and "uploadId" in params:

@@ -134,6 +134,21 @@ OPTIONS: tuple[Option, ...] = (
         default="20",
     ),
     Option(
+        "S3SHIM_CLIENT_TIMEOUT_SECONDS",
+        "--client-timeout-seconds",
+        "A client that sends no byte of its request for this long is cut off: while its body "
+        "is read (RequestTimeout), and while s3shim waits for a request head on a new or "
+        "kept-alive connection.",
+        default="30",
+    ),
+    Option(
+        "S3SHIM_MAX_CONNECTIONS",
+        "--max-connections",
+        "Client connections served at once per process; more are closed on arrival (bounds "
+        "what unauthenticated peers can hold).",
+        default="1024",
+    ),
+    Option(
         "S3SHIM_WORKERS",
         "--workers",
         "Worker processes sharing the port (SO_REUSEPORT); one stream stays on one core.",
@@ -180,6 +195,8 @@ class Config:
     admin_host: str = "127.0.0.1"
     admin_port: int = 9090  # 0 = no admin listener
     shutdown_grace: float = 20.0
+    client_timeout: float = 30.0
+    max_connections: int = 1024
     workers: int = 1
     log_level: str = "info"
     log_format: str = "auto"
@@ -205,6 +222,8 @@ class Config:
             "admin": f"{self.admin_host}:{self.admin_port}" if self.admin_port else None,
             "shutdown_grace_seconds": self.shutdown_grace,
             "workers": self.workers,
+            "client_timeout_seconds": self.client_timeout,
+            "max_connections": self.max_connections,
             "log_level": self.log_level,
         }
 
@@ -219,13 +238,13 @@ def _bool(name: str, value: str) -> bool:
 
 
 def _port(name: str, value: str) -> int:
-    if not value.isdigit() or not 0 < int(value) < 65536:
+    if not (value.isascii() and value.isdigit()) or not 0 < int(value) < 65536:
         raise ConfigError(f"{name}: expected a port number 1-65535, got {value!r}")
     return int(value)
 
 
 def _int(name: str, value: str, low: int, high: int) -> int:
-    if not value.isdigit() or not low <= int(value) <= high:
+    if not (value.isascii() and value.isdigit()) or not low <= int(value) <= high:
         raise ConfigError(f"{name}: expected a whole number {low}-{high}, got {value!r}")
     return int(value)
 
@@ -369,6 +388,8 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     admin_port_name, admin_port = val("S3SHIM_ADMIN_PORT")
     grace_name, grace = val("S3SHIM_SHUTDOWN_GRACE_SECONDS")
     workers_name, workers = val("S3SHIM_WORKERS")
+    ct_name, client_timeout = val("S3SHIM_CLIENT_TIMEOUT_SECONDS")
+    mc_name, max_conns = val("S3SHIM_MAX_CONNECTIONS")
 
     def flag(key: str) -> bool:
         n, v = val(key)
@@ -395,6 +416,8 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         admin_port=_int(admin_port_name, admin_port or "", 0, 65535),
         shutdown_grace=float(_int(grace_name, grace or "", 0, 3600)),
         workers=_int(workers_name, workers or "", 1, 64),
+        client_timeout=float(_int(ct_name, client_timeout or "", 1, 3600)),
+        max_connections=_int(mc_name, max_conns or "", 1, 1_000_000),
         log_level=(level or "info").lower(),
         log_format=(fmt or "auto").lower(),
     )

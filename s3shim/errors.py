@@ -119,6 +119,15 @@ def header_too_large() -> S3Error:
     )
 
 
+def request_timeout() -> S3Error:
+    return S3Error(
+        "RequestTimeout",
+        "Your socket connection to the server was not read from or written to within the "
+        "timeout period.",
+        400,
+    )
+
+
 def bad_gateway(message: str = "The upstream store could not be reached.") -> S3Error:
     # Not an AWS code, but the closest S3-style answer for "the store is down".
     return S3Error("ServiceUnavailable", message, 503)

@@ -8,6 +8,7 @@ request is authenticated; nothing is committed upstream before the body is verif
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
 import ssl
@@ -32,10 +33,17 @@ from .config import Config
 from .metrics import Metrics
 from .rewrite import RESPONSE_DROPS, Group, Policy, forward_headers
 
+SERVER_NAME = "s3shim"  # instead of aiohttp's banner with its and Python's versions
 READ_SIZE = 256 * 1024  # measured sweet spot for throughput vs per-stream memory
 SMALL_BODY = 1024 * 1024  # bodies up to this are read whole, verified, then sent signed
 MAX_COMPLETE_XML = 4 * 1024 * 1024
 _UPLOAD_OPS = frozenset({Op.PUT_OBJECT, Op.UPLOAD_PART})
+# A declared checksum is verified over every body s3shim forwards (the flag drops it on every
+# operation), except where it does not describe this request's body: Complete's is the whole
+# object's, and the copies' is the source's.
+_NO_BODY_CHECKSUM_OPS = frozenset(
+    {Op.COMPLETE_MULTIPART_UPLOAD, Op.COPY_OBJECT, Op.UPLOAD_PART_COPY}
+)
 _HEX = frozenset("0123456789abcdef")
 
 
@@ -50,6 +58,23 @@ def _header_lists(headers: CIMultiDictProxy[str]) -> dict[str, list[str]]:
     return out
 
 
+def _as_verified(headers: dict[str, list[str]], signed: tuple[str, ...]) -> list[tuple[str, str]]:
+    """One header per name, each signed one exactly as its signature was verified.
+
+    Repeated headers are joined with ',' (as SigV4 and RFC 9110 do), and a signed value is
+    forwarded in its canonical form: the store acts on precisely what was verified, not on a
+    variant that only canonicalises to it (tabs or other whitespace changed in flight).
+    """
+    signed_set = frozenset(signed)
+    out = []
+    for name, values in headers.items():
+        if name in signed_set:
+            out.append((name, ",".join(sigv4.fold_value(v) for v in values)))
+        else:
+            out.append((name, ",".join(values)))
+    return out
+
+
 def _is_hex_sha256(value: str) -> bool:
     return len(value) == 64 and set(value.lower()) <= _HEX
 
@@ -57,7 +82,11 @@ def _is_hex_sha256(value: str) -> bool:
 def error_response(
     method: str, err: errors.S3Error, request_id: str, resource: str
 ) -> web.Response:
-    headers = {"x-amz-request-id": request_id, "Content-Type": "application/xml"}
+    headers = {
+        "x-amz-request-id": request_id,
+        "Content-Type": "application/xml",
+        "Server": SERVER_NAME,
+    }
     body = errors.error_xml(err, resource, request_id)
     resp = web.Response(status=err.status, headers=headers, body=None if method == "HEAD" else body)
     # The client's body may be partly unread: never reuse this connection.
@@ -80,7 +109,7 @@ def body_spec(op: Op, ctx: auth.AuthContext, headers: dict[str, list[str]]) -> B
         raise errors.missing_content_length()
     length: int | None = None
     if raw is not None:
-        if not raw.isdigit():
+        if not (raw.isascii() and raw.isdigit()):
             raise errors.invalid_argument("Content-Length must be a number.")
         length = int(raw)
     signing = None
@@ -95,7 +124,7 @@ def body_spec(op: Op, ctx: auth.AuthContext, headers: dict[str, list[str]]) -> B
     return BodySpec(
         length=length,
         sha256_hex=ctx.payload_hash.lower() if _is_hex_sha256(ctx.payload_hash) else None,
-        checksum=declared_checksum(single) if op in _UPLOAD_OPS else None,
+        checksum=declared_checksum(single) if op not in _NO_BODY_CHECKSUM_OPS else None,
         framing=framing,
         chunk_signing=signing,
         trailers=frozenset(t.strip().lower() for t in trailers.split(",") if t.strip()),
@@ -179,7 +208,9 @@ class Proxy:
         if spec.framing is not None:
             fields["framing"] = spec.framing.value
         fwd, fired = forward_headers(
-            request.headers.items(), self.policy, decoded_aws_chunked=spec.framing is not None
+            _as_verified(headers, ctx.signed_headers),
+            self.policy,
+            decoded_aws_chunked=spec.framing is not None,
         )
         fields["rewrites"] = sorted(g.value for g in fired)
 
@@ -286,13 +317,26 @@ class Proxy:
             fields["upstream_request_id"] = upstream.headers["x-amz-request-id"]
         return await self._respond(request, upstream, request_id, target.op, pipeline, fields)
 
+    async def _client_body(self, request: BaseRequest) -> AsyncIterator[bytes]:
+        """The request body as it arrives; a client silent for too long is cut off."""
+        content = request.content
+        while True:
+            try:
+                async with asyncio.timeout(self.config.client_timeout):
+                    piece = await content.readany()
+            except TimeoutError:
+                raise errors.request_timeout() from None
+            if not piece:
+                return
+            yield piece
+
     async def _read_whole(
         self, request: BaseRequest, pipeline: BodyPipeline, limit: int, fields: dict[str, Any]
     ) -> bytes:
         parts: list[bytes] = []
         size = received = 0
         try:
-            async for piece in request.content.iter_any():
+            async for piece in self._client_body(request):
                 received += len(piece)
                 out = pipeline.feed(piece)
                 size += len(out)
@@ -312,7 +356,7 @@ class Proxy:
     ) -> AsyncIterator[bytes]:
         received = 0
         try:
-            async for piece in request.content.iter_any():
+            async for piece in self._client_body(request):
                 received += len(piece)
                 out = pipeline.feed(piece)
                 if out:
@@ -355,6 +399,7 @@ class Proxy:
                 if name.lower() not in RESPONSE_DROPS:
                     resp.headers.add(name, value)
             resp.headers["x-amz-request-id"] = request_id
+            resp.headers["Server"] = SERVER_NAME
             alg, vouched = pipeline.checksum_algorithm, pipeline.computed_checksum
             if alg and vouched and upstream.status == 200 and op in _UPLOAD_OPS:
                 # s3shim verified this checksum over the bytes the store stored; clients
@@ -429,8 +474,20 @@ class S3RequestHandler(web.RequestHandler):
 
 
 class S3Server(web.Server):
-    """A low-level aiohttp server (no router: every path is S3's) using S3RequestHandler."""
+    """A low-level aiohttp server (no router: every path is S3's) using S3RequestHandler,
+    closing connections beyond ``max_connections`` on arrival."""
+
+    def __init__(self, *args: Any, max_connections: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.max_connections = max_connections
 
     def __call__(self) -> web.RequestHandler:
         # Same construction as web.Server.__call__, with our handler class.
         return S3RequestHandler(self, loop=self._loop, **self._kwargs)
+
+    def connection_made(self, handler: web.RequestHandler, transport: asyncio.Transport) -> None:
+        if len(self.connections) >= self.max_connections:
+            logs.get().warning("connection_refused", reason="max_connections")
+            transport.close()
+            return
+        super().connection_made(handler, transport)

@@ -67,8 +67,13 @@ TRANSPORT_DROPS = frozenset(
         "te",
         "trailer",
         "upgrade",
+        # The client's claims about addresses: a store configured to trust them (RGW's
+        # rgw_remote_addr_param) would let a client choose its own aws:SourceIp.
+        "forwarded",
+        "x-real-ip",
     }
 )
+TRANSPORT_DROP_PREFIXES = ("x-forwarded-",)
 RESPONSE_DROPS = frozenset(
     {
         "connection",
@@ -113,7 +118,11 @@ def forward_headers(
     fired: set[Group] = set()
     for name, value in headers:
         lname = name.lower()
-        if lname in TRANSPORT_DROPS:
+        if lname in TRANSPORT_DROPS or lname.startswith(TRANSPORT_DROP_PREFIXES):
+            continue
+        if "_" in lname:
+            # Stores that map names to CGI variables (RGW) read x_amz_acl as x-amz-acl: an
+            # underscore name could smuggle in a header nobody signed. Dropped, like nginx.
             continue
         group = policy.is_dropped(lname)
         if group is not None:

@@ -122,7 +122,12 @@ async def run(cfg: Config) -> None:
             handler_cancellation=False,  # a client hang-up must not cancel an upstream commit
             access_log=None,  # the proxy logs one structured line per request itself
             read_bufsize=READ_SIZE,
-            max_field_size=16384,
+            # S3 itself refuses header sections over 8 KB; these bound what an
+            # unauthenticated peer can make s3shim buffer per connection.
+            max_field_size=8190,
+            max_headers=64,
+            keepalive_timeout=cfg.client_timeout,  # also the deadline for a request head
+            max_connections=cfg.max_connections,
         )
         # Only what outlived the grace period is left when aiohttp's shutdown runs (see below).
         runner = web.ServerRunner(server, shutdown_timeout=1.0)

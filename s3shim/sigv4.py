@@ -68,7 +68,8 @@ def canonical_query(pairs: Iterable[tuple[str, str]]) -> str:
     return "&".join(f"{k}={v}" for k, v in encoded)
 
 
-def _fold_value(value: str) -> str:
+def fold_value(value: str) -> str:
+    """A header value as SigV4 canonicalises it (botocore folds all whitespace the same way)."""
     return " ".join(value.split())
 
 
@@ -77,7 +78,7 @@ def canonical_headers(headers: Mapping[str, Sequence[str]], signed: Sequence[str
     lines = []
     for name in signed:
         values = headers.get(name, ())
-        lines.append(f"{name}:{','.join(_fold_value(v) for v in values)}\n")
+        lines.append(f"{name}:{','.join(fold_value(v) for v in values)}\n")
     return "".join(lines)
 
 
