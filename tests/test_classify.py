@@ -75,3 +75,16 @@ def test_refused(method: str, path: str, query: str, code: str) -> None:
     with pytest.raises(errors.S3Error) as info:
         classify(method, "h", path, [], frozenset())
     assert info.value.code == code
+
+
+@pytest.mark.parametrize("host", ["a/b.s3.local", "a_b.s3.local", "x.s3.local", "-a.s3.local"])
+def test_virtual_hosted_bucket_must_be_a_valid_name(host: str) -> None:
+    with pytest.raises(errors.S3Error) as info:
+        classify("GET", host, "/k", [], frozenset(), ("s3.local",))
+    assert info.value.code == "InvalidBucketName"
+
+
+def test_double_slash_is_not_list_buckets() -> None:
+    with pytest.raises(errors.S3Error) as info:
+        classify("GET", "h", "//b/k", [], frozenset())
+    assert info.value.code == "InvalidBucketName"

@@ -99,3 +99,17 @@ def test_decoded_aws_chunked_drops_framing_headers() -> None:
 )
 def test_content_encoding(value: str, expected: str | None) -> None:
     assert content_encoding_without_aws_chunked(value) == expected
+
+
+def test_underscore_and_address_headers_never_forwarded() -> None:
+    hdrs = [
+        ("x_amz_copy_source", "/b/secret"),
+        ("content_disposition", "attachment"),
+        ("X-Forwarded-For", "10.0.0.1"),
+        ("X-Forwarded-Proto", "https"),
+        ("Forwarded", "for=10.0.0.1"),
+        ("X-Real-IP", "10.0.0.1"),
+        ("Content-Disposition", "inline"),
+    ]
+    out, _ = forward_headers(hdrs, Policy(False, False))
+    assert out == [("content-disposition", "inline")]
