@@ -1418,7 +1418,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     meta = machine_meta()
     log(f"cases: {', '.join(cases + wcases)}")
 
-    total = max(size, *((wcfg.get_bytes, wcfg.put_total) if wcases else ()))
+    total = max([size, *((wcfg.get_bytes, wcfg.put_total) if wcases else ())])
     log(f"generating {total // MIB} MiB of random data")
     all_data = memoryview(os.urandom(total))
     data = all_data[:size]
