@@ -219,11 +219,73 @@ class Proxy:
         if request.headers.get("Expect", "").lower() == "100-continue" and request.writer:
             await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
-        # Every body goes through the pipeline, even an empty one: a hex payload hash or a
-        # checksum header is a promise about it, and RGW checks neither.
         pipeline = BodyPipeline(spec)
+        data, payload_hash, fwd = await self._prepare_body(
+            request, target.op, spec, pipeline, fwd, fields
+        )
+
+        upstream_query = [
+            (k, v) for k, v in query if not (ctx.presigned and k.startswith("X-Amz-"))
+        ]
+        signed = sigv4.sign_headers(
+            method=request.method,
+            raw_path=target.upstream_path,
+            query=upstream_query,
+            host=cfg.upstream_host,
+            headers=dict(fwd),
+            payload_hash=payload_hash,
+            creds=cfg.clients[ctx.access_key].upstream,
+            region=cfg.upstream_region,
+            amz_date=datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"),
+        )
+        out_headers = CIMultiDict(fwd)
+        out_headers.update(signed.headers)
+        # Built from the fixed upstream and the canonical path and query the signature
+        # covers, sent without re-quoting: what is signed is exactly what is sent.
+        qs = sigv4.canonical_query(upstream_query)
+        path = sigv4.canonical_uri(target.upstream_path)
+        url = URL(cfg.upstream_url + path + ("?" + qs if qs else ""), encoded=True)
+        sent = time.monotonic()
+        try:
+            upstream = await self.session.request(
+                request.method,
+                url,
+                headers=out_headers,
+                data=data,
+                allow_redirects=False,
+                skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type", "Accept"),
+            )
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            if pipeline.failure is not None:
+                # The body was refused mid-stream and the upstream request aborted with it.
+                fields["integrity_failure"] = pipeline.failure.code
+                raise pipeline.failure from None
+            fields["upstream_error"] = type(exc).__name__
+            self.metrics.upstream_errors.inc()
+            raise errors.bad_gateway() from None
+        self.metrics.upstream_latency.labels(target.op.value).observe(time.monotonic() - sent)
+        fields["upstream_status"] = upstream.status
+        if "x-amz-request-id" in upstream.headers:
+            fields["upstream_request_id"] = upstream.headers["x-amz-request-id"]
+        return await self._respond(request, upstream, request_id, target.op, pipeline, fields)
+
+    async def _prepare_body(
+        self,
+        request: BaseRequest,
+        op: Op,
+        spec: BodySpec,
+        pipeline: BodyPipeline,
+        fwd: list[tuple[str, str]],
+        fields: dict[str, Any],
+    ) -> tuple[bytes | AsyncIterator[bytes] | None, str, list[tuple[str, str]]]:
+        """What the store is sent as the body, the payload hash to sign, and the headers.
+
+        Every body goes through the pipeline, even an empty one: a hex payload hash or a
+        checksum header is a promise about it, and RGW checks neither.
+        """
+        cfg = self.config
         length = spec.length if spec.length is not None else (None if request.body_exists else 0)
-        strip_xml = target.op is Op.COMPLETE_MULTIPART_UPLOAD and cfg.disable_checksums
+        strip_xml = op is Op.COMPLETE_MULTIPART_UPLOAD and cfg.disable_checksums
         # A trailer checksum the store should still get (flag off): s3shim decodes the client's
         # framing, so it hands the verified value on itself.
         trailer_alg = (
@@ -271,51 +333,7 @@ class Proxy:
             payload_hash = sigv4.UNSIGNED_PAYLOAD
             fwd.append(("content-length", str(length)))
             data = self._stream(request, pipeline, fields)
-
-        upstream_query = [
-            (k, v) for k, v in query if not (ctx.presigned and k.startswith("X-Amz-"))
-        ]
-        signed = sigv4.sign_headers(
-            method=request.method,
-            raw_path=target.upstream_path,
-            query=upstream_query,
-            host=cfg.upstream_host,
-            headers=dict(fwd),
-            payload_hash=payload_hash,
-            creds=cfg.clients[ctx.access_key].upstream,
-            region=cfg.upstream_region,
-            amz_date=datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"),
-        )
-        out_headers = CIMultiDict(fwd)
-        out_headers.update(signed.headers)
-        # Built from the fixed upstream and the canonical path and query the signature
-        # covers, sent without re-quoting: what is signed is exactly what is sent.
-        qs = sigv4.canonical_query(upstream_query)
-        path = sigv4.canonical_uri(target.upstream_path)
-        url = URL(cfg.upstream_url + path + ("?" + qs if qs else ""), encoded=True)
-        sent = time.monotonic()
-        try:
-            upstream = await self.session.request(
-                request.method,
-                url,
-                headers=out_headers,
-                data=data,
-                allow_redirects=False,
-                skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type", "Accept"),
-            )
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            if pipeline.failure is not None:
-                # The body was refused mid-stream and the upstream request aborted with it.
-                fields["integrity_failure"] = pipeline.failure.code
-                raise pipeline.failure from None
-            fields["upstream_error"] = type(exc).__name__
-            self.metrics.upstream_errors.inc()
-            raise errors.bad_gateway() from None
-        self.metrics.upstream_latency.labels(target.op.value).observe(time.monotonic() - sent)
-        fields["upstream_status"] = upstream.status
-        if "x-amz-request-id" in upstream.headers:
-            fields["upstream_request_id"] = upstream.headers["x-amz-request-id"]
-        return await self._respond(request, upstream, request_id, target.op, pipeline, fields)
+        return data, payload_hash, fwd
 
     async def _client_body(self, request: BaseRequest) -> AsyncIterator[bytes]:
         """The request body as it arrives; a client silent for too long is cut off."""
