@@ -90,6 +90,7 @@ def run_shim(
     env: dict[str, str] | None = None,
 ) -> Iterator[Shim]:
     port, admin_port = free_port(), free_port()
+    log_dir.mkdir(parents=True, exist_ok=True)
     log = log_dir / f"s3shim-{port}.log"
     child_env = {
         "PATH": os.environ.get("PATH", ""),

@@ -368,3 +368,22 @@ def test_sighup_reloads_the_tls_certificate(rgw_store: Store, tmp_path: Path) ->
         os.kill(s.pid, signal.SIGHUP)
         s.log_entries(until="tls_reloaded")
         assert handshake(second.ca) and not handshake(first.ca)
+
+
+def test_log_level_and_console_format(tmp_path: Path) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    with run_shim(dead, "AKID", "secret", tmp_path / "a", env={"S3SHIM_LOG_LEVEL": "warning"}) as s:
+        with pytest.raises(ClientError):
+            s.client().list_buckets()
+        entries = s.log_entries(until="ServiceUnavailable")
+        assert entries and all(e["level"] in ("warning", "error") for e in entries)
+        assert any(e.get("error") == "ServiceUnavailable" for e in entries)
+    with run_shim(
+        dead, "AKID", "secret", tmp_path / "b", env={"S3SHIM_LOG_FORMAT": "console"}
+    ) as s:
+        deadline = time.monotonic() + 5
+        while "started" not in s.log_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        text = s.log_text()
+        assert "started" in text and not text.lstrip().startswith("{")
+        assert "secret" not in text.replace("AWS_SECRET", "")
