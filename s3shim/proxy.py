@@ -31,7 +31,13 @@ from .classify import Op, classify
 from .complete_xml import strip_part_checksums
 from .config import Config
 from .metrics import Metrics
-from .rewrite import RESPONSE_DROPS, Group, Policy, forward_headers
+from .rewrite import (
+    RESPONSE_DROPS,
+    Group,
+    Policy,
+    forward_headers,
+    with_aws_chunked_encoding,
+)
 
 SERVER_NAME = "s3shim"  # instead of aiohttp's banner with its and Python's versions
 READ_SIZE = 256 * 1024  # measured sweet spot for throughput vs per-stream memory
@@ -92,12 +98,6 @@ def error_response(
     # The client's body may be partly unread: never reuse this connection.
     resp.force_close()
     return resp
-
-
-def _with_aws_chunked_encoding(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    others = [v for n, v in headers if n == "content-encoding"]
-    rest = [(n, v) for n, v in headers if n != "content-encoding"]
-    return [*rest, ("content-encoding", ",".join(["aws-chunked", *others]))]
 
 
 def body_spec(op: Op, ctx: auth.AuthContext, headers: dict[str, list[str]]) -> BodySpec:
@@ -321,7 +321,7 @@ class Proxy:
                 length, trailer_alg.header, len(new_checksum(trailer_alg).b64digest())
             )
             payload_hash = chunked.Framing.UNSIGNED_TRAILER.value
-            fwd = _with_aws_chunked_encoding(fwd)
+            fwd = with_aws_chunked_encoding(fwd)
             fwd += [
                 ("content-length", str(framing.framed_length)),
                 ("x-amz-decoded-content-length", str(length)),

@@ -145,3 +145,10 @@ def content_encoding_without_aws_chunked(value: str) -> str | None:
     codings = (c.strip() for c in value.split(","))
     kept = [c for c in codings if c and c.lower() != "aws-chunked"]
     return ",".join(kept) or None
+
+
+def with_aws_chunked_encoding(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Mark a body s3shim re-framed itself: ``aws-chunked`` first, other codings kept."""
+    others = [v for n, v in headers if n == "content-encoding"]
+    rest = [(n, v) for n, v in headers if n != "content-encoding"]
+    return [*rest, ("content-encoding", ",".join(["aws-chunked", *others]))]

@@ -113,3 +113,15 @@ def test_underscore_and_address_headers_never_forwarded() -> None:
     ]
     out, _ = forward_headers(hdrs, Policy(False, False))
     assert out == [("content-disposition", "inline")]
+
+
+def test_with_aws_chunked_encoding() -> None:
+    from s3shim.rewrite import with_aws_chunked_encoding
+
+    assert with_aws_chunked_encoding([("a", "1")]) == [
+        ("a", "1"),
+        ("content-encoding", "aws-chunked"),
+    ]
+    assert with_aws_chunked_encoding([("content-encoding", "gzip")]) == [
+        ("content-encoding", "aws-chunked,gzip")
+    ]
