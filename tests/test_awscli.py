@@ -1,0 +1,58 @@
+"""The AWS CLI (v1, from PyPI) with its default settings, through s3shim to a real RGW."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from .backends import Store
+from .convex_sequence import MIB, new_bucket, payload
+from .shim import Shim, s3_client
+
+pytestmark = pytest.mark.rgw
+AWS = str(Path(sys.executable).parent / "aws")
+
+
+def aws(shim: Shim, *args: str, ca: str | None = None) -> str:
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": os.environ.get("HOME", "/tmp"),
+        "AWS_ACCESS_KEY_ID": shim.access_key,
+        "AWS_SECRET_ACCESS_KEY": shim.secret_key,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_CONFIG_FILE": "/dev/null",
+        "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+    }
+    if ca:
+        env["AWS_CA_BUNDLE"] = ca
+    r = subprocess.run(
+        [AWS, "--endpoint-url", shim.endpoint, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    return r.stdout
+
+
+@pytest.mark.parametrize("size", [0, 1, 20 * MIB + 3], ids=lambda s: f"{s}B")
+def test_aws_s3_cp_round_trip(shim: Shim, rgw_store: Store, tmp_path: Path, size: int) -> None:
+    direct = s3_client(rgw_store.endpoint, rgw_store.access_key, rgw_store.secret_key)
+    bucket = new_bucket(direct)
+    data = payload(size)
+    src, back = tmp_path / "src", tmp_path / "back"
+    src.write_bytes(data)
+    key = f"cli/{uuid.uuid4()}"
+    aws(shim, "s3", "cp", str(src), f"s3://{bucket}/{key}", "--sse", "AES256")
+    assert direct.get_object(Bucket=bucket, Key=key)["Body"].read() == data
+    assert key in aws(shim, "s3", "ls", f"s3://{bucket}/cli/", "--recursive")
+    aws(shim, "s3", "cp", f"s3://{bucket}/{key}", str(back))
+    assert back.read_bytes() == data
+    aws(shim, "s3", "rm", f"s3://{bucket}/{key}")
+    assert "Contents" not in direct.list_objects_v2(Bucket=bucket)
