@@ -70,7 +70,7 @@ def test_metrics_count_requests_bytes_rewrites_and_failures(shim: Shim) -> None:
     before = get(shim.admin + "/metrics")[1]
     body = os.urandom(100_000)
     client.put_object(Bucket=bucket, Key="m", Body=body, ServerSideEncryption="AES256")
-    client.get_object(Bucket=bucket, Key="m")["Body"].read()
+    assert client.get_object(Bucket=bucket, Key="m")["Body"].read() == body
     forged = sign(
         "GET", shim.endpoint, f"/{bucket}/m", access_key=shim.access_key, secret_key="wrong"
     )
@@ -114,6 +114,7 @@ def test_request_log_lines(shim: Shim) -> None:
         ChecksumAlgorithm="CRC32",
     )
     request_id = resp["ResponseMetadata"]["RequestId"]
+    assert client.get_object(Bucket=bucket, Key="logged")["Body"].read() == b"x" * 10
     entries = shim.log_entries(until=request_id)
     mine = [e for e in entries if e.get("request_id") == request_id]
     assert len(mine) == 1, "x-amz-request-id must match exactly one log line"
@@ -304,6 +305,9 @@ def test_two_workers_share_the_port(rgw_store: Store, tmp_path: Path) -> None:
             fresh.put_object(Bucket=bucket, Key=f"k{i}", Body=str(i).encode())
         listed = client.list_objects_v2(Bucket=bucket)["Contents"]
         assert len(listed) == 20
+        for i in range(20):
+            got = client.get_object(Bucket=bucket, Key=f"k{i}")["Body"].read()
+            assert got == str(i).encode()
         starts = [
             json.loads(x)
             for x in s.log_text().splitlines()

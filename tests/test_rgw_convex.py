@@ -114,6 +114,7 @@ def test_shim_log_is_json_without_secrets(shim: Shim, rgw_store: Store, tmp_path
     client = shim.client()
     bucket = new_bucket(client)
     rid = client.put_object(Bucket=bucket, Key="logged", Body=b"x")["ResponseMetadata"]["RequestId"]
+    assert read_back(client, bucket, "logged") == b"x"
     lines = shim.log_entries(until=rid)
     requests = [entry for entry in lines if entry.get("event") == "request"]
     assert any(r.get("op") == "PutObject" and r.get("status") == 200 for r in requests)
