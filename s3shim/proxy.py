@@ -427,12 +427,22 @@ class Proxy:
                 resp.content_length = int(upstream.headers["Content-Length"])
             await resp.prepare(request)
             sent = 0
-            if request.method != "HEAD" and upstream.status not in (204, 304):
-                async for piece in upstream.content.iter_any():
-                    sent += len(piece)
-                    await resp.write(piece)
-            await resp.write_eof()
-            fields["bytes_out"] = sent
+            try:
+                if request.method != "HEAD" and upstream.status not in (204, 304):
+                    async for piece in upstream.content.iter_any():
+                        sent += len(piece)
+                        await resp.write(piece)
+                await resp.write_eof()
+            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                # The status line is out, so no error can be sent any more. Cutting the
+                # connection is the one honest signal left: the client sees a short body,
+                # never a complete-looking one (which a chunked response would otherwise
+                # end as).
+                fields["stream_error"] = type(exc).__name__
+                if request.transport is not None:
+                    request.transport.abort()
+            finally:
+                fields["bytes_out"] = sent
             return resp
 
 

@@ -1,0 +1,78 @@
+"""A store that fails in the middle of a response body.
+
+No real store can be made to die at an exact byte, so a tiny socket server plays a broken
+store here (a test double, for this one failure mode only). What matters is what s3shim does
+with it: the client must see a short body, never a complete-looking object.
+"""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .rawclient import sign
+from .shim import Shim, run_shim
+
+
+def _broken_store(chunked: bool) -> tuple[int, threading.Thread, socket.socket]:
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return
+            with conn:
+                buf = b""
+                while b"\r\n\r\n" not in buf:
+                    data = conn.recv(65536)
+                    if not data:
+                        break
+                    buf += data
+                piece = b"x" * 65536
+                if chunked:
+                    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                    body = b"%x\r\n%s\r\n" % (len(piece), piece) * 4
+                else:
+                    head = b"HTTP/1.1 200 OK\r\nContent-Length: 1048576\r\n\r\n"
+                    body = piece * 4
+                conn.sendall(head + body)  # then vanish: no terminating chunk, 3/4 missing
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    return srv.getsockname()[1], t, srv
+
+
+@pytest.fixture(params=[True, False], ids=["chunked", "content-length"])
+def broken(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Shim]:
+    port, _, srv = _broken_store(request.param)
+    try:
+        with run_shim(f"http://127.0.0.1:{port}", "AKID", "secret", tmp_path) as s:
+            yield s
+    finally:
+        srv.close()
+
+
+def test_store_dying_mid_body_never_looks_complete(broken: Shim) -> None:
+    headers = sign("GET", broken.endpoint, "/b/k", access_key="AKID", secret_key="secret")
+    host, port = broken.endpoint.rsplit("/", 1)[1].split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    conn.putrequest("GET", "/b/k", skip_host=True, skip_accept_encoding=True)
+    for k, v in headers.items():
+        conn.putheader(k, v)
+    conn.endheaders()
+    resp = conn.getresponse()
+    assert resp.status == 200
+    with pytest.raises(http.client.IncompleteRead):
+        resp.read()
+    entries = broken.log_entries(until="stream_error")
+    assert any(e.get("stream_error") for e in entries if e.get("event") == "request")
