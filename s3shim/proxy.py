@@ -20,6 +20,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 from aiohttp.http_exceptions import LineTooLong
+from aiohttp.streams import StreamReader
 from aiohttp.web_request import BaseRequest
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
@@ -79,6 +80,22 @@ def _as_verified(headers: dict[str, list[str]], signed: tuple[str, ...]) -> list
         else:
             out.append((name, ",".join(values)))
     return out
+
+
+async def _next_buffer(stream: StreamReader) -> bytes | None:
+    """The next buffer of a body as it was received, or None at its end.
+
+    readchunk() hands buffers over as they arrived; readany()/iter_any() first join whatever
+    has queued up into a new bytes object (measured: ~12% of s3shim's CPU on GETs). Its
+    (b"", True) marks an HTTP chunk boundary, not the end, except on aiohttp's shared empty
+    payload, which answers it forever: hence at_eof().
+    """
+    while True:
+        piece, _ = await stream.readchunk()
+        if piece:
+            return piece
+        if stream.at_eof():
+            return None
 
 
 def _is_hex_sha256(value: str) -> bool:
@@ -341,10 +358,10 @@ class Proxy:
         while True:
             try:
                 async with asyncio.timeout(self.config.client_timeout):
-                    piece = await content.readany()
+                    piece = await _next_buffer(content)
             except TimeoutError:
                 raise errors.request_timeout() from None
-            if not piece:
+            if piece is None:
                 return
             yield piece
 
@@ -429,7 +446,7 @@ class Proxy:
             sent = 0
             try:
                 if request.method != "HEAD" and upstream.status not in (204, 304):
-                    async for piece in upstream.content.iter_any():
+                    while (piece := await _next_buffer(upstream.content)) is not None:
                         sent += len(piece)
                         await resp.write(piece)
                 await resp.write_eof()
