@@ -194,3 +194,21 @@ def test_context_repr_has_no_secrets() -> None:
     ctx = _verify(_sign())
     assert ctx.signature not in repr(ctx)
     assert "signing_key" not in repr(ctx)
+
+
+def test_presigned_not_valid_yet() -> None:
+    req = _sign("GET", "http://h/bucket/k?a=b", presign=600)
+    with pytest.raises(errors.S3Error) as info:
+        _verify(req, now=NOW - timedelta(minutes=16))
+    assert (info.value.code, info.value.message) == ("AccessDenied", "Request is not valid yet")
+    _verify(req, now=NOW - timedelta(minutes=14))
+
+
+def test_credential_date_must_match_request_date() -> None:
+    req = _sign(stamp=STAMP)
+    headers = {k.lower(): [v] for k, v in req.headers.items()}
+    headers["host"] = ["127.0.0.1:8080"]
+    headers["authorization"] = [headers["authorization"][0].replace(STAMP[:8], "20261124", 1)]
+    with pytest.raises(errors.S3Error) as info:
+        _verify(req, headers=headers)
+    assert info.value.code == "AuthorizationHeaderMalformed"

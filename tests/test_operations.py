@@ -198,6 +198,7 @@ def test_sigterm_drains_an_upload_in_flight(rgw_store: Store, tmp_path: Path) ->
         port = int(s.endpoint.rsplit(":", 1)[1])
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", port), timeout=2).close()
+        assert get(s.admin + "/readyz") == (503, "draining\n")  # out of the load balancer
         result["go"] = True
         t.join(60)
         assert bytes(result["answer"]).startswith(b"HTTP/1.1 200")  # type: ignore[arg-type]
