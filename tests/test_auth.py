@@ -212,3 +212,17 @@ def test_credential_date_must_match_request_date() -> None:
     with pytest.raises(errors.S3Error) as info:
         _verify(req, headers=headers)
     assert info.value.code == "AuthorizationHeaderMalformed"
+
+
+def test_host_must_be_signed() -> None:
+    req = AWSRequest(
+        method="GET",
+        url="http://h/b/k",
+        headers={
+            "Authorization": "AWS4-HMAC-SHA256 Credential=AKIDCLIENT/20261125/us-east-1/s3/"
+            "aws4_request, SignedHeaders=x-amz-content-sha256;x-amz-date, Signature=" + "0" * 64,
+            "x-amz-date": STAMP,
+            "x-amz-content-sha256": sigv4.EMPTY_SHA256,
+        },
+    )
+    assert _code(req) == "AuthorizationHeaderMalformed"

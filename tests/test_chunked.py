@@ -777,3 +777,13 @@ def test_one_chunk_framing_has_the_promised_length_and_decodes(size: int) -> Non
     events = run(dec, [body])
     assert payload_of(events) == data
     assert Trailer("x-amz-checksum-crc32", value) in events
+
+
+def test_stray_blank_lines_after_the_end_are_bounded() -> None:
+    body = frame(Framing.UNSIGNED_TRAILER, [b"abc"], [("x-amz-checksum-crc32", "NSRBwg==")])
+    dec = decoder(Framing.UNSIGNED_TRAILER, decoded_length=3, trailers=["x-amz-checksum-crc32"])
+    run(dec, [body, b"\r\n" * 4])  # a few are tolerated (minio-go sends one)
+    with pytest.raises(S3Error) as info:
+        for _ in range(100):
+            dec.feed(b"\r\n")
+    assert info.value.code == "IncompleteBody"
