@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -234,18 +235,18 @@ def _bool(name: str, value: str) -> bool:
         return True
     if v in _FALSE:
         return False
-    raise ConfigError(f"{name}: expected true/false/1/0/yes/no, got {value!r}")
+    raise ConfigError(f"{name}: expected true/false/1/0/yes/no")
 
 
 def _port(name: str, value: str) -> int:
     if not (value.isascii() and value.isdigit()) or not 0 < int(value) < 65536:
-        raise ConfigError(f"{name}: expected a port number 1-65535, got {value!r}")
+        raise ConfigError(f"{name}: expected a port number 1-65535")
     return int(value)
 
 
 def _int(name: str, value: str, low: int, high: int) -> int:
     if not (value.isascii() and value.isdigit()) or not low <= int(value) <= high:
-        raise ConfigError(f"{name}: expected a whole number {low}-{high}, got {value!r}")
+        raise ConfigError(f"{name}: expected a whole number {low}-{high}")
     return int(value)
 
 
@@ -339,13 +340,13 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         )
     parts = urlsplit(upstream)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"{name}: expected http(s)://host[:port], got {upstream!r}")
+        raise ConfigError(f"{name}: expected http(s)://host[:port]")
     if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
-        raise ConfigError(f"{name}: must be scheme://host[:port] only, got {upstream!r}")
+        raise ConfigError(f"{name}: must be scheme://host[:port] only")
     try:
         parts.port  # noqa: B018 - validates the port
     except ValueError:
-        raise ConfigError(f"{name}: bad port in {upstream!r}") from None
+        raise ConfigError(f"{name}: bad port") from None
 
     ak_name, ak = val("S3SHIM_UPSTREAM_ACCESS_KEY_ID")
     sk_name, sk = val("S3SHIM_UPSTREAM_SECRET_ACCESS_KEY")
@@ -377,12 +378,23 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     ca_name, ca = val("S3SHIM_UPSTREAM_CA_BUNDLE")
     if ca and not Path(ca).is_file():
         raise ConfigError(f"{ca_name}: no such file {ca!r}")
+    # Load the PEM files once here, so a bad one is a one-line config error, not a traceback.
+    try:
+        if cert and key:
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+    except (ssl.SSLError, OSError):
+        raise ConfigError(f"{cert_name}: cannot load the certificate and key as PEM") from None
+    try:
+        if ca:
+            ssl.create_default_context(cafile=ca)
+    except (ssl.SSLError, OSError):
+        raise ConfigError(f"{ca_name}: cannot load the CA bundle as PEM") from None
     lvl_name, level = val("S3SHIM_LOG_LEVEL")
     if (level or "").lower() not in ("debug", "info", "warning", "error"):
-        raise ConfigError(f"{lvl_name}: expected debug/info/warning/error, got {level!r}")
+        raise ConfigError(f"{lvl_name}: expected debug/info/warning/error")
     fmt_name, fmt = val("S3SHIM_LOG_FORMAT")
     if (fmt or "").lower() not in ("json", "console", "auto"):
-        raise ConfigError(f"{fmt_name}: expected json/console/auto, got {fmt!r}")
+        raise ConfigError(f"{fmt_name}: expected json/console/auto")
     _, domains = val("S3SHIM_DOMAIN")
     _, admin_host = val("S3SHIM_ADMIN_HOST")
     admin_port_name, admin_port = val("S3SHIM_ADMIN_PORT")

@@ -298,7 +298,7 @@ class Proxy:
         """What the store is sent as the body, the payload hash to sign, and the headers.
 
         Every body goes through the pipeline, even an empty one: a hex payload hash or a
-        checksum header is a promise about it, and RGW checks neither.
+        checksum header is a promise about it, and RGW 16 checks no flexible checksum.
         """
         cfg = self.config
         length = spec.length if spec.length is not None else (None if request.body_exists else 0)

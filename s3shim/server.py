@@ -162,19 +162,24 @@ async def run(cfg: Config) -> None:
                 stop.set()
 
             loop.add_signal_handler(sig, on_signal)
-        if tls is not None and cfg.tls_cert and cfg.tls_key:
-            cert, key = cfg.tls_cert, cfg.tls_key
+        previous_hup = signal.getsignal(signal.SIGHUP)  # forwards to workers, if any
 
-            def reload_tls() -> None:
-                # New handshakes use the new pair; connections already open keep theirs.
-                try:
-                    tls.load_cert_chain(cert, key)
-                except (OSError, ssl.SSLError) as exc:
-                    log.error("tls_reload_failed", error=str(exc))
-                else:
-                    log.info("tls_reloaded", cert=cert)
+        def reload_tls() -> None:
+            if callable(previous_hup):
+                previous_hup(signal.SIGHUP, None)
+            # New handshakes use the new pair; connections already open keep theirs. Without
+            # TLS there is nothing to reload, but SIGHUP must not kill the process either.
+            if tls is None or not cfg.tls_cert or not cfg.tls_key:
+                log.info("sighup_ignored", reason="no TLS listener")
+                return
+            try:
+                tls.load_cert_chain(cfg.tls_cert, cfg.tls_key)
+            except (OSError, ssl.SSLError) as exc:
+                log.error("tls_reload_failed", error=str(exc))
+            else:
+                log.info("tls_reloaded", cert=cfg.tls_cert)
 
-            loop.add_signal_handler(signal.SIGHUP, reload_tls)
+        loop.add_signal_handler(signal.SIGHUP, reload_tls)
         await stop.wait()
 
         # Drain: readiness fails at once and the listener closes (new connections are
@@ -229,7 +234,7 @@ def serve(cfg: Config) -> int:
                 os.kill(pid, signum)
 
     if children:
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, forward)
     try:
         _run_loop(cfg)

@@ -72,9 +72,18 @@ def read_back(client: BaseClient, bucket: str, key: str) -> bytes:
 
 
 def run_sequence(
-    client: BaseClient, bucket: str, size: int, *, range_statuses: tuple[int, ...] = (206,)
+    client: BaseClient,
+    bucket: str,
+    size: int,
+    *,
+    range_statuses: tuple[int, ...] = (206,),
+    store: BaseClient | None = None,
 ) -> None:
-    """Everything Convex does for one file of ``size`` bytes; asserts bytes are identical."""
+    """Everything Convex does for one file of ``size`` bytes; asserts bytes are identical.
+
+    ``store`` is a client straight to the store: given, the stored bytes are also read from
+    the store itself, not only through the client's path.
+    """
     data = payload(size)
     key = f"files/{uuid.uuid4()}"
     multipart_upload(client, bucket, key, data)
@@ -82,6 +91,8 @@ def run_sequence(
     head = client.head_object(Bucket=bucket, Key=key)
     assert head["ContentLength"] == size
     assert read_back(client, bucket, key) == data
+    if store is not None:
+        assert read_back(store, bucket, key) == data
 
     if size:
         end = min(size, 100) - 1

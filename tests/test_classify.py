@@ -41,7 +41,7 @@ def test_operations(method: str, path: str, query: str, headers: tuple[str, ...]
 
     target = classify(method, "127.0.0.1:8080", path, parse_query(query), frozenset(headers))
     assert target.op is op
-    assert target.upstream_path == path if path != "/" else "/"
+    assert target.upstream_path == (path if path != "/" else "/")
 
 
 def test_key_keeps_slashes_and_decodes() -> None:

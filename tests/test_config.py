@@ -158,3 +158,20 @@ def test_readme_documents_every_option() -> None:
     for opt in OPTIONS:
         assert f"`{opt.env}`" in readme or opt.env in readme, opt.env
         assert opt.flag in readme, opt.flag
+
+
+def test_unloadable_tls_files_are_config_errors(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.pem"
+    bad.write_text("not a certificate")
+    with pytest.raises(ConfigError) as info:
+        load([], {**BASE, "S3SHIM_TLS_CERT": str(bad), "S3SHIM_TLS_KEY": str(bad)})
+    assert str(info.value).startswith("S3SHIM_TLS_CERT")
+    with pytest.raises(ConfigError) as info:
+        load([], {**BASE, "S3SHIM_UPSTREAM_CA_BUNDLE": str(bad)})
+    assert str(info.value).startswith("S3SHIM_UPSTREAM_CA_BUNDLE")
+
+
+def test_errors_never_echo_the_value() -> None:
+    with pytest.raises(ConfigError) as info:
+        load([], {**BASE, "S3SHIM_UPSTREAM_URL": "http://AKID:topsecret@rgw:7480/x"})
+    assert "topsecret" not in str(info.value)

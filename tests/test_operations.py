@@ -188,7 +188,7 @@ def test_sigterm_drains_an_upload_in_flight(rgw_store: Store, tmp_path: Path) ->
                 sock.sendall(body[half:])
                 result["answer"] = sock.recv(4096)
 
-        t = threading.Thread(target=upload)
+        t = threading.Thread(target=upload, daemon=True)
         t.start()
         while "first_half_sent" not in result:
             time.sleep(0.05)
@@ -392,3 +392,11 @@ def test_log_level_and_console_format(tmp_path: Path) -> None:
         text = s.log_text()
         assert "started" in text and not text.lstrip().startswith("{")
         assert "secret" not in text.replace("AWS_SECRET", "")
+
+
+def test_sighup_without_tls_does_not_stop_s3shim(tmp_path: Path) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    with run_shim(dead, "AKID", "secret", tmp_path) as s:
+        os.kill(s.pid, signal.SIGHUP)
+        s.log_entries(until="sighup_ignored")
+        assert get(s.admin + "/healthz") == (200, "ok\n")
