@@ -19,7 +19,6 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from aiohttp.http_exceptions import LineTooLong
 from aiohttp.streams import StreamReader
 from aiohttp.web_request import BaseRequest
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -54,7 +53,7 @@ _NO_BODY_CHECKSUM_OPS = frozenset(
 _HEX = frozenset("0123456789abcdef")
 
 
-def _request_id() -> str:
+def newnew_request_id() -> str:
     return secrets.token_hex(8).upper()
 
 
@@ -158,7 +157,7 @@ class Proxy:
         self.log = logs.get()
 
     async def handle(self, request: BaseRequest) -> web.StreamResponse:
-        request_id = _request_id()
+        request_id = new_request_id()
         started = time.monotonic()
         raw_path, _, raw_query = request.raw_path.partition("?")
         fields: dict[str, Any] = {"request_id": request_id, "method": request.method}
@@ -482,57 +481,3 @@ def new_upstream_session(config: Config) -> aiohttp.ClientSession:
         timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=300),
         cookie_jar=aiohttp.DummyCookieJar(),
     )
-
-
-class S3RequestHandler(web.RequestHandler):
-    """aiohttp's connection handler, answering what it rejects itself in S3's terms.
-
-    Requests aiohttp refuses before any handler runs (oversize header section, malformed
-    request line) and unexpected exceptions get an S3 XML error instead of aiohttp's
-    plain-text page, which would echo part of the request back.
-    """
-
-    def handle_error(
-        self,
-        request: BaseRequest,
-        status: int = 500,
-        exc: BaseException | None = None,
-        message: str | None = None,
-    ) -> web.StreamResponse:
-        if request.writer is not None and request.writer.output_size > 0:
-            raise ConnectionError("response already started; cannot send an error")
-        if isinstance(exc, LineTooLong):
-            err = errors.header_too_large()
-        elif status < 500:
-            err = errors.S3Error("BadRequest", "The request could not be parsed.", 400)
-        else:
-            err = errors.S3Error("InternalError", "We encountered an internal error.", 500)
-        request_id = _request_id()
-        logs.get().warning(
-            "request_rejected",
-            request_id=request_id,
-            status=err.status,
-            error=err.code,
-            exc_type=type(exc).__name__ if exc else None,
-        )
-        return error_response("GET", err, request_id, "/")
-
-
-class S3Server(web.Server):
-    """A low-level aiohttp server (no router: every path is S3's) using S3RequestHandler,
-    closing connections beyond ``max_connections`` on arrival."""
-
-    def __init__(self, *args: Any, max_connections: int, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.max_connections = max_connections
-
-    def __call__(self) -> web.RequestHandler:
-        # Same construction as web.Server.__call__, with our handler class.
-        return S3RequestHandler(self, loop=self._loop, **self._kwargs)
-
-    def connection_made(self, handler: web.RequestHandler, transport: asyncio.Transport) -> None:
-        if len(self.connections) >= self.max_connections:
-            logs.get().warning("connection_refused", reason="max_connections")
-            transport.close()
-            return
-        super().connection_made(handler, transport)
