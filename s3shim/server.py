@@ -18,8 +18,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from . import logs
 from .config import Config
-from .metrics import Metrics
 from .listener import S3Server
+from .metrics import Metrics
 from .proxy import READ_SIZE, Proxy, new_upstream_session
 
 _M_TRIM_THRESHOLD = -1
