@@ -54,7 +54,7 @@ class BodyPipeline:
         self._ended = self._decoder is None
         self.computed_checksum: str | None = None  # base64, set by finish()
         # Why the body was refused, kept for the I/O layer: the exception itself is
-        # swallowed by the HTTP client when it aborts the upstream request.
+        # swallowed by the HTTP client when it aborts the upstream request. Set here only.
         self.failure: errors.S3Error | None = None
 
     @property
@@ -74,6 +74,27 @@ class BodyPipeline:
         return out
 
     def feed(self, data: bytes) -> bytes:
+        """The bytes that may be forwarded now (raises S3Error, kept in :attr:`failure`)."""
+        try:
+            return self._feed(data)
+        except errors.S3Error as err:
+            self.failure = err
+            raise
+
+    def finish(self) -> bytes:
+        """The client's body ended: verify everything, then return the held-back tail."""
+        try:
+            return self._finish()
+        except errors.S3Error as err:
+            self.failure = err
+            raise
+
+    def client_ended_early(self) -> errors.S3Error:
+        """The client's connection failed mid-body: the body is refused as incomplete."""
+        self.failure = errors.incomplete_body()
+        return self.failure
+
+    def _feed(self, data: bytes) -> bytes:
         if not data:
             return b""
         if self._sha256 is not None:
@@ -91,8 +112,7 @@ class BodyPipeline:
                 self._ended = True
         return b"".join(parts) if len(parts) != 1 else parts[0]
 
-    def finish(self) -> bytes:
-        """The client's body ended: verify everything, then return the held-back tail."""
+    def _finish(self) -> bytes:
         if self._decoder is not None:
             for event in self._decoder.eof():
                 if isinstance(event, chunked.Trailer):

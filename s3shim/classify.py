@@ -38,6 +38,34 @@ class Op(enum.Enum):
     LIST_PARTS = "ListParts"
     OBJECT_SUBRESOURCE = "ObjectSubresource"  # ?acl, ?tagging, ?retention, ...
 
+    @property
+    def traits(self) -> OpTraits:
+        return _TRAITS.get(self, _DEFAULT_TRAITS)
+
+
+@dataclass(frozen=True, slots=True)
+class OpTraits:
+    """What an operation's body and response mean to s3shim (the per-operation table)."""
+
+    # The body becomes object bytes: a checksum s3shim verified over it is returned on
+    # success (clients such as Convex require it on UploadPart; RGW does not send it).
+    upload: bool = False
+    # A declared flexible checksum describes this request's own body, so s3shim verifies it
+    # there. Not so for Complete (the whole object's) and the copies (the source's).
+    body_checksum: bool = True
+    # The body is CompleteMultipartUpload XML, whose per-part checksums the flag removes.
+    complete_xml: bool = False
+
+
+_DEFAULT_TRAITS = OpTraits()
+_TRAITS = {
+    Op.PUT_OBJECT: OpTraits(upload=True),
+    Op.UPLOAD_PART: OpTraits(upload=True),
+    Op.COMPLETE_MULTIPART_UPLOAD: OpTraits(body_checksum=False, complete_xml=True),
+    Op.COPY_OBJECT: OpTraits(body_checksum=False),
+    Op.UPLOAD_PART_COPY: OpTraits(body_checksum=False),
+}
+
 
 # Sub-resources S3 defines; a query key outside this set and the auth/list parameters is
 # just a parameter, but a request made only of unknown sub-resources is still forwarded

@@ -133,6 +133,10 @@ def bad_gateway(message: str = "The upstream store could not be reached.") -> S3
     return S3Error("ServiceUnavailable", message, 503)
 
 
+def internal_error() -> S3Error:
+    return S3Error("InternalError", "We encountered an internal error. Please try again.", 500)
+
+
 def error_xml(err: S3Error, resource: str, request_id: str) -> bytes:
     """Render the body S3 sends with an error (clients parse ``Code``)."""
     return (

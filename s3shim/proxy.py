@@ -1,19 +1,20 @@
-"""The aiohttp layer: moves bytes between client and store and calls the pure modules.
+"""The aiohttp layer: moves bytes between client and store; every decision is elsewhere.
 
-Per request: classify -> authenticate -> plan headers and body -> (100-continue) -> stream
-the body through :class:`BodyPipeline` to a re-signed upstream request -> stream the
-response back, adding what s3shim vouches for. Nothing reaches the store before the
-request is authenticated; nothing is committed upstream before the body is verified.
+Per request: parse the head once (:mod:`head`) -> classify -> authenticate -> :func:`plan`
+-> (100-continue) -> move the body as the plan's :class:`BodyMode` says, through
+:class:`BodyPipeline`, to a re-signed upstream request -> stream the response back with the
+headers :func:`response_headers` gives. Nothing reaches the store before the request is
+authenticated; nothing is committed upstream before the body is verified.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import secrets
 import ssl
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,64 +22,59 @@ import aiohttp
 from aiohttp import web
 from aiohttp.streams import StreamReader
 from aiohttp.web_request import BaseRequest
-from multidict import CIMultiDict, CIMultiDictProxy
+from multidict import CIMultiDict
 from yarl import URL
 
 from . import auth, chunked, errors, logs, sigv4
-from .body import BodyPipeline, BodySpec
-from .checksums import declared_checksum, new_checksum
-from .classify import Op, classify
-from .complete_xml import strip_part_checksums
+from .body import BodyPipeline
+from .classify import classify
 from .config import Config
+from .head import RequestHead, parse_head
 from .metrics import Metrics
-from .rewrite import (
-    RESPONSE_DROPS,
-    Group,
-    Policy,
-    forward_headers,
-    with_aws_chunked_encoding,
-)
+from .plan import BodyMode, UpstreamPlan, finish_whole, plan, response_headers
+from .rewrite import Policy
 
 SERVER_NAME = "s3shim"  # instead of aiohttp's banner with its and Python's versions
 READ_SIZE = 256 * 1024  # measured sweet spot for throughput vs per-stream memory
-SMALL_BODY = 1024 * 1024  # bodies up to this are read whole, verified, then sent signed
-MAX_COMPLETE_XML = 4 * 1024 * 1024
-_UPLOAD_OPS = frozenset({Op.PUT_OBJECT, Op.UPLOAD_PART})
-# A declared checksum is verified over every body s3shim forwards (the flag drops it on every
-# operation), except where it does not describe this request's body: Complete's is the whole
-# object's, and the copies' is the source's.
-_NO_BODY_CHECKSUM_OPS = frozenset(
-    {Op.COMPLETE_MULTIPART_UPLOAD, Op.COPY_OBJECT, Op.UPLOAD_PART_COPY}
-)
-_HEX = frozenset("0123456789abcdef")
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
-def newnew_request_id() -> str:
+def new_request_id() -> str:
     return secrets.token_hex(8).upper()
 
 
-def _header_lists(headers: CIMultiDictProxy[str]) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for name, value in headers.items():
-        out.setdefault(name.lower(), []).append(value)
-    return out
+@dataclass(slots=True)
+class RequestRecord:
+    """What one request did: its log line and its metrics, filled in as it goes."""
 
+    request_id: str
+    method: str
+    op: str = "Unknown"
+    bucket: str | None = None
+    access_key: str | None = None
+    framing: str | None = None
+    rewrites: tuple[str, ...] | None = None
+    status: int | None = None
+    error: str | None = None
+    error_message: str | None = None
+    auth_failure: str | None = None
+    integrity_failure: str | None = None
+    upstream_status: int | None = None
+    upstream_request_id: str | None = None
+    upstream_error: str | None = None
+    stream_error: str | None = None
+    exc_type: str | None = None
+    bytes_in: int = 0
+    bytes_out: int = 0
+    duration_ms: float = 0.0
 
-def _as_verified(headers: dict[str, list[str]], signed: tuple[str, ...]) -> list[tuple[str, str]]:
-    """One header per name, each signed one exactly as its signature was verified.
-
-    Repeated headers are joined with ',' (as SigV4 and RFC 9110 do), and a signed value is
-    forwarded in its canonical form: the store acts on precisely what was verified, not on a
-    variant that only canonicalises to it (tabs or other whitespace changed in flight).
-    """
-    signed_set = frozenset(signed)
-    out = []
-    for name, values in headers.items():
-        if name in signed_set:
-            out.append((name, ",".join(sigv4.fold_value(v) for v in values)))
-        else:
-            out.append((name, ",".join(values)))
-    return out
+    def log_fields(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is not None:
+                out[f.name] = list(value) if isinstance(value, tuple) else value
+        return out
 
 
 async def _next_buffer(stream: StreamReader) -> bytes | None:
@@ -97,10 +93,6 @@ async def _next_buffer(stream: StreamReader) -> bytes | None:
             return None
 
 
-def _is_hex_sha256(value: str) -> bool:
-    return len(value) == 64 and set(value.lower()) <= _HEX
-
-
 def error_response(
     method: str, err: errors.S3Error, request_id: str, resource: str
 ) -> web.Response:
@@ -116,37 +108,6 @@ def error_response(
     return resp
 
 
-def body_spec(op: Op, ctx: auth.AuthContext, headers: dict[str, list[str]]) -> BodySpec:
-    """What the (verified) request promises about its body."""
-    single = {k: v[0] for k, v in headers.items()}
-    framing = chunked.framing_for(ctx.payload_hash)
-    raw = single.get("x-amz-decoded-content-length" if framing else "content-length")
-    if framing is not None and raw is None:
-        raise errors.missing_content_length()
-    length: int | None = None
-    if raw is not None:
-        if not (raw.isascii() and raw.isdigit()):
-            raise errors.invalid_argument("Content-Length must be a number.")
-        length = int(raw)
-    signing = None
-    if framing in (chunked.Framing.SIGNED, chunked.Framing.SIGNED_TRAILER):
-        signing = chunked.ChunkSigning(
-            signing_key=ctx.signing_key,
-            amz_date=ctx.amz_date,
-            scope=ctx.scope,
-            seed_signature=ctx.signature,
-        )
-    trailers = single.get("x-amz-trailer", "")
-    return BodySpec(
-        length=length,
-        sha256_hex=ctx.payload_hash.lower() if _is_hex_sha256(ctx.payload_hash) else None,
-        checksum=declared_checksum(single) if op not in _NO_BODY_CHECKSUM_OPS else None,
-        framing=framing,
-        chunk_signing=signing,
-        trailers=frozenset(t.strip().lower() for t in trailers.split(",") if t.strip()),
-    )
-
-
 class Proxy:
     def __init__(self, config: Config, metrics: Metrics, session: aiohttp.ClientSession) -> None:
         self.config = config
@@ -157,114 +118,147 @@ class Proxy:
         self.log = logs.get()
 
     async def handle(self, request: BaseRequest) -> web.StreamResponse:
-        request_id = new_request_id()
+        rec = RequestRecord(new_request_id(), request.method)
+        resource = request.raw_path.partition("?")[0]
         started = time.monotonic()
-        raw_path, _, raw_query = request.raw_path.partition("?")
-        fields: dict[str, Any] = {"request_id": request_id, "method": request.method}
         self.metrics.in_flight.inc()
         self.active += 1
+        exc_info: BaseException | None = None
         try:
-            resp = await self._handle(request, request_id, raw_path, raw_query, fields)
+            resp = await self._handle(request, rec)
         except errors.S3Error as err:
-            fields.update(status=err.status, error=err.code, error_message=err.message)
-            resp = error_response(request.method, err, request_id, raw_path)
+            rec.status, rec.error, rec.error_message = err.status, err.code, err.message
+            resp = error_response(request.method, err, rec.request_id, resource)
+        except Exception as exc:  # a bug of s3shim's: still one answer, one line, one count
+            exc_info, rec.exc_type = exc, type(exc).__name__
+            internal = errors.internal_error()
+            rec.status, rec.error = internal.status, internal.code
+            resp = error_response(request.method, internal, rec.request_id, resource)
         finally:
             self.metrics.in_flight.dec()
             self.active -= 1
-        fields["duration_ms"] = round((time.monotonic() - started) * 1000, 1)
-        fields.setdefault("status", resp.status)
-        self._record(fields, time.monotonic() - started)
+        duration = time.monotonic() - started
+        rec.duration_ms = round(duration * 1000, 1)
+        if rec.status is None:
+            rec.status = resp.status
+        self._record(rec, duration, exc_info)
         return resp
 
-    def _record(self, fields: dict[str, Any], duration: float) -> None:
+    def _record(self, rec: RequestRecord, duration: float, exc: BaseException | None) -> None:
         m = self.metrics
-        op = fields.get("op", "Unknown")
-        m.requests.labels(op, str(fields["status"])).inc()
-        m.latency.labels(op).observe(duration)
-        m.bytes_in.labels(op).inc(fields.get("bytes_in", 0))
-        m.bytes_out.labels(op).inc(fields.get("bytes_out", 0))
-        for kind in fields.get("rewrites", ()):
+        m.requests.labels(rec.op, str(rec.status)).inc()
+        m.latency.labels(rec.op).observe(duration)
+        m.bytes_in.labels(rec.op).inc(rec.bytes_in)
+        m.bytes_out.labels(rec.op).inc(rec.bytes_out)
+        for kind in rec.rewrites or ():
             m.rewrites.labels(kind).inc()
-        if "auth_failure" in fields:
-            m.auth_failures.labels(fields["auth_failure"]).inc()
-        if "integrity_failure" in fields:
-            m.integrity_failures.labels(fields["integrity_failure"]).inc()
-        level = "info" if fields["status"] < 500 else "warning"
-        getattr(self.log, level)("request", **fields)
+        if rec.auth_failure is not None:
+            m.auth_failures.labels(rec.auth_failure).inc()
+        if rec.integrity_failure is not None:
+            m.integrity_failures.labels(rec.integrity_failure).inc()
+        line = rec.log_fields()
+        if exc is not None:
+            self.log.error("request", exc_info=exc, **line)
+        elif rec.status is not None and rec.status >= 500:
+            self.log.warning("request", **line)
+        else:
+            self.log.info("request", **line)
 
-    async def _handle(
-        self,
-        request: BaseRequest,
-        request_id: str,
-        raw_path: str,
-        raw_query: str,
-        fields: dict[str, Any],
-    ) -> web.StreamResponse:
-        cfg = self.config
-        headers = _header_lists(request.headers)
-        query = sigv4.parse_query(raw_query)
-        host = request.headers.get("Host", "")
-        target = classify(request.method, host, raw_path, query, frozenset(headers), cfg.domains)
-        fields.update(op=target.op.value, bucket=target.bucket)
+    def _authenticate(self, head: RequestHead, rec: RequestRecord) -> auth.AuthContext:
         try:
             ctx = auth.verify(
-                method=request.method,
-                raw_path=raw_path,
-                query=query,
-                headers=headers,
-                lookup=cfg.secret_for,
-                region=cfg.region,
+                method=head.method,
+                raw_path=head.raw_path,
+                query=head.query,
+                headers=head.headers,
+                lookup=self.config.secret_for,
+                region=self.config.region,
                 now=datetime.now(UTC),
             )
         except errors.S3Error as err:
-            fields["auth_failure"] = err.code
+            rec.auth_failure = err.code
             raise
-        fields["access_key"] = ctx.access_key
-        spec = body_spec(target.op, ctx, headers)
-        if spec.framing is not None:
-            fields["framing"] = spec.framing.value
-        fwd, fired = forward_headers(
-            _as_verified(headers, ctx.signed_headers),
-            self.policy,
-            decoded_aws_chunked=spec.framing is not None,
+        rec.access_key = ctx.access_key
+        return ctx
+
+    async def _handle(self, request: BaseRequest, rec: RequestRecord) -> web.StreamResponse:
+        head = parse_head(
+            request.method, request.raw_path, request.headers.items(), request.body_exists
         )
-        fields["rewrites"] = sorted(g.value for g in fired)
+        target = classify(
+            head.method,
+            head.host,
+            head.raw_path,
+            head.query,
+            frozenset(head.headers),
+            self.config.domains,
+        )
+        rec.op, rec.bucket = target.op.value, target.bucket
+        ctx = self._authenticate(head, rec)
+        p = plan(target, ctx, head, self.policy)
+        if p.spec.framing is not None:
+            rec.framing = p.spec.framing.value
+        rec.rewrites = tuple(sorted(g.value for g in p.rewrites))
 
         # Authenticated: now, and only now, invite the body. (The low-level server has no
-        # router, hence no automatic 100-continue before the handler runs.)
-        if request.headers.get("Expect", "").lower() == "100-continue" and request.writer:
-            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        # router, hence no automatic 100-continue.) Written past aiohttp's response writer,
+        # which would otherwise count it as a started response and refuse to send an error.
+        if head.expects_continue and request.transport is not None:
+            request.transport.write(_CONTINUE)
 
-        pipeline = BodyPipeline(spec)
-        data, payload_hash, fwd = await self._prepare_body(
-            request, target.op, spec, pipeline, fwd, fields
-        )
+        pipeline = BodyPipeline(p.spec)
+        data: bytes | AsyncIterator[bytes] | None
+        match p.body:
+            case BodyMode.WHOLE:
+                raw = await self._read_whole(request, pipeline, p.read_limit, rec)
+                whole = finish_whole(p, head.method, raw, pipeline.computed_checksum)
+                rec.rewrites = tuple(sorted(g.value for g in whole.rewrites))
+                data, headers, payload_hash = whole.body or None, whole.headers, whole.payload_hash
+            case BodyMode.STREAM:
+                data = self._stream(request, pipeline, rec)
+                headers, payload_hash = p.headers, p.payload_hash or sigv4.UNSIGNED_PAYLOAD
+            case BodyMode.REFRAME:
+                assert p.reframing is not None and p.payload_hash is not None
+                stream = self._stream(request, pipeline, rec)
+                data = self._reframe(p.reframing, stream, pipeline)
+                headers, payload_hash = p.headers, p.payload_hash
+        upstream = await self._send(head, p, ctx, headers, payload_hash, data, pipeline, rec)
+        return await self._respond(request, upstream, p, pipeline, rec)
 
-        upstream_query = [
-            (k, v) for k, v in query if not (ctx.presigned and k.startswith("X-Amz-"))
-        ]
+    async def _send(
+        self,
+        head: RequestHead,
+        p: UpstreamPlan,
+        ctx: auth.AuthContext,
+        headers: tuple[tuple[str, str], ...],
+        payload_hash: str,
+        data: bytes | AsyncIterator[bytes] | None,
+        pipeline: BodyPipeline,
+        rec: RequestRecord,
+    ) -> aiohttp.ClientResponse:
+        cfg = self.config
         signed = sigv4.sign_headers(
-            method=request.method,
-            raw_path=target.upstream_path,
-            query=upstream_query,
+            method=head.method,
+            raw_path=p.path,
+            query=p.query,
             host=cfg.upstream_host,
-            headers=dict(fwd),
+            headers=dict(headers),
             payload_hash=payload_hash,
             creds=cfg.clients[ctx.access_key].upstream,
             region=cfg.upstream_region,
             amz_date=datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"),
         )
-        out_headers = CIMultiDict(fwd)
+        out_headers = CIMultiDict(headers)
         out_headers.update(signed.headers)
         # Built from the fixed upstream and the canonical path and query the signature
         # covers, sent without re-quoting: what is signed is exactly what is sent.
-        qs = sigv4.canonical_query(upstream_query)
-        path = sigv4.canonical_uri(target.upstream_path)
+        qs = sigv4.canonical_query(p.query)
+        path = sigv4.canonical_uri(p.path)
         url = URL(cfg.upstream_url + path + ("?" + qs if qs else ""), encoded=True)
         sent = time.monotonic()
         try:
             upstream = await self.session.request(
-                request.method,
+                head.method,
                 url,
                 headers=out_headers,
                 data=data,
@@ -274,82 +268,15 @@ class Proxy:
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             if pipeline.failure is not None:
                 # The body was refused mid-stream and the upstream request aborted with it.
-                fields["integrity_failure"] = pipeline.failure.code
+                rec.integrity_failure = pipeline.failure.code
                 raise pipeline.failure from None
-            fields["upstream_error"] = type(exc).__name__
+            rec.upstream_error = type(exc).__name__
             self.metrics.upstream_errors.inc()
             raise errors.bad_gateway() from None
-        self.metrics.upstream_latency.labels(target.op.value).observe(time.monotonic() - sent)
-        fields["upstream_status"] = upstream.status
-        if "x-amz-request-id" in upstream.headers:
-            fields["upstream_request_id"] = upstream.headers["x-amz-request-id"]
-        return await self._respond(request, upstream, request_id, target.op, pipeline, fields)
-
-    async def _prepare_body(
-        self,
-        request: BaseRequest,
-        op: Op,
-        spec: BodySpec,
-        pipeline: BodyPipeline,
-        fwd: list[tuple[str, str]],
-        fields: dict[str, Any],
-    ) -> tuple[bytes | AsyncIterator[bytes] | None, str, list[tuple[str, str]]]:
-        """What the store is sent as the body, the payload hash to sign, and the headers.
-
-        Every body goes through the pipeline, even an empty one: a hex payload hash or a
-        checksum header is a promise about it, and RGW 16 checks no flexible checksum.
-        """
-        cfg = self.config
-        length = spec.length if spec.length is not None else (None if request.body_exists else 0)
-        strip_xml = op is Op.COMPLETE_MULTIPART_UPLOAD and cfg.disable_checksums
-        # A trailer checksum the store should still get (flag off): s3shim decodes the client's
-        # framing, so it hands the verified value on itself.
-        trailer_alg = (
-            spec.checksum.algorithm
-            if spec.checksum and spec.checksum.in_trailer and not cfg.disable_checksums
-            else None
-        )
-        data: bytes | AsyncIterator[bytes] | None
-        if strip_xml or (length is not None and length <= SMALL_BODY):
-            limit = MAX_COMPLETE_XML if strip_xml else SMALL_BODY
-            body = await self._read_whole(request, pipeline, limit, fields)
-            if strip_xml:
-                stripped = strip_part_checksums(body)
-                if stripped != body:
-                    fields["rewrites"] = sorted({*fields["rewrites"], Group.CHECKSUM.value})
-                body = stripped
-            if trailer_alg and pipeline.computed_checksum:
-                # Known before sending: a plain header, as SDKs send it for small bodies.
-                fwd += [
-                    (trailer_alg.header, pipeline.computed_checksum),
-                    ("x-amz-sdk-checksum-algorithm", trailer_alg.name),
-                ]
-            # A body sent whole can be signed with its real hash.
-            payload_hash = hashlib.sha256(body).hexdigest()
-            data = body or None
-            if body or request.method in ("PUT", "POST"):
-                fwd.append(("content-length", str(len(body))))
-        elif length is None:
-            # Stores need the length up front (RGW answers 411 to chunked transfer coding).
-            raise errors.missing_content_length()
-        elif trailer_alg:
-            framing = chunked.OneChunkFraming(
-                length, trailer_alg.header, len(new_checksum(trailer_alg).b64digest())
-            )
-            payload_hash = chunked.Framing.UNSIGNED_TRAILER.value
-            fwd = with_aws_chunked_encoding(fwd)
-            fwd += [
-                ("content-length", str(framing.framed_length)),
-                ("x-amz-decoded-content-length", str(length)),
-                ("x-amz-trailer", trailer_alg.header),
-                ("x-amz-sdk-checksum-algorithm", trailer_alg.name),
-            ]
-            data = self._reframe(framing, self._stream(request, pipeline, fields), pipeline)
-        else:
-            payload_hash = sigv4.UNSIGNED_PAYLOAD
-            fwd.append(("content-length", str(length)))
-            data = self._stream(request, pipeline, fields)
-        return data, payload_hash, fwd
+        self.metrics.upstream_latency.labels(p.op.value).observe(time.monotonic() - sent)
+        rec.upstream_status = upstream.status
+        rec.upstream_request_id = upstream.headers.get("x-amz-request-id")
+        return upstream
 
     async def _client_body(self, request: BaseRequest) -> AsyncIterator[bytes]:
         """The request body as it arrives; a client silent for too long is cut off."""
@@ -365,13 +292,13 @@ class Proxy:
             yield piece
 
     async def _read_whole(
-        self, request: BaseRequest, pipeline: BodyPipeline, limit: int, fields: dict[str, Any]
+        self, request: BaseRequest, pipeline: BodyPipeline, limit: int, rec: RequestRecord
     ) -> bytes:
         parts: list[bytes] = []
-        size = received = 0
+        size = 0
         try:
             async for piece in self._client_body(request):
-                received += len(piece)
+                rec.bytes_in += len(piece)
                 out = pipeline.feed(piece)
                 size += len(out)
                 if size > limit:
@@ -379,31 +306,28 @@ class Proxy:
                 parts.append(out)
             parts.append(pipeline.finish())
         except errors.S3Error as err:
-            fields["integrity_failure"] = err.code
+            rec.integrity_failure = err.code
             raise
-        finally:
-            fields["bytes_in"] = received
         return b"".join(parts)
 
     async def _stream(
-        self, request: BaseRequest, pipeline: BodyPipeline, fields: dict[str, Any]
+        self, request: BaseRequest, pipeline: BodyPipeline, rec: RequestRecord
     ) -> AsyncIterator[bytes]:
-        received = 0
         try:
             async for piece in self._client_body(request):
-                received += len(piece)
+                rec.bytes_in += len(piece)
                 out = pipeline.feed(piece)
                 if out:
                     yield out
             tail = pipeline.finish()
         except errors.S3Error as err:
-            pipeline.failure = err
+            # A timeout is the one refusal not raised by the pipeline itself.
+            if pipeline.failure is None:
+                pipeline.failure = err
             raise
         except (aiohttp.ClientError, OSError) as exc:
-            pipeline.failure = errors.incomplete_body()
+            pipeline.client_ended_early()
             raise aiohttp.ClientPayloadError("the client's body ended early") from exc
-        finally:
-            fields["bytes_in"] = received
         if tail:
             yield tail
 
@@ -422,31 +346,25 @@ class Proxy:
         self,
         request: BaseRequest,
         upstream: aiohttp.ClientResponse,
-        request_id: str,
-        op: Op,
+        p: UpstreamPlan,
         pipeline: BodyPipeline,
-        fields: dict[str, Any],
+        rec: RequestRecord,
     ) -> web.StreamResponse:
         async with upstream:
             resp = web.StreamResponse(status=upstream.status, reason=upstream.reason)
-            for name, value in upstream.headers.items():
-                if name.lower() not in RESPONSE_DROPS:
-                    resp.headers.add(name, value)
-            resp.headers["x-amz-request-id"] = request_id
+            for name, value in response_headers(
+                p, upstream.status, upstream.headers.items(), pipeline.computed_checksum
+            ):
+                resp.headers.add(name, value)
+            resp.headers["x-amz-request-id"] = rec.request_id
             resp.headers["Server"] = SERVER_NAME
-            alg, vouched = pipeline.checksum_algorithm, pipeline.computed_checksum
-            if alg and vouched and upstream.status == 200 and op in _UPLOAD_OPS:
-                # s3shim verified this checksum over the bytes the store stored; clients
-                # such as Convex require it on UploadPart, and RGW does not return it.
-                resp.headers.setdefault(alg.header, vouched)
             if "Content-Length" in upstream.headers:
                 resp.content_length = int(upstream.headers["Content-Length"])
             await resp.prepare(request)
-            sent = 0
             try:
                 if request.method != "HEAD" and upstream.status not in (204, 304):
                     while (piece := await _next_buffer(upstream.content)) is not None:
-                        sent += len(piece)
+                        rec.bytes_out += len(piece)
                         await resp.write(piece)
                 await resp.write_eof()
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
@@ -454,11 +372,9 @@ class Proxy:
                 # connection is the one honest signal left: the client sees a short body,
                 # never a complete-looking one (which a chunked response would otherwise
                 # end as).
-                fields["stream_error"] = type(exc).__name__
+                rec.stream_error = type(exc).__name__
                 if request.transport is not None:
                     request.transport.abort()
-            finally:
-                fields["bytes_out"] = sent
             return resp
 
 
