@@ -1,0 +1,286 @@
+"""The plan: every per-request decision, tested without any I/O."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import zlib
+
+import pytest
+
+from s3shim import chunked, errors, sigv4
+from s3shim.auth import AuthContext
+from s3shim.checksums import Algorithm
+from s3shim.classify import Op, Target
+from s3shim.head import RequestHead, parse_head
+from s3shim.plan import (
+    MAX_COMPLETE_XML,
+    SMALL_BODY,
+    BodyMode,
+    UpstreamPlan,
+    finish_whole,
+    plan,
+    response_headers,
+)
+from s3shim.rewrite import Group, Policy
+
+ON = Policy(disable_sse=True, disable_checksums=True)
+OFF = Policy(disable_sse=False, disable_checksums=False)
+CRC = base64.b64encode(zlib.crc32(b"hello").to_bytes(4, "big")).decode()
+
+
+def ctx(
+    payload_hash: str = sigv4.UNSIGNED_PAYLOAD,
+    *,
+    presigned: bool = False,
+    signed: tuple[str, ...] = ("host",),
+) -> AuthContext:
+    return AuthContext(
+        access_key="AK",
+        presigned=presigned,
+        amz_date="20261201T000000Z",
+        region="us-east-1",
+        scope="20261201/us-east-1/s3/aws4_request",
+        signing_key=b"k" * 32,
+        signature="0" * 64,
+        payload_hash=payload_hash,
+        signed_headers=signed,
+    )
+
+
+def head(
+    method: str = "PUT", target: str = "/b/k", has_body: bool = True, **headers: str
+) -> RequestHead:
+    items = [("Host", "s3shim")] + [(k.replace("_", "-"), v) for k, v in headers.items()]
+    return parse_head(method, target, items, has_body)
+
+
+def target(op: Op = Op.PUT_OBJECT) -> Target:
+    return Target(op, "b", "k", "/b/k")
+
+
+def names(p: UpstreamPlan) -> list[str]:
+    return [n for n, _ in p.headers]
+
+
+# ---------------------------------------------------------------- body modes
+
+
+@pytest.mark.parametrize("length", [0, 1, SMALL_BODY])
+def test_small_bodies_are_read_whole_and_signed_with_their_hash(length: int) -> None:
+    p = plan(target(), ctx(), head(content_length=str(length)), ON)
+    assert p.body is BodyMode.WHOLE and p.payload_hash is None
+    assert p.read_limit == SMALL_BODY
+    body = b"x" * length
+    whole = finish_whole(p, "PUT", body, None)
+    assert whole.payload_hash == hashlib.sha256(body).hexdigest()
+    assert ("content-length", str(length)) in whole.headers
+
+
+def test_a_large_body_is_streamed_unsigned_with_its_exact_length() -> None:
+    p = plan(target(), ctx(), head(content_length=str(SMALL_BODY + 1)), ON)
+    assert p.body is BodyMode.STREAM
+    assert p.payload_hash == sigv4.UNSIGNED_PAYLOAD
+    assert p.headers[-1] == ("content-length", str(SMALL_BODY + 1))
+
+
+def test_a_streamed_body_of_unknown_length_is_refused_411() -> None:
+    h = head(transfer_encoding="chunked")
+    with pytest.raises(errors.S3Error) as e:
+        plan(target(), ctx(), h, ON)
+    assert (e.value.status, e.value.code) == (411, "MissingContentLength")
+
+
+def test_no_body_at_all_is_whole_and_sends_no_length_on_get() -> None:
+    p = plan(target(Op.GET_OBJECT), ctx(), head("GET", has_body=False), ON)
+    assert p.body is BodyMode.WHOLE
+    whole = finish_whole(p, "GET", b"", None)
+    assert "content-length" not in [n for n, _ in whole.headers]
+    assert whole.payload_hash == sigv4.EMPTY_SHA256
+
+
+def test_put_with_an_empty_body_still_says_content_length_zero() -> None:
+    p = plan(target(), ctx(), head(has_body=False), ON)
+    assert ("content-length", "0") in finish_whole(p, "PUT", b"", None).headers
+
+
+def _trailer_head(length: int) -> RequestHead:
+    return head(
+        content_encoding="aws-chunked",
+        x_amz_decoded_content_length=str(length),
+        x_amz_trailer="x-amz-checksum-crc32",
+        x_amz_sdk_checksum_algorithm="CRC32",
+        content_length=str(length + 100),
+    )
+
+
+def test_flags_off_large_trailer_checksum_is_reframed_for_the_store() -> None:
+    length = SMALL_BODY + 5
+    p = plan(target(), ctx(chunked.Framing.UNSIGNED_TRAILER.value), _trailer_head(length), OFF)
+    assert p.body is BodyMode.REFRAME and p.hand_on is Algorithm.CRC32
+    assert p.payload_hash == "STREAMING-UNSIGNED-PAYLOAD-TRAILER"
+    assert p.reframing is not None
+    sent = dict(p.headers)
+    assert sent["content-encoding"] == "aws-chunked"
+    assert sent["x-amz-decoded-content-length"] == str(length)
+    assert sent["content-length"] == str(p.reframing.framed_length)
+    assert sent["x-amz-trailer"] == "x-amz-checksum-crc32"
+    assert names(p).count("content-length") == 1
+
+
+def test_flags_off_small_trailer_checksum_is_handed_on_as_a_header() -> None:
+    p = plan(target(), ctx(chunked.Framing.UNSIGNED_TRAILER.value), _trailer_head(5), OFF)
+    assert p.body is BodyMode.WHOLE and p.hand_on is Algorithm.CRC32
+    whole = finish_whole(p, "PUT", b"hello", CRC)
+    sent = dict(whole.headers)
+    assert sent["x-amz-checksum-crc32"] == CRC
+    assert sent["x-amz-sdk-checksum-algorithm"] == "CRC32"
+    assert "x-amz-trailer" not in sent and "content-encoding" not in sent
+
+
+def test_flags_on_trailer_checksum_is_verified_but_never_reaches_the_store() -> None:
+    length = SMALL_BODY + 5
+    p = plan(target(), ctx(chunked.Framing.UNSIGNED_TRAILER.value), _trailer_head(length), ON)
+    assert p.body is BodyMode.STREAM and p.hand_on is None
+    assert p.spec.checksum is not None and p.spec.checksum.in_trailer
+    assert not any(n.startswith("x-amz-checksum") or n == "x-amz-trailer" for n in names(p))
+    assert dict(p.headers)["content-length"] == str(length)
+
+
+# ---------------------------------------------------------------- headers and flags
+
+
+def test_flags_drop_their_groups_and_say_so() -> None:
+    h = head(content_length="5", x_amz_server_side_encryption="AES256", x_amz_checksum_crc32=CRC)
+    p = plan(
+        target(),
+        ctx(signed=("host", "x-amz-checksum-crc32", "x-amz-server-side-encryption")),
+        h,
+        ON,
+    )
+    assert p.rewrites == {Group.SSE, Group.CHECKSUM}
+    assert "x-amz-server-side-encryption" not in names(p)
+    assert "x-amz-checksum-crc32" not in names(p)
+    assert p.spec.checksum is not None and p.spec.checksum.value == CRC
+    kept = plan(
+        target(),
+        ctx(signed=("host", "x-amz-checksum-crc32", "x-amz-server-side-encryption")),
+        h,
+        OFF,
+    )
+    assert kept.rewrites == frozenset()
+    assert {"x-amz-server-side-encryption", "x-amz-checksum-crc32"} <= set(names(kept))
+
+
+def test_a_repeated_checksum_header_is_refused() -> None:
+    h = parse_head(
+        "PUT",
+        "/b/k",
+        [("Host", "h"), ("x-amz-checksum-crc32", CRC), ("x-amz-checksum-crc32", "WXc2KQ==")],
+        True,
+    )
+    with pytest.raises(errors.S3Error) as e:
+        plan(target(), ctx(), h, ON)
+    assert e.value.code == "InvalidRequest"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "content-length",
+        "x-amz-decoded-content-length",
+        "x-amz-trailer",
+        "x-amz-sdk-checksum-algorithm",
+    ],
+)
+def test_other_verified_headers_must_come_once(name: str) -> None:
+    h = parse_head("PUT", "/b/k", [("Host", "h"), (name, "1"), (name, "1")], True)
+    with pytest.raises(errors.S3Error) as e:
+        plan(target(), ctx(), h, ON)
+    assert e.value.code == "InvalidArgument"
+
+
+def test_unverified_repeated_headers_are_joined_and_signed_ones_folded() -> None:
+    h = parse_head(
+        "PUT",
+        "/b/k",
+        [
+            ("Host", "h"),
+            ("x-amz-meta-a", "1"),
+            ("x-amz-meta-a", "two  words"),
+            ("Cache-Control", "a"),
+            ("cache-control", "b"),
+            ("content-length", "0"),
+        ],
+        False,
+    )
+    p = plan(target(), ctx(signed=("host", "x-amz-meta-a")), h, ON)
+    sent = dict(p.headers)
+    assert sent["x-amz-meta-a"] == "1,two words"
+    assert sent["cache-control"] == "a,b"
+
+
+def test_presigned_parameters_never_reach_the_store_but_others_do() -> None:
+    h = head(
+        "GET", "/b/k?X-Amz-Signature=00&X-Amz-Date=1&versionId=v1&x-id=GetObject", has_body=False
+    )
+    p = plan(target(Op.GET_OBJECT), ctx(presigned=True), h, ON)
+    assert p.query == (("versionId", "v1"), ("x-id", "GetObject"))
+    header_signed = plan(target(Op.GET_OBJECT), ctx(), h, ON)
+    assert ("X-Amz-Date", "1") in header_signed.query
+
+
+# ---------------------------------------------------------------- per-operation traits
+
+
+def test_complete_xml_is_read_whole_up_to_its_own_limit_only_with_the_flag() -> None:
+    xml = (
+        b"<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>e</ETag>"
+        b"<ChecksumCRC32>" + CRC.encode() + b"</ChecksumCRC32></Part></CompleteMultipartUpload>"
+    )
+    h = head("POST", "/b/k?uploadId=u", transfer_encoding="chunked")
+    p = plan(target(Op.COMPLETE_MULTIPART_UPLOAD), ctx(), h, ON)
+    assert p.body is BodyMode.WHOLE and p.strip_xml and p.read_limit == MAX_COMPLETE_XML
+    whole = finish_whole(p, "POST", xml, None)
+    assert b"ChecksumCRC32" not in whole.body and Group.CHECKSUM in whole.rewrites
+    assert whole.payload_hash == hashlib.sha256(whole.body).hexdigest()
+    off = plan(target(Op.COMPLETE_MULTIPART_UPLOAD), ctx(), head("POST", content_length="9"), OFF)
+    assert not off.strip_xml and finish_whole(off, "POST", xml, None).body == xml
+
+
+@pytest.mark.parametrize("op", [Op.COMPLETE_MULTIPART_UPLOAD, Op.COPY_OBJECT, Op.UPLOAD_PART_COPY])
+def test_checksums_that_describe_another_body_are_not_verified_here(op: Op) -> None:
+    h = head(content_length="0", x_amz_checksum_crc32=CRC)
+    assert (
+        plan(target(op), ctx(signed=("host", "x-amz-checksum-crc32")), h, ON).spec.checksum is None
+    )
+
+
+@pytest.mark.parametrize("op", [Op.PUT_OBJECT, Op.UPLOAD_PART])
+def test_uploads_vouch_for_the_verified_checksum_on_success_only(op: Op) -> None:
+    h = head(content_length="5", x_amz_checksum_crc32=CRC)
+    p = plan(target(op), ctx(signed=("host", "x-amz-checksum-crc32")), h, ON)
+    assert p.vouch
+    upstream = [("ETag", '"e"'), ("Server", "rgw"), ("Transfer-Encoding", "chunked")]
+    got = response_headers(p, 200, upstream, CRC)
+    assert ("x-amz-checksum-crc32", CRC) in got
+    assert [n for n, _ in got] == ["ETag", "x-amz-checksum-crc32"]
+    assert ("x-amz-checksum-crc32", CRC) not in response_headers(p, 500, upstream, CRC)
+    # the store's own value wins
+    theirs = response_headers(p, 200, [("x-amz-checksum-crc32", "AAAAAA==")], CRC)
+    assert theirs == [("x-amz-checksum-crc32", "AAAAAA==")]
+
+
+def test_other_operations_vouch_for_nothing() -> None:
+    h = head("POST", "/b/k?uploads", content_length="0", x_amz_checksum_crc32=CRC)
+    p = plan(
+        target(Op.CREATE_MULTIPART_UPLOAD), ctx(signed=("host", "x-amz-checksum-crc32")), h, ON
+    )
+    assert not p.vouch
+    assert response_headers(p, 200, [], CRC) == []
+
+
+def test_every_operation_has_traits() -> None:
+    for op in Op:
+        assert op.traits.upload in (True, False)
+    assert {op for op in Op if op.traits.upload} == {Op.PUT_OBJECT, Op.UPLOAD_PART}
