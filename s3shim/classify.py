@@ -37,6 +37,7 @@ class Op(enum.Enum):
     ABORT_MULTIPART_UPLOAD = "AbortMultipartUpload"
     LIST_PARTS = "ListParts"
     OBJECT_SUBRESOURCE = "ObjectSubresource"  # ?acl, ?tagging, ?retention, ...
+    CORS_PREFLIGHT = "CorsPreflight"  # OPTIONS: a browser asking before a cross-origin call
 
     @property
     def traits(self) -> OpTraits:
@@ -64,6 +65,7 @@ _TRAITS = {
     Op.COMPLETE_MULTIPART_UPLOAD: OpTraits(body_checksum=False, complete_xml=True),
     Op.COPY_OBJECT: OpTraits(body_checksum=False),
     Op.UPLOAD_PART_COPY: OpTraits(body_checksum=False),
+    Op.CORS_PREFLIGHT: OpTraits(body_checksum=False),
 }
 
 
@@ -86,7 +88,7 @@ _OBJECT_SUBRESOURCES = {
 }
 # Lowercase DNS-style names: a Host-derived bucket must never smuggle '/' or odd bytes.
 _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-_ALLOWED_METHODS = frozenset({"GET", "HEAD", "PUT", "POST", "DELETE"})
+_ALLOWED_METHODS = frozenset({"GET", "HEAD", "PUT", "POST", "DELETE", "OPTIONS"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +138,9 @@ def classify(
         key = key_part if sep and key_part else None
         upstream_path = raw_path
     params = {k for k, _ in query}
+    if method == "OPTIONS":
+        # Preflights are answered by the store from the bucket's CORS rules, whatever path.
+        return Target(Op.CORS_PREFLIGHT, bucket, key, upstream_path)
     if bucket is None and path != "/":
         # "//bucket/key" would otherwise be forwarded as a different operation.
         raise errors.S3Error("InvalidBucketName", "The specified bucket is not valid.", 400)

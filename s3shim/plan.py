@@ -20,7 +20,7 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from . import chunked, errors, sigv4
+from . import auth, chunked, errors, sigv4
 from .auth import AuthContext
 from .body import BodySpec
 from .checksums import (
@@ -32,9 +32,11 @@ from .checksums import (
 )
 from .classify import Op, Target
 from .complete_xml import strip_part_checksums
-from .head import CONTENT_LENGTH, DECODED_CONTENT_LENGTH, RequestHead
+from .head import CONTENT_LENGTH, CONTENT_SHA256, DECODED_CONTENT_LENGTH, RequestHead
 from .rewrite import (
+    REQUEST_ID_HEADER,
     RESPONSE_DROPS,
+    SERVER_NAME,
     Group,
     Policy,
     forward_headers,
@@ -60,6 +62,58 @@ class BodyMode(enum.Enum):
     REFRAME = "reframe"
 
 
+class Unverified(enum.Enum):
+    """Requests s3shim forwards without verifying a signature: never with a store key."""
+
+    # No auth mechanism at all: the store's ACLs and bucket policies decide, as they would
+    # without s3shim (public-read objects, public-read-write buckets, the store's own 404).
+    ANONYMOUS = "anonymous"
+    # A browser's CORS preflight is never signed; the store answers from the bucket's rules.
+    PREFLIGHT = "preflight"
+
+
+def unverified(target: Target, head: RequestHead, policy: Policy) -> Unverified | None:
+    """Whether this request is forwarded unsigned, or None when its signature is verified.
+
+    Anything that attempts authentication, even badly, is verified (and refused when
+    wrong): it never falls back to being forwarded anonymously.
+    """
+    if target.op is Op.CORS_PREFLIGHT:
+        return Unverified.PREFLIGHT
+    if not auth.is_anonymous(head.query, head.headers):
+        return None
+    if not policy.allow_anonymous:
+        raise errors.access_denied("Anonymous requests are not accepted.")
+    return Unverified.ANONYMOUS
+
+
+# Query parameters that authenticate a presigned URL (SigV4 X-Amz-*, SigV2's trio): the
+# store gets s3shim's own header signature, or (unverified) no credentials at all.
+_SIGV2_QUERY = frozenset({"AWSAccessKeyId", "Signature"})
+
+
+def _upstream_query(
+    head: RequestHead, presigned: bool, policy: Policy
+) -> tuple[tuple[tuple[str, str], ...], frozenset[Group]]:
+    """The query the store gets, and which flag groups it lost."""
+    sigv2 = any(k in _SIGV2_QUERY for k, _ in head.query)
+    out = []
+    fired: set[Group] = set()
+    for k, v in head.query:
+        if presigned and k.startswith("X-Amz-"):
+            continue
+        if sigv2 and (k in _SIGV2_QUERY or k == "Expires"):
+            continue
+        # Headers hoisted into a presigned query (the JS SDK v3 puts the checksum there) are
+        # treated as the headers are: verified, then dropped with their flag.
+        group = policy.is_dropped(k.lower())
+        if group is not None:
+            fired.add(group)
+            continue
+        out.append((k, v))
+    return tuple(out), frozenset(fired)
+
+
 @dataclass(frozen=True, slots=True)
 class UpstreamPlan:
     op: Op
@@ -72,6 +126,7 @@ class UpstreamPlan:
     path: str  # path-style raw path on the store
     query: tuple[tuple[str, str], ...]  # decoded; s3shim's own presign parameters removed
     rewrites: frozenset[Group]
+    sign: bool = True  # False: forwarded with no credentials at all (see Unverified)
     read_limit: int = SMALL_BODY  # WHOLE: bytes of payload s3shim will hold
     strip_xml: bool = False  # WHOLE: drop per-part checksums from the Complete XML
     hand_on: Algorithm | None = None  # a trailer checksum the store still gets (flags off)
@@ -105,10 +160,22 @@ def _as_verified(head: RequestHead, signed: tuple[str, ...]) -> list[tuple[str, 
     return out
 
 
-def body_spec(op: Op, ctx: AuthContext, head: RequestHead) -> BodySpec:
-    """What the (verified) request promises about its body."""
+def _unverified_payload_hash(head: RequestHead) -> str:
+    """An unsigned request's own x-amz-content-sha256: still a promise s3shim checks."""
+    value = head.single_values().get(CONTENT_SHA256, sigv4.UNSIGNED_PAYLOAD)
+    if value in (sigv4.UNSIGNED_PAYLOAD, chunked.Framing.UNSIGNED_TRAILER.value) or (
+        _is_hex_sha256(value)
+    ):
+        return value
+    # A signed framing without a signature to chain from cannot be verified.
+    raise errors.access_denied("A signed payload needs a signed request.")
+
+
+def body_spec(op: Op, ctx: AuthContext | None, head: RequestHead) -> BodySpec:
+    """What the request (verified, or forwarded unsigned) promises about its body."""
     single = head.single_values()
-    framing = chunked.framing_for(ctx.payload_hash)
+    payload_hash = ctx.payload_hash if ctx is not None else _unverified_payload_hash(head)
+    framing = chunked.framing_for(payload_hash)
     raw = single.get(DECODED_CONTENT_LENGTH if framing else CONTENT_LENGTH)
     if framing is not None and raw is None:
         raise errors.missing_content_length()
@@ -118,32 +185,44 @@ def body_spec(op: Op, ctx: AuthContext, head: RequestHead) -> BodySpec:
             raise errors.invalid_argument("Content-Length must be a number.")
         length = int(raw)
     signing = None
-    if framing in (chunked.Framing.SIGNED, chunked.Framing.SIGNED_TRAILER):
+    if ctx is not None and framing in (chunked.Framing.SIGNED, chunked.Framing.SIGNED_TRAILER):
         signing = chunked.ChunkSigning(
             signing_key=ctx.signing_key,
             amz_date=ctx.amz_date,
             scope=ctx.scope,
             seed_signature=ctx.signature,
         )
+    declared = single
+    hoisted = auth.checksum_query(head.query)
+    if hoisted:
+        if not hoisted.keys().isdisjoint(single):
+            raise errors.invalid_request("Expecting a single x-amz-checksum- header")
+        declared = {**single, **hoisted}
     return BodySpec(
         length=length,
-        sha256_hex=ctx.payload_hash.lower() if _is_hex_sha256(ctx.payload_hash) else None,
-        checksum=declared_checksum(single) if op.traits.body_checksum else None,
+        sha256_hex=payload_hash.lower() if _is_hex_sha256(payload_hash) else None,
+        checksum=declared_checksum(declared) if op.traits.body_checksum else None,
         framing=framing,
         chunk_signing=signing,
         trailers=head.trailers,
     )
 
 
-def plan(target: Target, ctx: AuthContext, head: RequestHead, policy: Policy) -> UpstreamPlan:
-    """Everything s3shim does to this request, decided before a body byte is read."""
+def plan(
+    target: Target, ctx: AuthContext | None, head: RequestHead, policy: Policy
+) -> UpstreamPlan:
+    """Everything s3shim does to this request, decided before a body byte is read.
+
+    ``ctx`` is what verification proved, or None for a request forwarded unsigned
+    (:func:`unverified`): the flags and the body checks apply to it all the same.
+    """
     spec = body_spec(target.op, ctx, head)
+    signed = ctx.signed_headers if ctx is not None else ()
     fwd, fired = forward_headers(
-        _as_verified(head, ctx.signed_headers), policy, decoded_aws_chunked=spec.framing is not None
+        _as_verified(head, signed), policy, decoded_aws_chunked=spec.framing is not None
     )
-    # A presigned URL's own parameters authenticated the client; the store gets s3shim's
-    # header signature instead.
-    query = tuple((k, v) for k, v in head.query if not (ctx.presigned and k.startswith("X-Amz-")))
+    query, query_fired = _upstream_query(head, ctx is None or ctx.presigned, policy)
+    fired |= query_fired
     length = spec.length if spec.length is not None else (None if head.has_body else 0)
     strip_xml = target.op.traits.complete_xml and policy.disable_checksums
     # s3shim decodes the client's framing, so a trailer checksum the store should still get
@@ -185,6 +264,7 @@ def plan(target: Target, ctx: AuthContext, head: RequestHead, policy: Policy) ->
         path=target.upstream_path,
         query=query,
         rewrites=fired,
+        sign=ctx is not None,
         read_limit=MAX_COMPLETE_XML if strip_xml else SMALL_BODY,
         strip_xml=strip_xml,
         hand_on=hand_on,
@@ -226,12 +306,22 @@ def response_headers(
     status: int,
     upstream: Iterable[tuple[str, str]],
     computed_checksum: str | None,
+    request_id: str,
 ) -> list[tuple[str, str]]:
-    """The store's response headers the client gets, plus what s3shim vouches for."""
+    """The store's response headers the client gets, plus what s3shim vouches for.
+
+    The store's own ``x-amz-request-id`` is kept, so it matches the RequestId in the store's
+    error bodies (s3shim's id is in its log line beside it); s3shim's id fills in only when
+    the store sent none.
+    """
     out = [(n, v) for n, v in upstream if n.lower() not in RESPONSE_DROPS]
+    present = {n.lower() for n, _ in out}
     if p.vouch and computed_checksum and status == 200 and p.spec.checksum is not None:
         header = p.spec.checksum.algorithm.header
-        if not any(n.lower() == header for n, _ in out):
+        if header not in present:
             # s3shim verified this checksum over the bytes the store stored.
             out.append((header, computed_checksum))
+    if REQUEST_ID_HEADER not in present:
+        out.append((REQUEST_ID_HEADER, request_id))
+    out.append(("Server", SERVER_NAME))
     return out

@@ -31,10 +31,9 @@ from .classify import classify
 from .config import Config
 from .head import RequestHead, parse_head
 from .metrics import Metrics
-from .plan import BodyMode, UpstreamPlan, finish_whole, plan, response_headers
-from .rewrite import Policy
+from .plan import BodyMode, UpstreamPlan, finish_whole, plan, response_headers, unverified
+from .rewrite import REQUEST_ID_HEADER, SERVER_NAME, Policy
 
-SERVER_NAME = "s3shim"  # instead of aiohttp's banner with its and Python's versions
 READ_SIZE = 256 * 1024  # measured sweet spot for throughput vs per-stream memory
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
@@ -51,6 +50,7 @@ class RequestRecord:
     method: str
     op: str = "Unknown"
     bucket: str | None = None
+    auth: str | None = None  # sigv4, presigned, anonymous, preflight
     access_key: str | None = None
     framing: str | None = None
     rewrites: tuple[str, ...] | None = None
@@ -97,7 +97,7 @@ def error_response(
     method: str, err: errors.S3Error, request_id: str, resource: str
 ) -> web.Response:
     headers = {
-        "x-amz-request-id": request_id,
+        REQUEST_ID_HEADER: request_id,
         "Content-Type": "application/xml",
         "Server": SERVER_NAME,
     }
@@ -172,7 +172,7 @@ class Proxy:
                 query=head.query,
                 headers=head.headers,
                 lookup=self.config.secret_for,
-                region=self.config.region,
+                regions=None,  # any region: it only feeds the signing key
                 now=datetime.now(UTC),
             )
         except errors.S3Error as err:
@@ -194,7 +194,12 @@ class Proxy:
             self.config.domains,
         )
         rec.op, rec.bucket = target.op.value, target.bucket
-        ctx = self._authenticate(head, rec)
+        mode = unverified(target, head, self.policy)
+        ctx = None if mode is not None else self._authenticate(head, rec)
+        if ctx is not None:
+            rec.auth = "presigned" if ctx.presigned else "sigv4"
+        elif mode is not None:
+            rec.auth = mode.value
         p = plan(target, ctx, head, self.policy)
         if p.spec.framing is not None:
             rec.framing = p.spec.framing.value
@@ -222,14 +227,15 @@ class Proxy:
                 stream = self._stream(request, pipeline, rec)
                 data = self._reframe(p.reframing, stream, pipeline)
                 headers, payload_hash = p.headers, p.payload_hash
-        upstream = await self._send(head, p, ctx, headers, payload_hash, data, pipeline, rec)
+        creds = self.config.clients[ctx.access_key].upstream if ctx is not None else None
+        upstream = await self._send(head, p, creds, headers, payload_hash, data, pipeline, rec)
         return await self._respond(request, upstream, p, pipeline, rec)
 
     async def _send(
         self,
         head: RequestHead,
         p: UpstreamPlan,
-        ctx: auth.AuthContext,
+        creds: sigv4.Credentials | None,
         headers: tuple[tuple[str, str], ...],
         payload_hash: str,
         data: bytes | AsyncIterator[bytes] | None,
@@ -237,19 +243,21 @@ class Proxy:
         rec: RequestRecord,
     ) -> aiohttp.ClientResponse:
         cfg = self.config
-        signed = sigv4.sign_headers(
-            method=head.method,
-            raw_path=p.path,
-            query=p.query,
-            host=cfg.upstream_host,
-            headers=dict(headers),
-            payload_hash=payload_hash,
-            creds=cfg.clients[ctx.access_key].upstream,
-            region=cfg.upstream_region,
-            amz_date=datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"),
-        )
         out_headers = CIMultiDict(headers)
-        out_headers.update(signed.headers)
+        if creds is not None:
+            signed = sigv4.sign_headers(
+                method=head.method,
+                raw_path=p.path,
+                query=p.query,
+                host=cfg.upstream_host,
+                headers=dict(headers),
+                payload_hash=payload_hash,
+                creds=creds,
+                region=cfg.upstream_region,
+                amz_date=datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"),
+            )
+            out_headers.update(signed.headers)
+        # else: forwarded unverified, so with no credentials at all (plan.unverified).
         # Built from the fixed upstream and the canonical path and query the signature
         # covers, sent without re-quoting: what is signed is exactly what is sent.
         qs = sigv4.canonical_query(p.query)
@@ -353,11 +361,13 @@ class Proxy:
         async with upstream:
             resp = web.StreamResponse(status=upstream.status, reason=upstream.reason)
             for name, value in response_headers(
-                p, upstream.status, upstream.headers.items(), pipeline.computed_checksum
+                p,
+                upstream.status,
+                upstream.headers.items(),
+                pipeline.computed_checksum,
+                rec.request_id,
             ):
                 resp.headers.add(name, value)
-            resp.headers["x-amz-request-id"] = rec.request_id
-            resp.headers["Server"] = SERVER_NAME
             if "Content-Length" in upstream.headers:
                 resp.content_length = int(upstream.headers["Content-Length"])
             await resp.prepare(request)

@@ -74,6 +74,8 @@ TRANSPORT_DROPS = frozenset(
     }
 )
 TRANSPORT_DROP_PREFIXES = ("x-forwarded-",)
+SERVER_NAME = "s3shim"  # sent instead of the store's banner (and never aiohttp's)
+REQUEST_ID_HEADER = "x-amz-request-id"
 RESPONSE_DROPS = frozenset(
     {
         "connection",
@@ -91,8 +93,12 @@ RESPONSE_DROPS = frozenset(
 
 @dataclass(frozen=True, slots=True)
 class Policy:
+    """The settings every per-request decision reads: the one holder of the flags."""
+
     disable_sse: bool
     disable_checksums: bool
+    # Forward requests that carry no auth at all, unsigned (the store's ACLs decide).
+    allow_anonymous: bool = True
 
     def is_dropped(self, name: str) -> Group | None:
         """Why a (lowercase) client header is dropped, or None when it is forwarded."""

@@ -85,7 +85,7 @@ def test_sse_c_is_never_dropped(shim: Shim, rgw_store: Store) -> None:
     assert info.value.response["Error"]["Code"] == "InvalidRequest"
     # It is the store's refusal: the request went through s3shim with SSE-C intact.
     rid = info.value.response["ResponseMetadata"]["RequestId"]
-    line = next(e for e in shim.log_entries(until=rid) if e.get("request_id") == rid)
+    line = next(e for e in shim.log_entries(until=rid) if e.get("upstream_request_id") == rid)
     assert line["upstream_status"] == 400
     direct = s3_client(rgw_store.endpoint, rgw_store.access_key, rgw_store.secret_key)
     assert "Contents" not in direct.list_objects_v2(Bucket=bucket)

@@ -262,13 +262,22 @@ def test_uploads_vouch_for_the_verified_checksum_on_success_only(op: Op) -> None
     p = plan(target(op), ctx(signed=("host", "x-amz-checksum-crc32")), h, ON)
     assert p.vouch
     upstream = [("ETag", '"e"'), ("Server", "rgw"), ("Transfer-Encoding", "chunked")]
-    got = response_headers(p, 200, upstream, CRC)
+    got = response_headers(p, 200, upstream, CRC, "ID")
     assert ("x-amz-checksum-crc32", CRC) in got
-    assert [n for n, _ in got] == ["ETag", "x-amz-checksum-crc32"]
-    assert ("x-amz-checksum-crc32", CRC) not in response_headers(p, 500, upstream, CRC)
+    assert [n for n, _ in got] == ["ETag", "x-amz-checksum-crc32", "x-amz-request-id", "Server"]
+    assert ("x-amz-checksum-crc32", CRC) not in response_headers(p, 500, upstream, CRC, "ID")
     # the store's own value wins
-    theirs = response_headers(p, 200, [("x-amz-checksum-crc32", "AAAAAA==")], CRC)
-    assert theirs == [("x-amz-checksum-crc32", "AAAAAA==")]
+    theirs = response_headers(p, 200, [("x-amz-checksum-crc32", "AAAAAA==")], CRC, "ID")
+    assert theirs[0] == ("x-amz-checksum-crc32", "AAAAAA==")
+    assert [n for n, _ in theirs].count("x-amz-checksum-crc32") == 1
+
+
+def test_the_stores_request_id_is_kept_and_s3shims_fills_in() -> None:
+    p = plan(target(Op.GET_OBJECT), ctx(), head("GET", has_body=False), ON)
+    kept = response_headers(p, 404, [("x-amz-request-id", "tx00-rgw")], None, "MINE")
+    assert [v for n, v in kept if n.lower() == "x-amz-request-id"] == ["tx00-rgw"]
+    filled = response_headers(p, 200, [("Server", "Ceph")], None, "MINE")
+    assert filled == [("x-amz-request-id", "MINE"), ("Server", "s3shim")]
 
 
 def test_other_operations_vouch_for_nothing() -> None:
@@ -277,10 +286,101 @@ def test_other_operations_vouch_for_nothing() -> None:
         target(Op.CREATE_MULTIPART_UPLOAD), ctx(signed=("host", "x-amz-checksum-crc32")), h, ON
     )
     assert not p.vouch
-    assert response_headers(p, 200, [], CRC) == []
+    assert response_headers(p, 200, [], CRC, "ID") == [
+        ("x-amz-request-id", "ID"),
+        ("Server", "s3shim"),
+    ]
 
 
 def test_every_operation_has_traits() -> None:
     for op in Op:
         assert op.traits.upload in (True, False)
     assert {op for op in Op if op.traits.upload} == {Op.PUT_OBJECT, Op.UPLOAD_PART}
+
+
+# ---------------------------------------------------------------- unverified requests
+
+
+def test_requests_without_any_auth_are_forwarded_unsigned_unless_refused() -> None:
+    from s3shim.plan import Unverified, unverified
+
+    h = head("GET", "/b/k", has_body=False)
+    assert unverified(target(Op.GET_OBJECT), h, ON) is Unverified.ANONYMOUS
+    p = plan(target(Op.GET_OBJECT), None, h, ON)
+    assert not p.sign and p.body is BodyMode.WHOLE
+    strict = Policy(True, True, allow_anonymous=False)
+    with pytest.raises(errors.S3Error) as e:
+        unverified(target(Op.GET_OBJECT), h, strict)
+    assert (e.value.status, e.value.code) == (403, "AccessDenied")
+
+
+@pytest.mark.parametrize(
+    "h",
+    [
+        head("GET", "/b/k", has_body=False, authorization=""),
+        head("GET", "/b/k?X-Amz-Credential=x", has_body=False),
+        head("GET", "/b/k?AWSAccessKeyId=x", has_body=False),
+    ],
+)
+def test_any_attempt_at_auth_is_verified_never_forwarded_anonymously(h: RequestHead) -> None:
+    from s3shim.plan import unverified
+
+    assert unverified(target(Op.GET_OBJECT), h, ON) is None
+
+
+def test_a_preflight_is_unverified_even_with_auth_and_loses_presign_parameters() -> None:
+    from s3shim.plan import Unverified, unverified
+
+    h = head(
+        "OPTIONS",
+        "/b/k?X-Amz-Signature=00&X-Amz-Credential=c&partNumber=1",
+        has_body=False,
+        origin="http://app.test",
+        access_control_request_method="PUT",
+    )
+    t = Target(Op.CORS_PREFLIGHT, "b", "k", "/b/k")
+    assert unverified(t, h, Policy(True, True, allow_anonymous=False)) is Unverified.PREFLIGHT
+    p = plan(t, None, h, ON)
+    assert not p.sign and p.query == (("partNumber", "1"),)
+    assert dict(p.headers)["access-control-request-method"] == "PUT"
+
+
+def test_an_anonymous_upload_is_still_checked_and_its_checksum_dropped() -> None:
+    h = head(content_length="5", x_amz_checksum_crc32=CRC, x_amz_server_side_encryption="AES256")
+    p = plan(target(), None, h, ON)
+    assert p.spec.checksum is not None and p.spec.checksum.value == CRC
+    assert p.rewrites == {Group.SSE, Group.CHECKSUM}
+    assert "x-amz-checksum-crc32" not in names(p)
+    hashed = plan(target(), None, head(content_length="5", x_amz_content_sha256="a" * 64), ON)
+    assert hashed.spec.sha256_hex == "a" * 64
+
+
+@pytest.mark.parametrize("value", ["STREAMING-AWS4-HMAC-SHA256-PAYLOAD", "nonsense"])
+def test_an_anonymous_request_cannot_claim_a_signed_payload(value: str) -> None:
+    with pytest.raises(errors.S3Error) as e:
+        plan(target(), None, head(content_length="5", x_amz_content_sha256=value), ON)
+    assert e.value.code == "AccessDenied"
+
+
+def test_checksums_hoisted_into_a_presigned_query_are_verified_and_dropped_with_the_flag() -> None:
+    h = head(
+        "PUT",
+        f"/b/k?X-Amz-Signature=0&x-amz-checksum-crc32={CRC}&x-amz-sdk-checksum-algorithm=CRC32",
+        content_length="5",
+    )
+    p = plan(target(), ctx(presigned=True), h, ON)
+    assert p.spec.checksum is not None and p.spec.checksum.value == CRC
+    assert p.query == () and Group.CHECKSUM in p.rewrites
+    kept = plan(target(), ctx(presigned=True), h, OFF)
+    assert dict(kept.query)["x-amz-checksum-crc32"] == CRC
+    both = head(
+        "PUT", f"/b/k?x-amz-checksum-crc32={CRC}", content_length="5", x_amz_checksum_crc32=CRC
+    )
+    with pytest.raises(errors.S3Error):
+        plan(target(), ctx(presigned=True), both, ON)
+
+
+def test_sigv2_query_parameters_never_reach_the_store() -> None:
+    h = head("GET", "/b/k?AWSAccessKeyId=a&Expires=1&Signature=s&versionId=v", has_body=False)
+    p = plan(target(Op.GET_OBJECT), ctx(presigned=True), h, ON)
+    assert p.query == (("versionId", "v"),)
