@@ -41,7 +41,7 @@ RUN --mount=type=cache,target=/root/.cache/pip \
     /opt/build/bin/pip wheel --no-deps --no-build-isolation --wheel-dir /dist . \
  && /opt/build/bin/pip --python /opt/venv/bin/python install --no-deps --no-index /dist/s3shim-*.whl \
  && /opt/build/bin/pip --python /opt/venv/bin/python check \
- && /opt/venv/bin/python -c "import s3shim.cli, aiohttp, awscrt, uvloop, prometheus_client"
+ && /opt/venv/bin/python -c "import s3shim.cli, aiohttp, awscrt, uvloop, isal, prometheus_client"
 
 ################################################################################# final
 FROM python:3.11-slim

@@ -151,9 +151,16 @@ class _Hash(Checksum):
         return self._h.digest()
 
 
-# zlib's crc32 beats awscrt's on this CPU; awscrt wins for the other two (performance-notes).
+# CRC32 is Convex's algorithm on every part. isal's crc32 (Intel ISA-L) measured 0.14 CPU-s/GiB
+# here against 0.50 for both zlib's and awscrt's; zlib stays as the fallback where isal has no
+# wheel. awscrt is fastest for the other two (performance-notes).
+try:
+    from isal.isal_zlib import crc32 as _crc32
+except ImportError:  # pragma: no cover - platforms without an isal wheel
+    _crc32 = zlib.crc32
+
 _CRC_FUNCTIONS: dict[Algorithm, Callable[[_Bytes, int], int]] = {
-    Algorithm.CRC32: zlib.crc32,
+    Algorithm.CRC32: _crc32,
     Algorithm.CRC32C: _crt.crc32c,
     Algorithm.CRC64NVME: _crt.crc64nvme,
 }

@@ -291,3 +291,19 @@ def test_throughput_per_gib(capsys: pytest.CaptureFixture[str]) -> None:
         lines.append(f"{alg.name:10} {per_gib:.3f} s/GiB")
     with capsys.disabled():
         print("\nchecksum CPU cost (64 MiB sample):\n  " + "\n  ".join(lines))
+
+
+def test_crc32_uses_isal_and_agrees_with_zlib() -> None:
+    """isal is a dependency (4x cheaper CRC32 here); its values must be zlib's exactly."""
+    import zlib as _zlib
+
+    from isal import isal_zlib
+
+    from s3shim import checksums as mod
+
+    assert mod._CRC_FUNCTIONS[mod.Algorithm.CRC32] is isal_zlib.crc32
+    for data in (b"", b"a", bytes(range(256)) * 1000):
+        c = mod.new_checksum(mod.Algorithm.CRC32)
+        c.update(data[: len(data) // 3])
+        c.update(memoryview(data)[len(data) // 3 :])
+        assert c.digest() == _zlib.crc32(data).to_bytes(4, "big")
