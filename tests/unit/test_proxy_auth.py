@@ -1,0 +1,135 @@
+"""Authentication at the aiohttp layer: nothing reaches the store, and no body is invited
+(``100 Continue``), before the client's signature is verified.
+
+The store is the recording fake: "never contacted" is read off its connection count.
+"""
+
+from __future__ import annotations
+
+import boto3  # type: ignore[import-untyped]
+import pytest
+from botocore.config import Config as BotoConfig  # type: ignore[import-untyped]
+
+from ..rawclient import amz_now
+from .conftest import (
+    CLIENT_KEY,
+    CLIENT_SECRET,
+    REGION,
+    STORE_KEY,
+    InProcessShim,
+    payload,
+    store_signature_valid,
+    target,
+)
+
+
+def _tampered(signature_header: str) -> str:
+    head, sig = signature_header.rsplit("Signature=", 1)
+    return f"{head}Signature={sig[:-1]}{'0' if sig[-1] != '0' else '1'}"
+
+
+async def test_a_bad_signature_with_expect_100_continue_is_403_without_100_continue(
+    shim: InProcessShim,
+) -> None:
+    data = payload(1000)
+    headers = shim.client.sign("PUT", "/b/k", body=data)
+    headers["authorization"] = _tampered(headers["authorization"])
+    headers.update({"content-length": str(len(data)), "expect": "100-continue"})
+    conn = await shim.client.connect()
+    try:
+        await conn.send_head("PUT", "/b/k", headers)  # and no body: it was never invited
+        r = await conn.response("PUT")
+        assert (r.status, r.code) == (403, "SignatureDoesNotMatch")
+        assert r.interim == [] and b"100 Continue" not in r.raw
+        assert r.raw.startswith(b"HTTP/1.1 403 ")
+        # The body was never read: the connection must not be reused for another request.
+        assert (r.header("connection") or "").lower() == "close"
+    finally:
+        await conn.close()
+    assert shim.store.connections_opened == 0 and shim.store.received == []
+    assert shim.metric("s3shim_auth_failures_total", reason="SignatureDoesNotMatch") == 1
+    (line,) = await shim.logs.request_lines()
+    assert line["auth_failure"] == "SignatureDoesNotMatch" and line["status"] == 403
+
+
+async def test_a_good_signature_with_expect_100_continue_is_invited_before_the_store_is_contacted(
+    shim: InProcessShim,
+) -> None:
+    data = payload(1000)
+    headers = shim.client.sign("PUT", "/b/k", body=data)
+    headers.update({"content-length": str(len(data)), "expect": "100-continue"})
+    conn = await shim.client.connect()
+    try:
+        await conn.send_head("PUT", "/b/k", headers)
+        assert await conn.interim() == 100
+        # Invited, and the store not yet contacted: a small body is verified first.
+        assert shim.store.connections_opened == 0
+        await conn.send(data)
+        r = await conn.response("PUT")
+    finally:
+        await conn.close()
+    assert r.status == 200
+    (rec,) = shim.store.received
+    assert rec.complete and rec.body == data
+    assert "expect" not in rec.names
+
+
+@pytest.mark.parametrize(
+    ("how", "status", "code"),
+    [
+        ("unknown-key", 403, "InvalidAccessKeyId"),
+        ("wrong-secret", 403, "SignatureDoesNotMatch"),
+        ("anonymous", 403, "AccessDenied"),
+        ("skewed", 403, "RequestTimeTooSkewed"),
+        ("unsigned-amz-header", 403, "AccessDenied"),
+    ],
+)
+async def test_an_unauthenticated_request_never_reaches_the_store(
+    shim: InProcessShim, how: str, status: int, code: str
+) -> None:
+    client = shim.client
+    if how == "unknown-key":
+        client = type(client)(client.endpoint, "NOSUCHKEY", CLIENT_SECRET)
+    elif how == "wrong-secret":
+        client = type(client)(client.endpoint, CLIENT_KEY, "not-the-secret")
+    if how == "anonymous":
+        headers: dict[str, str] = {}
+    elif how == "skewed":
+        headers = client.sign("GET", "/b/k", amz_date=amz_now(-3600))
+    else:
+        headers = client.sign("GET", "/b/k")
+    if how == "unsigned-amz-header":
+        headers["x-amz-copy-source"] = "other/object"
+    r = await shim.client.send("GET", "/b/k", headers)
+    assert (r.status, r.code) == (status, code)
+    assert shim.store.connections_opened == 0 and shim.store.received == []
+    assert shim.metric("s3shim_auth_failures_total", reason=code) == 1
+    assert shim.metric("s3shim_requests_total", operation="GetObject", status=str(status)) == 1
+
+
+async def test_a_presigned_get_reaches_the_store_header_signed_without_the_presign_query(
+    shim: InProcessShim,
+) -> None:
+    # botocore's presigner, not s3shim's signer: an independent client.
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=shim.endpoint,
+        aws_access_key_id=CLIENT_KEY,
+        aws_secret_access_key=CLIENT_SECRET,
+        region_name=REGION,
+        config=BotoConfig(signature_version="s3v4", s3={"addressing_style": "path"}),
+    )
+    url = s3.generate_presigned_url(
+        "get_object",
+        Params={"Bucket": "b", "Key": "k", "ResponseContentType": "text/plain"},
+        ExpiresIn=300,
+    )
+    path_and_query = url.removeprefix(shim.endpoint)
+    assert "X-Amz-Signature=" in path_and_query
+    r = await shim.client.send("GET", path_and_query, {})
+    assert r.status == 200
+    (rec,) = shim.store.received
+    assert rec.target == target("/b/k", [("response-content-type", "text/plain")])
+    assert "X-Amz-" not in rec.target
+    assert f"Credential={STORE_KEY}/" in (rec.header("authorization") or "")
+    assert store_signature_valid(rec)
