@@ -71,3 +71,22 @@ class Metrics:
             "Requests the store could not be reached for.",
             registry=r,
         )
+        self.open_connections = Gauge(
+            "s3shim_open_connections",
+            "Client connections open now (admitted, not yet closed), this process.",
+            registry=r,
+        )
+        self.connections_refused = Counter(
+            "s3shim_connections_refused",
+            "Client connections refused or cut before a request: max_connections, "
+            "max_connections_per_peer, head_budget (unfinished request heads over budget).",
+            ["reason"],
+            registry=r,
+        )
+        for reason in ("max_connections", "max_connections_per_peer", "head_budget"):
+            self.connections_refused.labels(reason)  # exported as 0 before the first refusal
+        self.head_bytes = Gauge(
+            "s3shim_unfinished_head_bytes",
+            "Bytes of request heads received and not yet complete, all connections.",
+            registry=r,
+        )

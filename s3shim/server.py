@@ -11,6 +11,8 @@ import os
 import signal
 import ssl
 import time
+from collections.abc import Callable
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -18,7 +20,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from . import logs
 from .config import Config
-from .listener import S3Server
+from .listener import (
+    DEFAULT_HEAD_BUDGET,
+    DEFAULT_MAX_PER_PEER,
+    DEFAULT_PER_PEER_EXEMPT,
+    Limits,
+    S3Server,
+)
 from .metrics import Metrics
 from .proxy import READ_SIZE, Proxy, new_upstream_session
 
@@ -27,22 +35,90 @@ _M_MMAP_THRESHOLD = -3
 READY_CACHE_SECONDS = 2.0
 
 
+def _glibc() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("c")
+    if not name:
+        return None
+    try:
+        libc = ctypes.CDLL(name)
+        libc.mallopt  # noqa: B018 - glibc's; absent elsewhere (musl has no mallopt)
+        libc.malloc_trim  # noqa: B018
+    except (OSError, AttributeError):  # not glibc: nothing to tune
+        return None
+    return libc
+
+
 def tune_malloc() -> None:
     """Pin glibc's mmap/trim thresholds.
 
     aiohttp allocates a fresh ~256 KiB buffer per socket read; glibc's *dynamic* mmap
     threshold can leave a process mapping and unmapping each one (measured: 1.7x the CPU per
     GiB, at random from one start to the next). Fixed thresholds remove that, same peak RSS.
+    The high trim threshold keeps the heap top from shrinking and growing with every buffer;
+    memory freed after a flood is handed back by :class:`MemoryRelief` instead.
     """
-    name = ctypes.util.find_library("c")
-    if not name:
-        return
-    try:
-        libc = ctypes.CDLL(name)
+    libc = _glibc()
+    if libc is not None:
         libc.mallopt(_M_MMAP_THRESHOLD, 8 * 1024 * 1024)
         libc.mallopt(_M_TRIM_THRESHOLD, 256 * 1024 * 1024)
-    except (OSError, AttributeError):  # not glibc: nothing to tune
-        pass
+
+
+def rss_bytes() -> int | None:
+    """This process's resident set size (Linux), for the memory_trimmed log line."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class MemoryRelief:
+    """Hands freed heap memory back to the system after a connection peak has passed.
+
+    glibc keeps freed memory: up to the trim threshold at the top of the heap (pinned high by
+    :func:`tune_malloc`) and, whatever the threshold, every free page below the top. After a
+    flood of connections (measured: 400 unfinished 500 KB heads) that stayed resident.
+    ``malloc_trim(0)`` releases both. It runs once the open-connection count has fallen to
+    half of its peak (:class:`~s3shim.listener.PeakTracker`), ``delay`` seconds later so a
+    burst of closes is one trim, and at most once per ``min_interval``: it walks the heap
+    under the allocator lock, and ordinary churn must not pay for it.
+    """
+
+    def __init__(self, delay: float = 1.0, min_interval: float = 5.0) -> None:
+        self.delay = delay
+        self.min_interval = min_interval
+        self._libc = _glibc()
+        self._handle: asyncio.TimerHandle | None = None
+        self._last = -1e9
+        self.trims = 0
+
+    def __call__(self) -> None:
+        if self._libc is None or self._handle is not None:
+            return
+        loop = asyncio.get_running_loop()
+        when = max(loop.time() + self.delay, self._last + self.min_interval)
+        self._handle = loop.call_at(when, self.trim)
+
+    def trim(self) -> None:
+        self._handle = None
+        if self._libc is None:
+            return
+        before = rss_bytes()
+        self._libc.malloc_trim(0)
+        after = rss_bytes()
+        self._last = asyncio.get_running_loop().time()
+        self.trims += 1
+        mib = 1024 * 1024
+        logs.get().info(
+            "memory_trimmed",
+            rss_before_mib=before // mib if before is not None else None,
+            rss_after_mib=after // mib if after is not None else None,
+        )
+
+    def cancel(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
 
 
 def _ssl_context(cfg: Config) -> ssl.SSLContext | None:
@@ -54,7 +130,10 @@ def _ssl_context(cfg: Config) -> ssl.SSLContext | None:
 
 
 class Health:
-    """Liveness, and readiness = not draining and the store answered recently."""
+    """Liveness, and readiness = not draining and the store answered recently.
+
+    One client session (and one TLS context) serves every check; :meth:`close` ends it.
+    """
 
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
@@ -62,6 +141,21 @@ class Health:
         self._checked_at = -1e9
         self._ready = False
         self._lock = asyncio.Lock()
+        self.ssl = _check_ssl(cfg)  # built once: loading a CA bundle is not free
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """The readiness session, made on first use (it needs the running loop)."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                # A new connection per check: a pooled one proves nothing about whether the
+                # store still accepts connections, and a stale one would fail spuriously.
+                connector=aiohttp.TCPConnector(ssl=self.ssl, force_close=True),
+                timeout=aiohttp.ClientTimeout(total=2),
+                cookie_jar=aiohttp.DummyCookieJar(),
+            )
+        return self._session
 
     async def store_answers(self) -> bool:
         async with self._lock:
@@ -69,23 +163,25 @@ class Health:
                 return self._ready
             # Any HTTP answer (even 403 to this unsigned request) means the store is up.
             try:
-                timeout = aiohttp.ClientTimeout(total=2)
-                async with (
-                    aiohttp.ClientSession(timeout=timeout) as session,
-                    session.get(self.cfg.upstream_url + "/", ssl=self._ssl()) as resp,
-                ):
+                async with self.session.get(self.cfg.upstream_url + "/") as resp:
                     self._ready = resp.status < 500
             except (aiohttp.ClientError, OSError, TimeoutError):
                 self._ready = False
             self._checked_at = time.monotonic()
             return self._ready
 
-    def _ssl(self) -> ssl.SSLContext | bool:
-        if self.cfg.upstream_insecure:
-            return False
-        if self.cfg.upstream_ca_bundle:
-            return ssl.create_default_context(cafile=self.cfg.upstream_ca_bundle)
-        return True
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
+def _check_ssl(cfg: Config) -> ssl.SSLContext | bool:
+    """How readiness checks verify an https store: as the proxy's own session does."""
+    if cfg.upstream_insecure:
+        return False
+    if cfg.upstream_ca_bundle:
+        return ssl.create_default_context(cafile=cfg.upstream_ca_bundle)
+    return True
 
 
 def make_admin_app(health: Health, metrics: Metrics) -> web.Application:
@@ -116,10 +212,14 @@ async def run(cfg: Config) -> None:
     metrics = Metrics()
     health = Health(cfg)
     session = new_upstream_session(cfg)
+    relief = MemoryRelief()
     try:
         proxy = Proxy(cfg, metrics, session)
         server = S3Server(
             proxy.handle,
+            limits=_limits(cfg),
+            metrics=metrics,
+            on_relief=relief,
             handler_cancellation=False,  # a client hang-up must not cancel an upstream commit
             access_log=None,  # the proxy logs one structured line per request itself
             read_bufsize=READ_SIZE,
@@ -128,8 +228,9 @@ async def run(cfg: Config) -> None:
             max_field_size=8190,
             max_headers=64,
             keepalive_timeout=cfg.client_timeout,  # also the deadline for a request head
-            max_connections=cfg.max_connections,
         )
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(_exception_handler(server))
         # Only what outlived the grace period is left when aiohttp's shutdown runs (see below).
         runner = web.ServerRunner(server, shutdown_timeout=1.0)
         await runner.setup()
@@ -152,7 +253,6 @@ async def run(cfg: Config) -> None:
         log.info("started", **cfg.describe())
 
         stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             # The loop's handler replaces the forwarding one in the first process; keep both.
             previous = signal.getsignal(sig)
@@ -201,7 +301,37 @@ async def run(cfg: Config) -> None:
             await admin.cleanup()
         log.info("stopped")
     finally:
+        relief.cancel()
+        await health.close()
         await session.close()
+
+
+def _limits(cfg: Config) -> Limits:
+    # getattr: the settings below are new; until config.py declares them, the defaults hold.
+    per_peer_loopback = bool(getattr(cfg, "per_peer_limit_loopback", False))
+    return Limits(
+        max_connections=cfg.max_connections,
+        max_per_peer=int(getattr(cfg, "max_connections_per_peer", DEFAULT_MAX_PER_PEER)),
+        per_peer_exempt=() if per_peer_loopback else DEFAULT_PER_PEER_EXEMPT,
+        head_budget=int(getattr(cfg, "max_head_bytes", DEFAULT_HEAD_BUDGET)),
+    )
+
+
+def _exception_handler(
+    server: S3Server,
+) -> Callable[[asyncio.AbstractEventLoop, dict[str, Any]], None]:
+    """What the loop reports (e.g. a task's exception nobody retrieved) as one JSON line,
+    rate-limited like connection refusals: never stdlib logging's multi-line traceback."""
+
+    def handle(_: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        server.log_limited(
+            "loop_exception",
+            str(context.get("message", "")),
+            exc_info=exc if isinstance(exc, BaseException) else None,
+        )
+
+    return handle
 
 
 def _run_loop(cfg: Config) -> None:
