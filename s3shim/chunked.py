@@ -1,9 +1,21 @@
-"""Incremental, I/O-free decoder (and small encoders) for ``Content-Encoding: aws-chunked``.
+"""Incremental, I/O-free decoder for ``Content-Encoding: aws-chunked``.
 
 Bytes go in through :meth:`AwsChunkedDecoder.feed`, events come out: :class:`Data`,
 :class:`Trailer`, :class:`End`. The caller calls :meth:`AwsChunkedDecoder.eof` when the
 transport has no more bytes. Every problem with the body raises :class:`ChunkedBodyError`
 (an :class:`~s3shim.errors.S3Error`), and the decoder stays failed afterwards.
+
+The pieces, each small enough to test on its own:
+
+* :class:`State` names where the decoder is; :data:`TRANSITIONS` is the whole state machine,
+  and :class:`AwsChunkedDecoder` dispatches on the state in one place;
+* :class:`LineBuffer` cuts size and trailer lines out of the input and owns every bound on
+  them (the only bytes the decoder buffers besides one signed chunk);
+* :class:`SignatureChain` holds the chunk and trailer strings to sign; the decoder verifies
+  with it and the test encoders in :mod:`s3shim.testing` sign with it.
+
+The proxy's own encoder, :class:`OneChunkFraming`, is here too; encoders that only tests and
+benchmarks use live in :mod:`s3shim.testing`.
 
 Wire layout, as every SDK we checked writes it (botocore ``AwsChunkedWrapper``, Java SDK v2
 ``ChunkedEncodedInputStream``/``SigV4TrailerProvider``, Rust ``aws-runtime`` ``AwsChunkedBody``,
@@ -62,16 +74,19 @@ import enum
 import hashlib
 import hmac
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Final
+from typing import ClassVar, Final
 
 from s3shim import errors
 from s3shim.errors import S3Error
 
 __all__ = [
+    "SIGV4A_STREAMING_VALUES",
+    "STREAMING_VALUES",
+    "TRAILER_SIGNATURE_HEADER",
+    "TRANSITIONS",
     "AwsChunkedDecoder",
-    "ChunkSigner",
     "ChunkSigning",
     "ChunkedBodyError",
     "Data",
@@ -79,18 +94,17 @@ __all__ = [
     "Event",
     "Framing",
     "Limits",
+    "LineBuffer",
     "OneChunkFraming",
+    "SignatureChain",
+    "State",
     "Trailer",
-    "chunk_signature",
-    "encode_unsigned_trailer_chunk",
     "encode_unsigned_trailer_end",
     "framing_for",
-    "sign_chunks",
-    "trailer_signature",
 ]
 
 
-_MAX_AFTER_END = 64
+# -- the x-amz-content-sha256 values -----------------------------------------------------
 
 
 class Framing(enum.Enum):
@@ -105,9 +119,14 @@ class Framing(enum.Enum):
         return self is not Framing.UNSIGNED_TRAILER
 
 
-_SIGV4A = frozenset(
+# SigV4a (ECDSA) streaming: S3 defines these, s3shim does not verify them (NotImplemented).
+SIGV4A_STREAMING_VALUES: Final = frozenset(
     {"STREAMING-AWS4-ECDSA-P256-SHA256-PAYLOAD", "STREAMING-AWS4-ECDSA-P256-SHA256-PAYLOAD-TRAILER"}
 )
+# Every STREAMING-* x-amz-content-sha256 value S3 defines: the one list, for whoever must tell
+# a streaming value from a payload hash (the request authenticator does).
+STREAMING_VALUES: Final = frozenset(f.value for f in Framing) | SIGV4A_STREAMING_VALUES
+
 _BY_VALUE: Final = {f.value: f for f in Framing}
 
 
@@ -116,7 +135,7 @@ def framing_for(content_sha256: str) -> Framing | None:
     framing = _BY_VALUE.get(content_sha256)
     if framing is not None:
         return framing
-    if content_sha256 in _SIGV4A:
+    if content_sha256 in SIGV4A_STREAMING_VALUES:
         raise errors.not_implemented(
             f"SigV4a streaming uploads ({content_sha256}) are not supported; "
             "sign with AWS4-HMAC-SHA256."
@@ -130,6 +149,9 @@ def framing_for(content_sha256: str) -> Framing | None:
             f"expected one of {accepted}."
         )
     return None
+
+
+# -- configuration, events, errors -------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -207,56 +229,193 @@ def _chunk_too_large(size: int, limit: int) -> ChunkedBodyError:
     )
 
 
-_EMPTY_SHA256: Final = hashlib.sha256(b"").hexdigest().encode()
+_EMPTY_SHA256: Final = hashlib.sha256(b"").hexdigest()
 _SIZE_RE: Final = re.compile(rb"[0-9A-Fa-f]{1,16}")
 _SIG_RE: Final = re.compile(rb"[0-9a-fA-F]{64}")
 _SIG_TEXT_RE: Final = re.compile(r"[0-9a-fA-F]{64}")
 _TOKEN_RE: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9a-z]+")
 _VALUE_RE: Final = re.compile(r"[\x20-\x7e\t]*")
-_TRAILER_SIGNATURE: Final = "x-amz-trailer-signature"
+TRAILER_SIGNATURE_HEADER: Final = "x-amz-trailer-signature"
 
 
-def chunk_signature(signing: ChunkSigning, previous: str, data_sha256_hex: str) -> str:
-    """The signature of one chunk whose data hashes to ``data_sha256_hex``."""
-    to_sign = "\n".join(
-        (
-            "AWS4-HMAC-SHA256-PAYLOAD",
-            signing.amz_date,
-            signing.scope,
-            previous,
-            _EMPTY_SHA256.decode(),
-            data_sha256_hex,
+# -- the signature chain -----------------------------------------------------------------
+
+
+class SignatureChain:
+    """The signatures of one aws-chunked body, each chained to the one before it.
+
+    The first chunk's string to sign names the Authorization header's signature (the seed),
+    every later chunk's names the previous chunk's, and the trailer's names the zero-size
+    chunk's. The decoder verifies with this object and :mod:`s3shim.testing` signs with it,
+    so each string to sign is written once; tests pin it to AWS's published signatures.
+
+    Each call moves the chain on to the signature it returns. A verifier that finds the
+    client's signature differs must not go on with the chain (the decoder fails for good).
+    """
+
+    __slots__ = ("_amz_date", "_key", "_previous", "_scope")
+
+    def __init__(self, signing: ChunkSigning) -> None:
+        self._key = signing.signing_key
+        self._amz_date = signing.amz_date
+        self._scope = signing.scope
+        self._previous = signing.seed_signature
+
+    @property
+    def previous(self) -> str:
+        """The last signature of the chain (hex): the seed, until a call moves it on."""
+        return self._previous
+
+    def next_chunk(self, data_sha256_hex: str) -> str:
+        """The signature of the next chunk, whose data hashes to ``data_sha256_hex``."""
+        to_sign = "\n".join(
+            (
+                "AWS4-HMAC-SHA256-PAYLOAD",
+                self._amz_date,
+                self._scope,
+                self._previous,
+                _EMPTY_SHA256,  # the hash of the (empty) chunk headers: there are none
+                data_sha256_hex,
+            )
         )
-    )
-    return hmac.digest(signing.signing_key, to_sign.encode(), "sha256").hex()
+        self._previous = hmac.digest(self._key, to_sign.encode(), "sha256").hex()
+        return self._previous
 
-
-def _canonical_trailers(trailers: Iterable[tuple[str, str]]) -> bytes:
-    return "".join(f"{name}:{value}\n" for name, value in sorted(trailers)).encode()
-
-
-def trailer_signature(
-    signing: ChunkSigning, previous: str, trailers: Iterable[tuple[str, str]]
-) -> str:
-    """The ``x-amz-trailer-signature`` value for (lower-case name, value) trailer pairs."""
-    to_sign = "\n".join(
-        (
-            "AWS4-HMAC-SHA256-TRAILER",
-            signing.amz_date,
-            signing.scope,
-            previous,
-            hashlib.sha256(_canonical_trailers(trailers)).hexdigest(),
+    def trailer(self, trailers: Iterable[tuple[str, str]]) -> str:
+        """The ``x-amz-trailer-signature`` for (lower-case name, value) trailer pairs."""
+        canonical = "".join(f"{name}:{value}\n" for name, value in sorted(trailers))
+        to_sign = "\n".join(
+            (
+                "AWS4-HMAC-SHA256-TRAILER",
+                self._amz_date,
+                self._scope,
+                self._previous,
+                hashlib.sha256(canonical.encode()).hexdigest(),
+            )
         )
-    )
-    return hmac.digest(signing.signing_key, to_sign.encode(), "sha256").hex()
+        self._previous = hmac.digest(self._key, to_sign.encode(), "sha256").hex()
+        return self._previous
 
 
-# Decoder states.
-_SIZE_LINE: Final = 0
-_DATA: Final = 1
-_DATA_CRLF: Final = 2
-_TRAILERS: Final = 3
-_DONE: Final = 4
+# -- lines and their bounds --------------------------------------------------------------
+
+
+class LineBuffer:
+    """Cuts LF-terminated lines out of successive feeds and enforces every bound on them.
+
+    Lines are all the decoder ever buffers besides one signed chunk, so these bounds are what
+    keeps a client from making it hold bytes without end:
+
+    * a chunk-size line: :attr:`Limits.max_size_line` plus its CRLF (IncompleteBody);
+    * the trailer block: :attr:`Limits.max_trailer_bytes` for all its lines together,
+      terminators and blank lines included (MalformedTrailerError);
+    * stray blank bytes after the end: :attr:`MAX_AFTER_END` (IncompleteBody), a few for
+      minio-go, not an endless stream that would hold the request open.
+
+    The search for a line's end is bounded too: a missing terminator is refused once the
+    bound is passed, not after scanning (or buffering) all that was fed.
+    """
+
+    MAX_AFTER_END: ClassVar[int] = 64
+
+    __slots__ = ("_after_end", "_max_size_line", "_max_trailer_bytes", "_partial", "_trailer_used")
+
+    def __init__(self, limits: Limits) -> None:
+        self._max_size_line = limits.max_size_line
+        self._max_trailer_bytes = limits.max_trailer_bytes
+        self._partial = bytearray()  # the start of an unfinished line
+        self._trailer_used = 0  # bytes of the finished lines of the trailer block
+        self._after_end = 0  # stray bytes seen after the end
+
+    @property
+    def buffered(self) -> int:
+        """Bytes of an unfinished line held between feeds."""
+        return len(self._partial)
+
+    def size_line(self, data: bytes, pos: int) -> tuple[bytes | None, int]:
+        """The chunk-size line at ``data[pos:]`` (with its terminator) and where it ends.
+
+        ``(None, len(data))`` if the line is unfinished: its start is kept for the next feed.
+        """
+        line = self._take(data, pos, self._max_size_line + 2 - len(self._partial))
+        if line is None:
+            raise _incomplete(f"the chunk size line exceeds {self._max_size_line} bytes")
+        return line
+
+    def trailer_line(self, data: bytes, pos: int) -> tuple[bytes | None, int]:
+        """Like :meth:`size_line`, for the next line of the trailer block."""
+        room = self._max_trailer_bytes - self._trailer_used - len(self._partial)
+        taken = self._take(data, pos, room)
+        if taken is None:
+            limit = self._max_trailer_bytes
+            raise _malformed_trailer(f"the trailer block exceeds {limit} bytes")
+        if taken[0] is not None:
+            self._trailer_used += len(taken[0])
+        return taken
+
+    def after_end(self, data: bytes, pos: int) -> int:
+        """Skip ``data[pos:]`` after the end if it is only a few CR and LF bytes; else refuse."""
+        self._after_end += len(data) - pos
+        if data[pos:].strip(b"\r\n") or self._after_end > self.MAX_AFTER_END:
+            raise _incomplete("data follows the end of the aws-chunked body")
+        return len(data)
+
+    def clear(self) -> None:
+        """Drop an unfinished line (the decoder has ended or failed)."""
+        self._partial = bytearray()
+
+    def _take(self, data: bytes, pos: int, room: int) -> tuple[bytes | None, int] | None:
+        """The next line and its end; ``(None, len(data))`` if unfinished; None if over room."""
+        if room <= 0:
+            return None
+        end = data.find(b"\n", pos, pos + room)
+        if end < 0:
+            if len(data) - pos >= room:
+                return None
+            self._partial += data[pos:]
+            return None, len(data)
+        line = data[pos : end + 1]
+        if self._partial:
+            self._partial += line
+            line = bytes(self._partial)
+            self._partial.clear()
+        return line, end + 1
+
+
+# -- the decoder -------------------------------------------------------------------------
+
+
+class State(enum.Enum):
+    """Where an :class:`AwsChunkedDecoder` is in the body."""
+
+    SIZE_LINE = "size line"  # reading "<hex>[;extensions]\r\n"
+    DATA = "data"  # inside a chunk's data
+    DATA_CRLF = "data CRLF"  # the CRLF that ends a chunk's data
+    TRAILER = "trailer"  # the trailer block, after the zero-size chunk
+    DONE = "done"  # End was emitted; only a few stray blank bytes may follow
+    FAILED = "failed"  # an error was raised; every later call raises it again
+
+    # Enum's own __hash__ is a Python-level call, and the decoder looks its state up on every
+    # step; members are singletons compared by identity, so the identity hash is equivalent.
+    __hash__ = object.__hash__
+
+
+# Plain names for the per-chunk steps: on Python 3.11 every State.X read through the class is
+# a Python-level descriptor call, and the decoder changes state three times per chunk.
+_SIZE_LINE: Final = State.SIZE_LINE
+_DATA: Final = State.DATA
+_DATA_CRLF: Final = State.DATA_CRLF
+_TRAILER: Final = State.TRAILER
+
+# The whole state machine: the states each state can move to. Any state but FAILED can fail.
+TRANSITIONS: Final[Mapping[State, frozenset[State]]] = {
+    State.SIZE_LINE: frozenset({State.DATA, State.TRAILER, State.FAILED}),
+    State.DATA: frozenset({State.DATA_CRLF, State.FAILED}),
+    State.DATA_CRLF: frozenset({State.SIZE_LINE, State.FAILED}),
+    State.TRAILER: frozenset({State.DONE, State.FAILED}),
+    State.DONE: frozenset({State.FAILED}),
+    State.FAILED: frozenset(),
+}
 
 
 class AwsChunkedDecoder:
@@ -281,54 +440,47 @@ class AwsChunkedDecoder:
                 "x-amz-trailer requires x-amz-content-sha256 "
                 f"{Framing.SIGNED_TRAILER.value} or {Framing.UNSIGNED_TRAILER.value}."
             )
-        if _TRAILER_SIGNATURE in expected:
+        if TRAILER_SIGNATURE_HEADER in expected:
             raise errors.invalid_request(
-                f"{_TRAILER_SIGNATURE} cannot be announced in x-amz-trailer."
+                f"{TRAILER_SIGNATURE_HEADER} cannot be announced in x-amz-trailer."
             )
         self._framing = framing
         self._signed = framing.signed
         self._decoded_length = decoded_length
         self._expected = expected
-        self._limits = limits
-        self._state = _SIZE_LINE
+        self._max_chunk_size = limits.max_chunk_size
+        self._state = State.SIZE_LINE
         self._error: ChunkedBodyError | None = None
-        self._after_end = 0  # stray CRLF bytes seen after the final chunk
-        self._buf = bytearray()  # an unfinished size or trailer line, never chunk data
+        self._lines = LineBuffer(limits)  # an unfinished size or trailer line, never data
         self._received = 0  # sum of the chunk sizes announced so far
         self._chunk_left = 0
         self._crlf_seen = 0  # bytes of the CRLF after chunk data matched so far
         # Signed framings: the chunk being buffered until its signature checks out.
+        self._chain = SignatureChain(signing) if signing is not None else None
         self._hasher = hashlib.sha256()
         self._pieces: list[bytes | memoryview] = []
         self._pending = 0
-        self._chunk_sig = b""
-        self._trailer_bytes = 0
+        self._chunk_sig = ""  # the current chunk's chunk-signature, lower case
         self._trailers: dict[str, str] = {}
         self._trailer_signed = False
         self._closed_block = False  # the last trailer line was blank
-        self._signing = signing
-        self._key = b""
-        self._prev = b""  # the previous signature, hex
-        self._chunk_prefix = b""
-        if signing is not None:
-            self._key = signing.signing_key
-            self._prev = signing.seed_signature.encode()
-            self._chunk_prefix = (
-                f"AWS4-HMAC-SHA256-PAYLOAD\n{signing.amz_date}\n{signing.scope}\n".encode()
-            )
 
     @property
     def framing(self) -> Framing:
         return self._framing
 
     @property
+    def state(self) -> State:
+        return self._state
+
+    @property
     def buffered_bytes(self) -> int:
         """Bytes held between feeds: an unfinished line plus a signed chunk's data."""
-        return len(self._buf) + self._pending
+        return self._lines.buffered + self._pending
 
     @property
     def done(self) -> bool:
-        return self._state == _DONE
+        return self._state is State.DONE
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[Event]:
         """Consume the next bytes of the body; return the events they complete."""
@@ -347,121 +499,106 @@ class AwsChunkedDecoder:
         """The transport has no more bytes: finish, or raise if the framing is incomplete."""
         if self._error is not None:
             raise self._error
-        if self._state == _DONE:
+        if self._state is State.DONE:
             return []
         try:
-            # Lenient: a complete trailer block without its closing blank line (the JS SDK
-            # ends an unsigned body without trailers with a bare "0\r\n").
-            if self._state == _TRAILERS and not self._buf and self._trailers_complete():
-                return self._finish()
-            if self._state == _TRAILERS and not self._buf and self._closed_block:
-                # The client ended its trailer block; what is missing was never sent.
-                self._check_announced_trailers()
+            if self._state is State.TRAILER and not self._lines.buffered:
+                # Lenient: a complete trailer block without its closing blank line (the JS
+                # SDK ends an unsigned body without trailers with a bare "0\r\n").
+                if self._trailers_complete():
+                    return self._finish()
+                if self._closed_block:
+                    # The client ended its trailer block; what is missing was never sent.
+                    self._check_announced_trailers()
             raise _incomplete("the aws-chunked body ended before its final chunk")
         except ChunkedBodyError as err:
             self._fail(err)
             raise
 
-    # -- internals -------------------------------------------------------------------------
+    # -- the state machine -----------------------------------------------------------------
+
+    def _enter(self, state: State) -> None:
+        assert state in TRANSITIONS[self._state], f"{self._state} -> {state}"
+        self._state = state
 
     def _fail(self, err: ChunkedBodyError) -> None:
+        self._enter(State.FAILED)
         self._error = err
-        self._buf = bytearray()
+        self._lines.clear()
         self._pieces = []
         self._pending = 0
 
     def _feed(self, data: bytes) -> list[Event]:
+        # The one dispatch: each step consumes bytes from pos in its state (possibly moving
+        # to another) and returns where it stopped. FAILED never gets here (feed raises).
         events: list[Event] = []
         n = len(data)
         pos = 0
-        view: memoryview | None = None
+        steps = self._STEPS
         while pos < n:
-            state = self._state
-            if state == _DATA:
-                take = min(self._chunk_left, n - pos)
-                if self._signed:
-                    if view is None:
-                        view = memoryview(data)
-                    piece = view[pos : pos + take]
-                    self._hasher.update(piece)
-                    self._pieces.append(piece)
-                    self._pending += take
-                else:
-                    events.append(Data(data if take == n else data[pos : pos + take]))
-                pos += take
-                self._chunk_left -= take
-                if self._chunk_left == 0:
-                    if self._signed:
-                        events.append(self._release_signed_chunk())
-                    self._state = _DATA_CRLF
-                    self._crlf_seen = 0
-            elif state == _DATA_CRLF:
-                if self._crlf_seen == 0 and data.startswith(b"\r\n", pos):
-                    pos += 2
-                else:
-                    if data[pos] != b"\r\n"[self._crlf_seen]:
-                        raise _incomplete("chunk data is not followed by CRLF")
-                    pos += 1
-                    self._crlf_seen += 1
-                    if self._crlf_seen < 2:
-                        continue
-                self._state = _SIZE_LINE
-            elif state == _SIZE_LINE:
-                line, pos = self._take_line(
-                    data, pos, self._limits.max_size_line + 2, "chunk size line"
-                )
-                if line is None:
-                    break
-                self._on_size_line(line)
-            elif state == _TRAILERS:
-                room = self._limits.max_trailer_bytes - self._trailer_bytes
-                line, pos = self._take_line(data, pos, room, "trailer block")
-                if line is None:
-                    break
-                self._trailer_bytes += len(line)
-                self._on_trailer_line(line, events)
-            else:  # _DONE
-                # Lenient: stray blank lines after the end (minio-go's unsigned trailer),
-                # but only a few: an endless stream of them would hold the request open.
-                self._after_end += n - pos
-                if data[pos:].strip(b"\r\n") or self._after_end > _MAX_AFTER_END:
-                    raise _incomplete("data follows the end of the aws-chunked body")
-                pos = n
-        if view is not None and self._state == _DATA and self._pieces:
+            pos = steps[self._state](self, data, pos, events)
+        if self._pieces:  # only ever non-empty inside a signed chunk's DATA
             # Don't pin a large input buffer for the small tail of a chunk it ends with.
             last = self._pieces[-1]
-            if isinstance(last, memoryview) and len(last) < n // 2:
+            if isinstance(last, memoryview) and last.obj is data and len(last) < n // 2:
                 self._pieces[-1] = last.tobytes()
         return events
 
-    def _take_line(
-        self, data: bytes, pos: int, max_len: int, what: str
-    ) -> tuple[bytes | None, int]:
-        """The next LF-terminated line (with its terminator), or None if it is unfinished.
+    def _in_size_line(self, data: bytes, pos: int, events: list[Event]) -> int:
+        line, pos = self._lines.size_line(data, pos)
+        if line is not None:
+            self._on_size_line(line)
+        return pos
 
-        The search is bounded, so a missing terminator costs at most ``max_len`` bytes.
-        """
-        room = max_len - len(self._buf)
-        if room <= 0:
-            raise self._too_long(what)
-        end = data.find(b"\n", pos, pos + room)
-        if end < 0:
-            if len(data) - pos >= room:
-                raise self._too_long(what)
-            self._buf += data[pos:]
-            return None, len(data)
-        line = data[pos : end + 1]
-        if self._buf:
-            self._buf += line
-            line = bytes(self._buf)
-            self._buf.clear()
-        return line, end + 1
+    def _in_data(self, data: bytes, pos: int, events: list[Event]) -> int:
+        take = min(self._chunk_left, len(data) - pos)
+        if self._signed:
+            piece = memoryview(data)[pos : pos + take]
+            self._hasher.update(piece)
+            self._pieces.append(piece)
+            self._pending += take
+        else:
+            events.append(Data(data if take == len(data) else data[pos : pos + take]))
+        self._chunk_left -= take
+        if self._chunk_left == 0:
+            if self._signed:
+                events.append(self._release_signed_chunk())
+            self._crlf_seen = 0
+            self._enter(_DATA_CRLF)
+        return pos + take
 
-    def _too_long(self, what: str) -> ChunkedBodyError:
-        if what == "trailer block":
-            limit = self._limits.max_trailer_bytes
-            return _malformed_trailer(f"the trailer block exceeds {limit} bytes")
-        return _incomplete(f"the {what} exceeds {self._limits.max_size_line} bytes")
+    def _in_data_crlf(self, data: bytes, pos: int, events: list[Event]) -> int:
+        if self._crlf_seen == 0 and data.startswith(b"\r\n", pos):
+            pos += 2
+        else:
+            if data[pos] != b"\r\n"[self._crlf_seen]:
+                raise _incomplete("chunk data is not followed by CRLF")
+            pos += 1
+            self._crlf_seen += 1
+            if self._crlf_seen < 2:
+                return pos
+        self._enter(_SIZE_LINE)
+        return pos
+
+    def _in_trailer(self, data: bytes, pos: int, events: list[Event]) -> int:
+        line, pos = self._lines.trailer_line(data, pos)
+        if line is not None:
+            self._on_trailer_line(line, events)
+        return pos
+
+    def _in_done(self, data: bytes, pos: int, events: list[Event]) -> int:
+        # Lenient: stray blank lines after the end (minio-go's unsigned trailer).
+        return self._lines.after_end(data, pos)
+
+    _STEPS: Final = {
+        State.SIZE_LINE: _in_size_line,
+        State.DATA: _in_data,
+        State.DATA_CRLF: _in_data_crlf,
+        State.TRAILER: _in_trailer,
+        State.DONE: _in_done,
+    }
+
+    # -- what the lines and chunks mean ------------------------------------------------
 
     def _on_size_line(self, line: bytes) -> None:
         if not line.endswith(b"\r\n"):
@@ -474,8 +611,8 @@ class AwsChunkedDecoder:
         size = int(size_hex, 16)
         if self._signed:
             self._chunk_sig = _chunk_signature_of(content[semi + 1 :] if semi >= 0 else b"")
-            if size > self._limits.max_chunk_size:
-                raise _chunk_too_large(size, self._limits.max_chunk_size)
+            if size > self._max_chunk_size:
+                raise _chunk_too_large(size, self._max_chunk_size)
         # Unsigned chunks are streamed, never buffered, so their size needs no limit (aws-c-s3
         # and older Rust SDKs send a whole part as one chunk).
         total = self._received + size
@@ -489,7 +626,7 @@ class AwsChunkedDecoder:
             self._chunk_left = size
             if self._signed:
                 self._hasher = hashlib.sha256()
-            self._state = _DATA
+            self._enter(_DATA)
             return
         if self._decoded_length is not None and total != self._decoded_length:
             raise _incomplete(
@@ -498,10 +635,10 @@ class AwsChunkedDecoder:
             )
         if self._signed:
             self._verify_chunk(_EMPTY_SHA256)
-        self._state = _TRAILERS
+        self._enter(_TRAILER)
 
     def _release_signed_chunk(self) -> Data:
-        self._verify_chunk(self._hasher.hexdigest().encode())
+        self._verify_chunk(self._hasher.hexdigest())
         pieces = self._pieces
         first = pieces[0]
         chunk = first if len(pieces) == 1 and isinstance(first, bytes) else b"".join(pieces)
@@ -509,16 +646,13 @@ class AwsChunkedDecoder:
         self._pending = 0
         return Data(chunk)
 
-    def _verify_chunk(self, data_sha256_hex: bytes) -> None:
-        to_sign = b"".join(
-            (self._chunk_prefix, self._prev, b"\n", _EMPTY_SHA256, b"\n", data_sha256_hex)
-        )
-        expected = hmac.digest(self._key, to_sign, "sha256").hex().encode()
-        if not hmac.compare_digest(expected, self._chunk_sig.lower()):
+    def _verify_chunk(self, data_sha256_hex: str) -> None:
+        assert self._chain is not None  # guaranteed for signed framings by __init__
+        expected = self._chain.next_chunk(data_sha256_hex)
+        if not hmac.compare_digest(expected, self._chunk_sig):
             raise _bad_signature(
                 "The chunk signature we calculated does not match the signature you provided."
             )
-        self._prev = expected
 
     def _on_trailer_line(self, line: bytes, events: list[Event]) -> None:
         content = line[:-2] if line.endswith(b"\r\n") else line[:-1]
@@ -537,7 +671,7 @@ class AwsChunkedDecoder:
         value = value.strip(" \t")
         if not colon or _TOKEN_RE.fullmatch(name) is None or _VALUE_RE.fullmatch(value) is None:
             raise _malformed_trailer(f"malformed trailer line {text[:64]!r}")
-        if name == _TRAILER_SIGNATURE:
+        if name == TRAILER_SIGNATURE_HEADER:
             self._on_trailer_signature(value)
             return
         if self._trailer_signed:
@@ -550,18 +684,19 @@ class AwsChunkedDecoder:
 
     def _on_trailer_signature(self, value: str) -> None:
         if self._framing is not Framing.SIGNED_TRAILER:
-            raise _malformed_trailer(f"{_TRAILER_SIGNATURE} is only valid in a signed trailer")
+            raise _malformed_trailer(
+                f"{TRAILER_SIGNATURE_HEADER} is only valid in a signed trailer"
+            )
         if self._trailer_signed:
-            raise _malformed_trailer(f"{_TRAILER_SIGNATURE} was sent twice")
+            raise _malformed_trailer(f"{TRAILER_SIGNATURE_HEADER} was sent twice")
         if _SIG_TEXT_RE.fullmatch(value) is None:
             raise _bad_signature("The trailer signature is malformed.")
-        assert self._signing is not None  # guaranteed for signed framings by __init__
-        expected = trailer_signature(self._signing, self._prev.decode(), self._trailers.items())
-        if not hmac.compare_digest(expected.encode(), value.lower().encode()):
+        assert self._chain is not None  # guaranteed for signed framings by __init__
+        expected = self._chain.trailer(self._trailers.items())
+        if not hmac.compare_digest(expected, value.lower()):
             raise _bad_signature(
                 "The trailer signature we calculated does not match the signature you provided."
             )
-        self._prev = expected.encode()
         self._trailer_signed = True
 
     def _trailers_complete(self) -> bool:
@@ -577,18 +712,18 @@ class AwsChunkedDecoder:
         if missing:
             raise _malformed_trailer(f"announced trailer {', '.join(missing)} is missing")
         if self._framing is Framing.SIGNED_TRAILER and self._trailers and not self._trailer_signed:
-            raise _bad_signature(f"The trailer carries no {_TRAILER_SIGNATURE}.")
+            raise _bad_signature(f"The trailer carries no {TRAILER_SIGNATURE_HEADER}.")
 
     def _finish(self) -> list[Event]:
-        self._state = _DONE
-        self._buf = bytearray()
+        self._enter(State.DONE)
+        self._lines.clear()
         events: list[Event] = [Trailer(name, value) for name, value in self._trailers.items()]
         events.append(End())
         return events
 
 
-def _chunk_signature_of(extensions: bytes) -> bytes:
-    """The ``chunk-signature`` extension's value; other extensions are ignored."""
+def _chunk_signature_of(extensions: bytes) -> str:
+    """The ``chunk-signature`` extension's value, lower case; other extensions are ignored."""
     signature: bytes | None = None
     for extension in extensions.split(b";") if extensions else ():
         name, _, value = extension.partition(b"=")
@@ -600,20 +735,10 @@ def _chunk_signature_of(extensions: bytes) -> bytes:
         raise _bad_signature("The chunk carries no chunk-signature.")
     if _SIG_RE.fullmatch(signature) is None:
         raise _bad_signature("The chunk signature is malformed.")
-    return signature
+    return signature.decode("ascii").lower()
 
 
-# -- encoders ----------------------------------------------------------------------------
-
-
-def encode_unsigned_trailer_chunk(data: bytes) -> bytes:
-    """One STREAMING-UNSIGNED-PAYLOAD-TRAILER chunk; empty data gives nothing.
-
-    An empty chunk would read as the final one, so it is never written.
-    """
-    if not data:
-        return b""
-    return b"%x\r\n%b\r\n" % (len(data), data)
+# -- the proxy's encoder -----------------------------------------------------------------
 
 
 def encode_unsigned_trailer_end(trailers: list[tuple[str, str]]) -> bytes:
@@ -648,45 +773,3 @@ class OneChunkFraming:
     @property
     def framed_length(self) -> int:
         return len(self.head()) + self.length + len(self.tail("=" * self.trailer_value_size))
-
-
-class ChunkSigner:
-    """Frames a body as STREAMING-AWS4-HMAC-SHA256-PAYLOAD(-TRAILER), chunk by chunk."""
-
-    def __init__(self, signing: ChunkSigning) -> None:
-        self._signing = signing
-        self._prev = signing.seed_signature
-
-    def chunk(self, data: bytes) -> bytes:
-        """One signed chunk; empty data gives nothing (it would read as the final chunk)."""
-        if not data:
-            return b""
-        return self._signed(data) + data + b"\r\n"
-
-    def end(self, trailers: list[tuple[str, str]] | None = None) -> bytes:
-        """The signed zero-size chunk, then (for the -TRAILER framing) the signed trailers.
-
-        ``trailers=None`` ends a STREAMING-AWS4-HMAC-SHA256-PAYLOAD body; a list, even an
-        empty one, ends a -TRAILER body and always carries ``x-amz-trailer-signature``.
-        """
-        last = self._signed(b"")
-        if trailers is None:
-            return last + b"\r\n"
-        pairs = [(name.lower(), value) for name, value in trailers]
-        self._prev = trailer_signature(self._signing, self._prev, pairs)
-        lines = "".join(f"{name}:{value}\r\n" for name, value in pairs)
-        return last + f"{lines}{_TRAILER_SIGNATURE}:{self._prev}\r\n\r\n".encode()
-
-    def _signed(self, data: bytes) -> bytes:
-        self._prev = chunk_signature(self._signing, self._prev, hashlib.sha256(data).hexdigest())
-        return b"%x;chunk-signature=%b\r\n" % (len(data), self._prev.encode())
-
-
-def sign_chunks(
-    chunks: Iterable[bytes],
-    signing: ChunkSigning,
-    trailers: list[tuple[str, str]] | None = None,
-) -> bytes:
-    """A whole signed aws-chunked body from its data chunks (see :meth:`ChunkSigner.end`)."""
-    signer = ChunkSigner(signing)
-    return b"".join([*(signer.chunk(c) for c in chunks), signer.end(trailers)])

@@ -15,6 +15,7 @@ import pytest
 from botocore.client import BaseClient
 
 from s3shim import chunked, sigv4
+from s3shim.testing import ChunkSigner, encode_unsigned_trailer_chunk, encode_unsigned_trailer_end
 
 from .convex_sequence import MIB
 from .rawclient import Reply, send, sign
@@ -78,14 +79,14 @@ def framed_upload(
     pieces = split_randomly(data, rng, 1, 1024 * 1024) if data else []
     trailers = [("x-amz-checksum-crc32", trailer_value or crc32_b64(data))] if trailer else None
     if framing is UNSIGNED_TRAILER:
-        body = b"".join(chunked.encode_unsigned_trailer_chunk(p) for p in pieces)
-        body += chunked.encode_unsigned_trailer_end(trailers or [])
+        body = b"".join(encode_unsigned_trailer_chunk(p) for p in pieces)
+        body += encode_unsigned_trailer_end(trailers or [])
     else:
         seed = re.search(r"Signature=([0-9a-f]{64})", signed["authorization"])
         assert seed
         amz_date = signed["x-amz-date"]
         key = sigv4.signing_key(shim.secret_key, amz_date[:8], "us-east-1")
-        signer = chunked.ChunkSigner(
+        signer = ChunkSigner(
             chunked.ChunkSigning(
                 signing_key=key,
                 amz_date=amz_date,

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from s3shim import chunked, errors
 from s3shim.body import BodyPipeline, BodySpec
 from s3shim.checksums import Algorithm, ExpectedChecksum
+from s3shim.testing import encode_unsigned_trailer_chunk, encode_unsigned_trailer_end
 
 
 def crc32(data: bytes) -> str:
@@ -79,9 +80,9 @@ def test_length_mismatch_both_ways() -> None:
 
 def _framed(data: bytes, trailer_value: str) -> bytes:
     out = b"".join(
-        chunked.encode_unsigned_trailer_chunk(data[i : i + 700]) for i in range(0, len(data), 700)
+        encode_unsigned_trailer_chunk(data[i : i + 700]) for i in range(0, len(data), 700)
     )
-    return out + chunked.encode_unsigned_trailer_end([("x-amz-checksum-crc32", trailer_value)])
+    return out + encode_unsigned_trailer_end([("x-amz-checksum-crc32", trailer_value)])
 
 
 def test_aws_chunked_trailer_checksum_verified() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import hmac
 import io
@@ -20,22 +21,24 @@ from botocore.httpchecksum import (  # type: ignore[import-untyped]
 from s3shim.chunked import (
     AwsChunkedDecoder,
     ChunkedBodyError,
-    ChunkSigner,
     ChunkSigning,
     Data,
     End,
     Event,
     Framing,
     Limits,
+    OneChunkFraming,
+    SignatureChain,
     Trailer,
-    chunk_signature,
-    encode_unsigned_trailer_chunk,
-    encode_unsigned_trailer_end,
     framing_for,
-    sign_chunks,
-    trailer_signature,
 )
 from s3shim.errors import S3Error
+from s3shim.testing import (
+    ChunkSigner,
+    encode_unsigned_trailer_chunk,
+    encode_unsigned_trailer_end,
+    sign_chunks,
+)
 
 # --- the worked examples of the S3 API reference (sigv4-streaming, sigv4-streaming-trailers) ---
 
@@ -152,18 +155,13 @@ def refused(dec: AwsChunkedDecoder, pieces: Iterable[bytes], code: str, status: 
 
 
 def test_our_signatures_match_the_published_ones() -> None:
-    previous = SEED
+    chain = SignatureChain(SIGNING)
     for size, published in zip((65536, 1024, 0), DOC_SIGNATURES, strict=True):
-        previous = chunk_signature(SIGNING, previous, hashlib.sha256(b"a" * size).hexdigest())
-        assert previous == published
-    previous = TRAILER_SEED
+        assert chain.next_chunk(hashlib.sha256(b"a" * size).hexdigest()) == published
+    chain = SignatureChain(TRAILER_SIGNING)
     for size, published in zip((65536, 1024, 0), TRAILER_DOC_SIGNATURES, strict=True):
-        previous = chunk_signature(
-            TRAILER_SIGNING, previous, hashlib.sha256(b"a" * size).hexdigest()
-        )
-        assert previous == published
-    trailer = [("x-amz-checksum-crc32c", "sOO8/Q==")]
-    assert trailer_signature(TRAILER_SIGNING, previous, trailer) == TRAILER_SIGNATURE
+        assert chain.next_chunk(hashlib.sha256(b"a" * size).hexdigest()) == published
+    assert chain.trailer([("x-amz-checksum-crc32c", "sOO8/Q==")]) == TRAILER_SIGNATURE
 
 
 def test_the_encoder_reproduces_the_documented_body() -> None:
@@ -404,7 +402,7 @@ def test_minio_go_signed_trailer_decodes() -> None:
     head = signer.chunk(b"hello") + signer.end(None)[:-2]  # the zero chunk, no blank line
     last = head.rsplit(b"chunk-signature=", 1)[1][:64].decode()
     trailer = [("x-amz-checksum-crc32", "NhCmhg==")]
-    sig = trailer_signature(SIGNING, last, trailer)
+    sig = SignatureChain(dataclasses.replace(SIGNING, seed_signature=last)).trailer(trailer)
     body = (
         head + f"x-amz-checksum-crc32:NhCmhg==\n\r\nx-amz-trailer-signature:{sig}\r\n\r\n".encode()
     )
@@ -762,8 +760,6 @@ def test_constructor_checks() -> None:
 
 @pytest.mark.parametrize("size", [0, 1, 70_000])
 def test_one_chunk_framing_has_the_promised_length_and_decodes(size: int) -> None:
-    from s3shim.chunked import OneChunkFraming
-
     data = random.Random(size).randbytes(size)
     value = base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
     framing = OneChunkFraming(size, "x-amz-checksum-crc32", len(value))

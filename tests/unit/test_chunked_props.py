@@ -19,10 +19,8 @@ from s3shim.chunked import (
     Framing,
     Limits,
     Trailer,
-    encode_unsigned_trailer_chunk,
-    encode_unsigned_trailer_end,
-    sign_chunks,
 )
+from s3shim.testing import encode_unsigned_trailer_chunk, encode_unsigned_trailer_end, sign_chunks
 
 
 def _signing_key() -> bytes:
