@@ -137,6 +137,15 @@ def internal_error() -> S3Error:
     return S3Error("InternalError", "We encountered an internal error. Please try again.", 500)
 
 
+def store_checksum_mismatch() -> S3Error:
+    # Not an AWS code: the store returned bytes that differ from what s3shim recorded.
+    return S3Error(
+        "StoreChecksumMismatch",
+        "The object read from the store does not match the checksum recorded when it was written.",
+        502,
+    )
+
+
 def error_xml(err: S3Error, resource: str, request_id: str) -> bytes:
     """Render the body S3 sends with an error (clients parse ``Code``)."""
     return (
@@ -154,3 +163,26 @@ def malformed_trailer() -> S3Error:
         "our published schema.",
         400,
     )
+
+
+# Browser-based uploads (POST object, multipart/form-data), S3's codes and sentences.
+def malformed_post_request(
+    message: str = "The body of your POST request is not well-formed multipart/form-data.",
+) -> S3Error:
+    return S3Error("MalformedPOSTRequest", message, 400)
+
+
+def max_post_pre_data_length_exceeded() -> S3Error:
+    return S3Error(
+        "MaxPostPreDataLengthExceededError",
+        "Your POST request fields preceding the upload file were too large.",
+        400,
+    )
+
+
+def invalid_policy_document(message: str) -> S3Error:
+    return S3Error("InvalidPolicyDocument", message, 400)
+
+
+def precondition_failed(message: str) -> S3Error:
+    return S3Error("PreconditionFailed", message, 412)

@@ -24,6 +24,7 @@ from . import auth, chunked, errors, sigv4
 from .auth import AuthContext
 from .body import BodySpec
 from .checksums import (
+    HEADER_PREFIX,
     SDK_ALGORITHM_HEADER,
     TRAILER_HEADER,
     Algorithm,
@@ -33,8 +34,17 @@ from .checksums import (
 from .classify import Op, Target
 from .complete_xml import strip_part_checksums
 from .head import CONTENT_LENGTH, CONTENT_SHA256, DECODED_CONTENT_LENGTH, RequestHead
+from .integrity import (
+    DEFAULT_ALGORITHM,
+    RECORD_HEADER,
+    ReadVerifier,
+    encode_record,
+    parse_record,
+    sha256_record,
+)
 from .rewrite import (
     REQUEST_ID_HEADER,
+    RESERVED_HEADERS,
     RESPONSE_DROPS,
     SERVER_NAME,
     Group,
@@ -46,6 +56,7 @@ from .rewrite import (
 SMALL_BODY = 1024 * 1024  # bodies up to this are read whole, verified, then sent signed
 MAX_COMPLETE_XML = 4 * 1024 * 1024
 _HEX = frozenset("0123456789abcdef")
+CHECKSUM_TYPE_HEADER = "x-amz-checksum-type"
 
 
 class BodyMode(enum.Enum):
@@ -104,6 +115,8 @@ def _upstream_query(
             continue
         if sigv2 and (k in _SIGV2_QUERY or k == "Expires"):
             continue
+        if k.lower() in RESERVED_HEADERS:
+            continue
         # Headers hoisted into a presigned query (the JS SDK v3 puts the checksum there) are
         # treated as the headers are: verified, then dropped with their flag.
         group = policy.is_dropped(k.lower())
@@ -131,6 +144,11 @@ class UpstreamPlan:
     strip_xml: bool = False  # WHOLE: drop per-part checksums from the Complete XML
     hand_on: Algorithm | None = None  # a trailer checksum the store still gets (flags off)
     reframing: chunked.OneChunkFraming | None = None  # REFRAME only
+    # Read-side integrity (integrity.py): WHOLE records the checksum it computes; a full GET
+    # is checked against the record; GET/HEAD asking for checksums get the recorded one.
+    record_whole: bool = False
+    verify_read: bool = False
+    answer_checksum: bool = False
 
     @property
     def vouch(self) -> bool:
@@ -232,6 +250,8 @@ def plan(
         if spec.checksum and spec.checksum.in_trailer and not policy.disable_checksums
         else None
     )
+    record = target.op is Op.PUT_OBJECT and policy.record_checksums
+    reads = target.op in (Op.GET_OBJECT, Op.HEAD_OBJECT) and policy.verify_reads
     mode = BodyMode.STREAM
     headers = fwd
     payload_hash: str | None = sigv4.UNSIGNED_PAYLOAD
@@ -255,6 +275,9 @@ def plan(
         ]
     else:
         headers = [*fwd, (CONTENT_LENGTH, str(length))]
+    upfront = _upfront_record(spec) if record and mode is not BodyMode.WHOLE else None
+    if upfront is not None:
+        headers.append((RECORD_HEADER, upfront))
     return UpstreamPlan(
         op=target.op,
         body=mode,
@@ -269,7 +292,24 @@ def plan(
         strip_xml=strip_xml,
         hand_on=hand_on,
         reframing=reframing,
+        record_whole=record and mode is BodyMode.WHOLE,
+        # A ranged read's bytes are not the object's: nothing to compare them with.
+        verify_read=reads and target.op is Op.GET_OBJECT and "range" not in head.headers,
+        answer_checksum=reads
+        and (head.first("x-amz-checksum-mode") or "").upper() == "ENABLED"
+        and "range" not in head.headers,
     )
+
+
+def _upfront_record(spec: BodySpec) -> str | None:
+    """A streamed body's record, known before it is sent: a header checksum (verified before
+    the store commits: the last bytes are held back) or the body's signed hex SHA-256.
+    (A body read whole gets its record once read: see finish_whole.)"""
+    if spec.checksum is not None and spec.checksum.value is not None:
+        return encode_record(spec.checksum.algorithm, spec.checksum.value)
+    if spec.sha256_hex is not None:
+        return sha256_record(spec.sha256_hex)
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,6 +333,14 @@ def finish_whole(
             rewrites = rewrites | {Group.CHECKSUM}
         body = stripped
     headers = list(p.headers)
+    if p.record_whole:
+        if p.spec.checksum is not None and computed_checksum:
+            record = encode_record(p.spec.checksum.algorithm, computed_checksum)
+        else:
+            c = new_checksum(DEFAULT_ALGORITHM)
+            c.update(body)
+            record = encode_record(DEFAULT_ALGORITHM, c.b64digest())
+        headers.append((RECORD_HEADER, record))
     if p.hand_on is not None and computed_checksum:
         # Known before sending: a plain header, as SDKs send it for small bodies.
         headers += [(p.hand_on.header, computed_checksum), (SDK_ALGORITHM_HEADER, p.hand_on.name)]
@@ -314,8 +362,15 @@ def response_headers(
     error bodies (s3shim's id is in its log line beside it); s3shim's id fills in only when
     the store sent none.
     """
+    upstream = list(upstream)
     out = [(n, v) for n, v in upstream if n.lower() not in RESPONSE_DROPS]
     present = {n.lower() for n, _ in out}
+    recorded = _recorded(upstream) if p.answer_checksum and status == 200 else None
+    if recorded is not None and not any(n.startswith(HEADER_PREFIX) for n in present):
+        # The store keeps no checksums; s3shim answers with the one it recorded, so SDKs at
+        # their defaults verify the download end to end.
+        alg, b64 = recorded
+        out += [(alg.header, b64), (CHECKSUM_TYPE_HEADER, "FULL_OBJECT")]
     if p.vouch and computed_checksum and status == 200 and p.spec.checksum is not None:
         header = p.spec.checksum.algorithm.header
         if header not in present:
@@ -325,3 +380,20 @@ def response_headers(
         out.append((REQUEST_ID_HEADER, request_id))
     out.append(("Server", SERVER_NAME))
     return out
+
+
+def _recorded(upstream: Iterable[tuple[str, str]]) -> tuple[Algorithm, str] | None:
+    for name, value in upstream:
+        if name.lower() == RECORD_HEADER:
+            return parse_record(value)
+    return None
+
+
+def read_verifier(
+    p: UpstreamPlan, status: int, upstream: Iterable[tuple[str, str]]
+) -> ReadVerifier | None:
+    """A checker for this response's body, when it is a whole object s3shim recorded."""
+    if not p.verify_read or status != 200:
+        return None
+    recorded = _recorded(upstream)
+    return ReadVerifier(*recorded) if recorded is not None else None

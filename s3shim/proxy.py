@@ -31,7 +31,15 @@ from .classify import classify
 from .config import Config
 from .head import RequestHead, parse_head
 from .metrics import Metrics
-from .plan import BodyMode, UpstreamPlan, finish_whole, plan, response_headers, unverified
+from .plan import (
+    BodyMode,
+    UpstreamPlan,
+    finish_whole,
+    plan,
+    read_verifier,
+    response_headers,
+    unverified,
+)
 from .rewrite import REQUEST_ID_HEADER, SERVER_NAME, Policy
 
 READ_SIZE = 256 * 1024  # measured sweet spot for throughput vs per-stream memory
@@ -50,6 +58,7 @@ class RequestRecord:
     method: str
     op: str = "Unknown"
     bucket: str | None = None
+    key: str | None = None  # logged only with an integrity failure on a read
     auth: str | None = None  # sigv4, presigned, anonymous, preflight
     access_key: str | None = None
     framing: str | None = None
@@ -114,7 +123,12 @@ class Proxy:
         self.metrics = metrics
         self.session = session
         self.active = 0  # requests being handled, for draining on SIGTERM
-        self.policy = Policy(config.disable_sse, config.disable_checksums)
+        self.policy = Policy(
+            config.disable_sse,
+            config.disable_checksums,
+            record_checksums=config.disable_checksums,
+            verify_reads=config.disable_checksums,
+        )
         self.log = logs.get()
 
     async def handle(self, request: BaseRequest) -> web.StreamResponse:
@@ -159,7 +173,7 @@ class Proxy:
         line = rec.log_fields()
         if exc is not None:
             self.log.error("request", exc_info=exc, **line)
-        elif rec.status is not None and rec.status >= 500:
+        elif (rec.status is not None and rec.status >= 500) or rec.integrity_failure:
             self.log.warning("request", **line)
         else:
             self.log.info("request", **line)
@@ -229,7 +243,7 @@ class Proxy:
                 headers, payload_hash = p.headers, p.payload_hash
         creds = self.config.clients[ctx.access_key].upstream if ctx is not None else None
         upstream = await self._send(head, p, creds, headers, payload_hash, data, pipeline, rec)
-        return await self._respond(request, upstream, p, pipeline, rec)
+        return await self._respond(request, upstream, p, pipeline, rec, target.key)
 
     async def _send(
         self,
@@ -357,8 +371,10 @@ class Proxy:
         p: UpstreamPlan,
         pipeline: BodyPipeline,
         rec: RequestRecord,
+        key: str | None,
     ) -> web.StreamResponse:
         async with upstream:
+            verifier = read_verifier(p, upstream.status, upstream.headers.items())
             resp = web.StreamResponse(status=upstream.status, reason=upstream.reason)
             for name, value in response_headers(
                 p,
@@ -374,9 +390,21 @@ class Proxy:
             try:
                 if request.method != "HEAD" and upstream.status not in (204, 304):
                     while (piece := await _next_buffer(upstream.content)) is not None:
+                        if verifier is not None:
+                            piece = verifier.feed(piece)
+                        rec.bytes_out += len(piece)
+                        await resp.write(piece)
+                    if verifier is not None:
+                        piece = verifier.finish()
                         rec.bytes_out += len(piece)
                         await resp.write(piece)
                 await resp.write_eof()
+            except errors.S3Error as err:
+                # The store's bytes differ from what s3shim recorded: the held-back tail is
+                # never sent, so the client sees a cut body, not a complete-looking bad one.
+                rec.integrity_failure, rec.key = err.code, key
+                if request.transport is not None:
+                    request.transport.abort()
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                 # The status line is out, so no error can be sent any more. Cutting the
                 # connection is the one honest signal left: the client sees a short body,

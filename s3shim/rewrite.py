@@ -12,6 +12,8 @@ import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from .integrity import RECORD_HEADER
+
 
 class Group(enum.Enum):
     SSE = "sse"  # SSE-S3 / SSE-KMS: the store encrypts with a key it manages
@@ -74,20 +76,25 @@ TRANSPORT_DROPS = frozenset(
     }
 )
 TRANSPORT_DROP_PREFIXES = ("x-forwarded-",)
+# Names only s3shim writes: a client must never plant a checksum record (see integrity.py).
+RESERVED_HEADERS = frozenset({RECORD_HEADER})
 SERVER_NAME = "s3shim"  # sent instead of the store's banner (and never aiohttp's)
 REQUEST_ID_HEADER = "x-amz-request-id"
-RESPONSE_DROPS = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "transfer-encoding",
-        "te",
-        "trailer",
-        "upgrade",
-        "server",
-        "date",
-    }
+RESPONSE_DROPS = (
+    frozenset(
+        {
+            "connection",
+            "keep-alive",
+            "proxy-authenticate",
+            "transfer-encoding",
+            "te",
+            "trailer",
+            "upgrade",
+            "server",
+            "date",
+        }
+    )
+    | RESERVED_HEADERS
 )
 
 
@@ -99,6 +106,10 @@ class Policy:
     disable_checksums: bool
     # Forward requests that carry no auth at all, unsigned (the store's ACLs decide).
     allow_anonymous: bool = True
+    # Store s3shim's checksum with each object it verified (integrity.py), and check full
+    # reads against it.
+    record_checksums: bool = False
+    verify_reads: bool = False
 
     def is_dropped(self, name: str) -> Group | None:
         """Why a (lowercase) client header is dropped, or None when it is forwarded."""
@@ -125,6 +136,8 @@ def forward_headers(
     for name, value in headers:
         lname = name.lower()
         if lname in TRANSPORT_DROPS or lname.startswith(TRANSPORT_DROP_PREFIXES):
+            continue
+        if lname in RESERVED_HEADERS:
             continue
         if "_" in lname:
             # Stores that map names to CGI variables (RGW) read x_amz_acl as x-amz-acl: an

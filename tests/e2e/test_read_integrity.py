@@ -1,0 +1,169 @@
+"""Integrity on the read side, against the real RGW (which keeps no flexible checksums).
+
+Objects uploaded through s3shim carry s3shim's verified checksum; a corruption made inside
+the store (the same metadata, other bytes) is caught on every full read through s3shim, and
+SDKs at their defaults get the recorded checksum back to verify themselves.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import zlib
+from pathlib import Path
+
+import pytest
+from awscrt import checksums as crt
+from boto3.exceptions import RetriesExceededError
+from botocore.client import BaseClient
+from botocore.exceptions import (
+    ClientError,
+    FlexibleChecksumError,
+    IncompleteReadError,
+    ResponseStreamingError,
+)
+
+from ..convex_sequence import new_bucket
+from ..shim import Shim
+
+RECORD = "s3shim-checksum"  # the reserved x-amz-meta-* name, as boto3 shows metadata
+CUT_OR_REFUSED = (FlexibleChecksumError, IncompleteReadError, ResponseStreamingError)
+
+
+def b64(n: int, size: int) -> str:
+    return base64.b64encode(n.to_bytes(size, "big")).decode()
+
+
+@pytest.fixture(scope="module")
+def bucket(direct: BaseClient) -> str:
+    return new_bucket(direct)
+
+
+def corrupt(direct: BaseClient, bucket: str, key: str) -> bytes:
+    """Rewrite the object inside the store: same metadata, one byte different."""
+    head = direct.head_object(Bucket=bucket, Key=key)
+    good = direct.get_object(Bucket=bucket, Key=key)["Body"].read()
+    bad = bytes([good[0] ^ 0xFF]) + good[1:]
+    direct.put_object(Bucket=bucket, Key=key, Body=bad, Metadata=head["Metadata"])
+    assert direct.head_object(Bucket=bucket, Key=key)["Metadata"] == head["Metadata"]
+    return bad
+
+
+SIZES = [0, 1, 1000, (1 << 20) + 17, 3 << 20]
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_boto3_uploads_carry_a_verified_checksum_and_reads_return_it(
+    shim: Shim, direct: BaseClient, bucket: str, size: int
+) -> None:
+    data = os.urandom(size)
+    key = f"rec-{size}"
+    client = shim.client()
+    client.put_object(Bucket=bucket, Key=key, Body=data)  # boto3 default: CRC32 header
+    meta = direct.head_object(Bucket=bucket, Key=key)["Metadata"]
+    assert meta[RECORD] == "CRC32:" + b64(zlib.crc32(data), 4)
+    head = client.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+    assert head["ChecksumCRC32"] == b64(zlib.crc32(data), 4)
+    assert head.get("ChecksumType") == "FULL_OBJECT"
+    assert RECORD not in head["Metadata"]
+    got = client.get_object(Bucket=bucket, Key=key)  # boto3 default: checksum-mode ENABLED
+    assert got["Body"].read() == data
+    assert RECORD not in got["Metadata"]
+    assert direct.get_object(Bucket=bucket, Key=key)["Body"].read() == data
+
+
+def test_a_client_sending_no_checksum_gets_crc64nvme_recorded(
+    shim: Shim, direct: BaseClient, bucket: str
+) -> None:
+    data = b"no checksum from me" * 50
+    quiet = shim.client(request_checksum_calculation="when_required")
+    quiet.put_object(Bucket=bucket, Key="quiet", Body=data)
+    meta = direct.head_object(Bucket=bucket, Key="quiet")["Metadata"]
+    assert meta[RECORD] == "CRC64NVME:" + b64(crt.crc64nvme(data), 8)
+    head = shim.client().head_object(Bucket=bucket, Key="quiet", ChecksumMode="ENABLED")
+    assert head["ChecksumCRC64NVME"] == b64(crt.crc64nvme(data), 8)
+
+
+def test_a_client_cannot_plant_a_record(shim: Shim, direct: BaseClient, bucket: str) -> None:
+    data = b"planted"
+    shim.client().put_object(
+        Bucket=bucket, Key="planted", Body=data, Metadata={RECORD: "CRC32:AAAAAA==", "a": "b"}
+    )
+    meta = direct.head_object(Bucket=bucket, Key="planted")["Metadata"]
+    assert meta[RECORD] == "CRC32:" + b64(zlib.crc32(data), 4) and meta["a"] == "b"
+
+
+@pytest.mark.parametrize("size", [1000, 3 << 20])
+def test_a_corruption_inside_the_store_is_caught_on_every_full_read(
+    shim: Shim, direct: BaseClient, bucket: str, size: int, tmp_path: Path
+) -> None:
+    data = os.urandom(size)
+    key = f"rot-{size}"
+    shim.client().put_object(Bucket=bucket, Key=key, Body=data)
+    bad = corrupt(direct, bucket, key)
+    # boto3 at its defaults: never the bad bytes.
+    with pytest.raises(CUT_OR_REFUSED):
+        shim.client().get_object(Bucket=bucket, Key=key)["Body"].read()
+    with pytest.raises((*CUT_OR_REFUSED, ClientError, RetriesExceededError)):
+        shim.client().download_file(bucket, key, str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists() or (tmp_path / "out").read_bytes() != bad
+    # A client that checks nothing itself is cut off by s3shim before the last bytes.
+    lax = shim.client(response_checksum_validation="when_required")
+    with pytest.raises(CUT_OR_REFUSED):
+        lax.get_object(Bucket=bucket, Key=key)["Body"].read()
+    lines = [
+        e
+        for e in shim.log_entries(until="StoreChecksumMismatch")
+        if e.get("integrity_failure") == "StoreChecksumMismatch" and e.get("key") == key
+    ]
+    assert lines and lines[-1]["bucket"] == bucket and lines[-1]["level"] == "warning"
+    # Range reads still work (their bytes are not the object's, so nothing to compare).
+    part = shim.client().get_object(Bucket=bucket, Key=key, Range="bytes=1-10")
+    assert part["Body"].read() == bad[1:11]
+
+
+def test_the_mismatch_is_counted(shim: Shim, direct: BaseClient, bucket: str) -> None:
+    import urllib.request
+
+    shim.client().put_object(Bucket=bucket, Key="counted", Body=b"count me")
+    corrupt(direct, bucket, "counted")
+    with pytest.raises(CUT_OR_REFUSED):
+        shim.client().get_object(Bucket=bucket, Key="counted")["Body"].read()
+    text = urllib.request.urlopen(shim.admin + "/metrics").read().decode()
+    assert 's3shim_integrity_failures_total{code="StoreChecksumMismatch"}' in text
+
+
+def test_objects_not_written_by_s3shim_read_as_before(
+    shim: Shim, direct: BaseClient, bucket: str
+) -> None:
+    direct.put_object(Bucket=bucket, Key="direct-only", Body=b"plain")
+    got = shim.client().get_object(Bucket=bucket, Key="direct-only", ChecksumMode="ENABLED")
+    assert got["Body"].read() == b"plain"
+    assert not any(k.startswith("Checksum") and k != "ChecksumType" for k in got)
+
+
+def test_multipart_objects_carry_no_record(shim: Shim, direct: BaseClient, bucket: str) -> None:
+    client = shim.client()
+    up = client.create_multipart_upload(Bucket=bucket, Key="mp")
+    part = client.upload_part(
+        Bucket=bucket, Key="mp", UploadId=up["UploadId"], PartNumber=1, Body=b"p" * 100
+    )
+    client.complete_multipart_upload(
+        Bucket=bucket,
+        Key="mp",
+        UploadId=up["UploadId"],
+        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]},
+    )
+    assert RECORD not in direct.head_object(Bucket=bucket, Key="mp")["Metadata"]
+    assert client.get_object(Bucket=bucket, Key="mp")["Body"].read() == b"p" * 100
+
+
+def test_copy_keeps_the_record_with_the_metadata(
+    shim: Shim, direct: BaseClient, bucket: str
+) -> None:
+    client = shim.client()
+    client.put_object(Bucket=bucket, Key="src", Body=b"copied bytes")
+    client.copy_object(Bucket=bucket, Key="dst", CopySource={"Bucket": bucket, "Key": "src"})
+    src = direct.head_object(Bucket=bucket, Key="src")["Metadata"]
+    assert direct.head_object(Bucket=bucket, Key="dst")["Metadata"][RECORD] == src[RECORD]
+    assert client.get_object(Bucket=bucket, Key="dst")["Body"].read() == b"copied bytes"
