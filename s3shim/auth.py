@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from . import checksums, errors, sigv4
+from . import checksums, chunked, errors, sigv4
 
 MAX_SKEW = timedelta(minutes=15)
 MAX_PRESIGN_EXPIRES = 7 * 24 * 3600
@@ -149,20 +149,11 @@ def _check_signed_headers(
         )
 
 
-_STREAMING = frozenset(
-    {
-        "STREAMING-AWS4-HMAC-SHA256-PAYLOAD",
-        "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER",
-        "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
-        "STREAMING-AWS4-ECDSA-P256-SHA256-PAYLOAD",
-        "STREAMING-AWS4-ECDSA-P256-SHA256-PAYLOAD-TRAILER",
-    }
-)
-
-
 def _check_payload_hash(value: str) -> None:
     """Only the values S3 defines: anything else must not quietly mean "unsigned"."""
-    if value == sigv4.UNSIGNED_PAYLOAD or value in _STREAMING or _HEX64.fullmatch(value):
+    if value == sigv4.UNSIGNED_PAYLOAD or value in chunked.STREAMING_VALUES:
+        return
+    if _HEX64.fullmatch(value):
         return
     raise errors.invalid_argument(
         "x-amz-content-sha256 must be UNSIGNED-PAYLOAD, a STREAMING-* value, "

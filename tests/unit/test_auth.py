@@ -750,3 +750,14 @@ def test_signing_key_cache_hits_in_verify() -> None:
     _verify(_sign(region="default"), regions=None)
     third = sigv4.signing_key.cache_info()
     assert (third.hits, third.misses) == (2, 2)
+
+
+@pytest.mark.parametrize("value", sorted(chunked.STREAMING_VALUES))
+def test_every_streaming_value_is_a_payload_hash(value: str) -> None:
+    # SigV4a framings pass here and are refused by chunked.framing_for, with their own error.
+    assert _verify(_sign(payload=value)).payload_hash == value
+
+
+@pytest.mark.parametrize("value", ["STREAMING-FOO", "unsigned-payload", "A" * 64, ""])
+def test_other_payload_hashes_refused(value: str) -> None:
+    assert _code(_sign(payload=value)) == "InvalidArgument"
