@@ -1,0 +1,302 @@
+"""``s3shim verify s3://bucket[/prefix]``: find rot before a user does.
+
+Reads every object under the prefix straight from the store (with the store's key, as s3shim
+itself does), checks each against the checksum s3shim recorded when it wrote it
+(:mod:`s3shim.integrity`, the same verifier the proxy uses on reads) and prints a summary:
+checked, no checksum recorded, mismatched. Exit status: 0 all recorded objects match,
+1 a mismatch was found, 2 bad usage or settings, 3 the store could not be read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import ssl
+import sys
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TextIO
+from urllib.parse import urlsplit
+from xml.parsers import expat
+
+import aiohttp
+from yarl import URL
+
+from . import errors, sigv4
+from .integrity import RECORD_HEADER, ReadVerifier, parse_record
+
+MAX_LISTING_BYTES = 16 * 1024 * 1024  # one ListObjectsV2 page is ~1000 keys, far below this
+
+
+@dataclass(frozen=True, slots=True)
+class Store:
+    url: str  # scheme://host[:port]
+    creds: sigv4.Credentials
+    region: str
+    ssl: ssl.SSLContext | bool = True
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).netloc
+
+
+@dataclass(slots=True)
+class Summary:
+    checked: int = 0  # recorded and matching
+    unrecorded: int = 0
+    mismatched: list[str] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return self.checked + self.unrecorded + len(self.mismatched) + len(self.unreadable)
+
+    @property
+    def exit_status(self) -> int:
+        if self.mismatched:
+            return 1
+        return 3 if self.unreadable else 0
+
+
+def parse_listing(body: bytes) -> tuple[list[str], str | None]:
+    """Keys and the continuation token of one ListObjectsV2 page (no DTDs, no entities)."""
+    keys: list[str] = []
+    token: list[str | None] = [None]
+    path: list[str] = []
+    text: list[str] = []
+    parser = expat.ParserCreate()
+
+    def no_entities(*_: object) -> None:
+        raise errors.malformed_xml()
+
+    parser.EntityDeclHandler = no_entities
+    parser.StartDoctypeDeclHandler = no_entities
+
+    def start(name: str, _attrs: object) -> None:
+        path.append(name.rpartition(":")[2] if ":" in name else name)
+        text.clear()
+
+    def end(_name: str) -> None:
+        tag = path.pop()
+        value = "".join(text)
+        if tag == "Key" and path[-1:] == ["Contents"]:
+            keys.append(value)
+        elif tag == "NextContinuationToken" and len(path) == 1:
+            token[0] = value
+        text.clear()
+
+    parser.StartElementHandler = start
+    parser.EndElementHandler = end
+    parser.CharacterDataHandler = text.append
+    try:
+        parser.Parse(body, True)
+    except expat.ExpatError:
+        raise errors.malformed_xml() from None
+    return keys, token[0]
+
+
+def _signed(store: Store, method: str, path: str, query: list[tuple[str, str]]) -> dict[str, str]:
+    return sigv4.sign_headers(
+        method=method,
+        raw_path=path,
+        query=query,
+        host=store.host,
+        headers={},
+        payload_hash=sigv4.EMPTY_SHA256,
+        creds=store.creds,
+        region=store.region,
+        amz_date=datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"),
+    ).headers
+
+
+def _url(store: Store, path: str, query: list[tuple[str, str]]) -> URL:
+    # Sent exactly as signed: the canonical path and query, never re-quoted.
+    qs = sigv4.canonical_query(query)
+    return URL(store.url + sigv4.canonical_uri(path) + ("?" + qs if qs else ""), encoded=True)
+
+
+async def list_keys(
+    session: aiohttp.ClientSession, store: Store, bucket: str, prefix: str
+) -> AsyncIterator[str]:
+    token: str | None = None
+    while True:
+        query = [("list-type", "2"), ("prefix", prefix)]
+        if token:
+            query.append(("continuation-token", token))
+        path = "/" + sigv4.uri_encode(bucket, keep_slash=False)
+        async with session.get(
+            (_url(store, path, query)), headers=_signed(store, "GET", path, query)
+        ) as resp:
+            body = await resp.content.read(MAX_LISTING_BYTES)
+            if resp.status != 200:
+                raise RuntimeError(f"listing {bucket!r} failed: HTTP {resp.status}")
+        keys, token = parse_listing(body)
+        for key in keys:
+            yield key
+        if not token:
+            return
+
+
+async def check_object(session: aiohttp.ClientSession, store: Store, bucket: str, key: str) -> str:
+    """'checked', 'unrecorded' or 'mismatched' for one object."""
+    path = (
+        "/"
+        + sigv4.uri_encode(bucket, keep_slash=False)
+        + "/"
+        + sigv4.uri_encode(key, keep_slash=True)
+    )
+    async with session.get(
+        (_url(store, path, [])), headers=_signed(store, "GET", path, [])
+    ) as resp:
+        if resp.status != 200:
+            raise RuntimeError(f"HTTP {resp.status}")
+        recorded = parse_record(resp.headers.get(RECORD_HEADER, ""))
+        if recorded is None:
+            return "unrecorded"
+        verifier = ReadVerifier(*recorded)
+        async for piece in resp.content.iter_chunked(256 * 1024):
+            verifier.feed(piece)
+        try:
+            verifier.finish()
+        except errors.S3Error:
+            return "mismatched"
+        return "checked"
+
+
+class Progress:
+    """A one-line progress display on a terminal; nothing but the summary elsewhere."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.tty = out.isatty()
+
+    def show(self, s: Summary, listed: int, done: bool) -> None:
+        if not self.tty:
+            return
+        width = 30
+        filled = width if done else (width * s.total // listed if listed else 0)
+        bar = "#" * filled + "." * (width - filled)
+        self.out.write(
+            f"\r[{bar}] {s.total}/{listed}{'' if done else '+'} checked={s.checked} "
+            f"unrecorded={s.unrecorded} mismatched={len(s.mismatched)}"
+        )
+        if done:
+            self.out.write("\n")
+        self.out.flush()
+
+
+async def scrub(
+    store: Store, bucket: str, prefix: str, *, concurrency: int = 4, progress: Progress | None
+) -> Summary:
+    summary = Summary()
+    listed = 0
+    queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=concurrency * 4)
+    connector = aiohttp.TCPConnector(limit=concurrency, ssl=store.ssl)
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=300)
+    async with aiohttp.ClientSession(
+        connector=connector, timeout=timeout, auto_decompress=False
+    ) as session:
+
+        async def worker() -> None:
+            while (key := await queue.get()) is not None:
+                try:
+                    outcome = await check_object(session, store, bucket, key)
+                except (aiohttp.ClientError, OSError, TimeoutError, RuntimeError):
+                    summary.unreadable.append(key)
+                else:
+                    if outcome == "checked":
+                        summary.checked += 1
+                    elif outcome == "unrecorded":
+                        summary.unrecorded += 1
+                    else:
+                        summary.mismatched.append(key)
+                if progress:
+                    progress.show(summary, listed, False)
+
+        workers = [asyncio.create_task(worker()) for _ in range(concurrency)]
+        try:
+            async for key in list_keys(session, store, bucket, prefix):
+                listed += 1
+                await queue.put(key)
+        finally:
+            for _ in workers:
+                await queue.put(None)
+            await asyncio.gather(*workers)
+    if progress:
+        progress.show(summary, listed, True)
+    return summary
+
+
+def _store_from_env(url: str | None, env: Mapping[str, str]) -> Store:
+    url = url or env.get("S3SHIM_UPSTREAM_URL")
+    ak = env.get("S3SHIM_UPSTREAM_ACCESS_KEY_ID") or env.get("AWS_ACCESS_KEY_ID")
+    sk = env.get("S3SHIM_UPSTREAM_SECRET_ACCESS_KEY") or env.get("AWS_SECRET_ACCESS_KEY")
+    if not url or not ak or not sk:
+        raise ValueError(
+            "needs S3SHIM_UPSTREAM_URL (or --upstream-url) and the store key pair "
+            "(S3SHIM_UPSTREAM_ACCESS_KEY_ID/S3SHIM_UPSTREAM_SECRET_ACCESS_KEY or AWS_*)"
+        )
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("S3SHIM_UPSTREAM_URL: expected http(s)://host[:port]")
+    region = env.get("S3SHIM_UPSTREAM_REGION") or env.get("AWS_REGION") or "us-east-1"
+    tls: ssl.SSLContext | bool = True
+    if (env.get("S3SHIM_UPSTREAM_INSECURE") or "").lower() in ("1", "true", "yes", "on"):
+        tls = False
+    elif env.get("S3SHIM_UPSTREAM_CA_BUNDLE"):
+        tls = ssl.create_default_context(cafile=env["S3SHIM_UPSTREAM_CA_BUNDLE"])
+    return Store(f"{parts.scheme}://{parts.netloc}", sigv4.Credentials(ak, sk), region, tls)
+
+
+def parse_target(target: str) -> tuple[str, str]:
+    if not target.startswith("s3://") or len(target) <= 5:
+        raise ValueError("expected s3://bucket[/prefix]")
+    bucket, _, prefix = target[5:].partition("/")
+    return bucket, prefix
+
+
+def main(argv: Sequence[str], env: Mapping[str, str] | None = None) -> int:
+    env = os.environ if env is None else env
+    p = argparse.ArgumentParser(
+        prog="s3shim verify",
+        description=(
+            "Read every object under s3://bucket[/prefix] straight from the store and check it "
+            "against the checksum s3shim recorded when it wrote it. The store and its key pair "
+            "come from the same environment as s3shim (S3SHIM_UPSTREAM_URL, "
+            "S3SHIM_UPSTREAM_ACCESS_KEY_ID/SECRET_ACCESS_KEY or AWS_ACCESS_KEY_ID/"
+            "AWS_SECRET_ACCESS_KEY, S3SHIM_UPSTREAM_REGION, S3SHIM_UPSTREAM_CA_BUNDLE). "
+            "Exit status: 0 all match, 1 a mismatch, 2 usage, 3 an object could not be read."
+        ),
+    )
+    p.add_argument("target", help="s3://bucket or s3://bucket/prefix")
+    p.add_argument("--upstream-url", help="the store's URL (env S3SHIM_UPSTREAM_URL)")
+    p.add_argument("--concurrency", type=int, default=4, help="objects read at once [default: 4]")
+    args = p.parse_args(argv)
+    try:
+        bucket, prefix = parse_target(args.target)
+        store = _store_from_env(args.upstream_url, env)
+        if not 1 <= args.concurrency <= 64:
+            raise ValueError("--concurrency: expected 1-64")
+    except ValueError as exc:
+        print(f"s3shim verify: {exc}", file=sys.stderr)
+        return 2
+    try:
+        summary = asyncio.run(
+            scrub(
+                store, bucket, prefix, concurrency=args.concurrency, progress=Progress(sys.stderr)
+            )
+        )
+    except (aiohttp.ClientError, OSError, RuntimeError, errors.S3Error) as exc:
+        print(f"s3shim verify: cannot list s3://{bucket}/{prefix}: {exc}", file=sys.stderr)
+        return 3
+    for key in summary.mismatched:
+        print(f"MISMATCH s3://{bucket}/{key}")
+    for key in summary.unreadable:
+        print(f"UNREADABLE s3://{bucket}/{key}")
+    print(
+        f"checked={summary.checked} unrecorded={summary.unrecorded} "
+        f"mismatched={len(summary.mismatched)} unreadable={len(summary.unreadable)}"
+    )
+    return summary.exit_status
