@@ -41,7 +41,6 @@ from ..fakestore import FakeStore, Received
 from ..rawclient import sign
 
 if TYPE_CHECKING:
-
     from s3shim.config import Config
     from s3shim.metrics import Metrics
     from s3shim.proxy import Proxy
@@ -341,27 +340,35 @@ def shim_env(store_url: str, keys_file: Path, *, flags: bool, **extra: str) -> d
 @contextlib.asynccontextmanager
 async def serve_in_process(cfg: Config) -> AsyncIterator[tuple[Proxy, Metrics, int]]:
     """s3shim built as ``s3shim.server.run()`` builds it, on 127.0.0.1 and a random port
-    (cfg.listen_port is ignored). The ONE place that constructs it for these tests."""
+    (cfg.listen_port is ignored; no admin listener, no signal handlers). The ONE place that
+    constructs it for these tests: follow run() here when it changes."""
     from aiohttp import web
 
     from s3shim.listener import S3Server
     from s3shim.metrics import Metrics
     from s3shim.proxy import READ_SIZE, Proxy, new_upstream_session
+    from s3shim.server import MemoryRelief, _exception_handler, _limits
 
     metrics = Metrics()
     session = new_upstream_session(cfg)
+    relief = MemoryRelief()
+    loop = asyncio.get_running_loop()
+    previous_handler = loop.get_exception_handler()
     try:
         proxy = Proxy(cfg, metrics, session)
         server = S3Server(
             proxy.handle,
+            limits=_limits(cfg),
+            metrics=metrics,
+            on_relief=relief,
             handler_cancellation=False,
             access_log=None,
             read_bufsize=READ_SIZE,
             max_field_size=8190,
             max_headers=64,
             keepalive_timeout=cfg.client_timeout,
-            max_connections=cfg.max_connections,
         )
+        loop.set_exception_handler(_exception_handler(server))
         runner = web.ServerRunner(server, shutdown_timeout=1.0)
         await runner.setup()
         try:
@@ -370,6 +377,8 @@ async def serve_in_process(cfg: Config) -> AsyncIterator[tuple[Proxy, Metrics, i
         finally:
             await runner.cleanup()
     finally:
+        loop.set_exception_handler(previous_handler)
+        relief.cancel()
         await session.close()
 
 

@@ -79,7 +79,6 @@ async def test_a_good_signature_with_expect_100_continue_is_invited_before_the_s
     [
         ("unknown-key", 403, "InvalidAccessKeyId"),
         ("wrong-secret", 403, "SignatureDoesNotMatch"),
-        ("anonymous", 403, "AccessDenied"),
         ("skewed", 403, "RequestTimeTooSkewed"),
         ("unsigned-amz-header", 403, "AccessDenied"),
     ],
@@ -92,10 +91,8 @@ async def test_an_unauthenticated_request_never_reaches_the_store(
         client = type(client)(client.endpoint, "NOSUCHKEY", CLIENT_SECRET)
     elif how == "wrong-secret":
         client = type(client)(client.endpoint, CLIENT_KEY, "not-the-secret")
-    if how == "anonymous":
-        headers: dict[str, str] = {}
-    elif how == "skewed":
-        headers = client.sign("GET", "/b/k", amz_date=amz_now(-3600))
+    if how == "skewed":
+        headers: dict[str, str] = client.sign("GET", "/b/k", amz_date=amz_now(-3600))
     else:
         headers = client.sign("GET", "/b/k")
     if how == "unsigned-amz-header":
@@ -105,6 +102,20 @@ async def test_an_unauthenticated_request_never_reaches_the_store(
     assert shim.store.connections_opened == 0 and shim.store.received == []
     assert shim.metric("s3shim_auth_failures_total", reason=code) == 1
     assert shim.metric("s3shim_requests_total", operation="GetObject", status=str(status)) == 1
+
+
+async def test_an_anonymous_request_reaches_the_store_with_no_credentials_at_all(
+    shim: InProcessShim,
+) -> None:
+    # The store's own ACLs decide (a public-read bucket); s3shim must not lend it its key.
+    r = await shim.client.send("GET", "/b/k", {})
+    assert r.status == 200
+    (rec,) = shim.store.received
+    assert rec.target == "/b/k"
+    assert not {"authorization", "x-amz-date", "x-amz-content-sha256"} & rec.names
+    assert STORE_KEY not in repr(rec.headers)
+    (line,) = await shim.logs.request_lines()
+    assert line["auth"] == "anonymous" and "access_key" not in line
 
 
 async def test_a_presigned_get_reaches_the_store_header_signed_without_the_presign_query(

@@ -1,0 +1,170 @@
+"""Bodies s3shim refuses, and its own bugs, at the aiohttp layer.
+
+A refused body never reaches the store whole: a body read whole (<= 1 MiB) is refused before
+the store is contacted; a streamed one is cut while the store is still short of the
+Content-Length it was sent (the hold-back), so the store cannot commit it. The store here is
+the recording fake: it shows what s3shim sent, not what a real store keeps (the RGW tests
+show that).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from s3shim import sigv4
+
+from ..fakestore import FakeStore
+from .conftest import (
+    SIGNED,
+    UNSIGNED_TRAILER,
+    InProcessShim,
+    MakeShim,
+    Response,
+    aws_chunked,
+    crc32_b64,
+    payload,
+    sha256_hex,
+)
+
+MiB = 1024 * 1024
+SMALL, LARGE = 5000, 3 * MiB
+SIZES = pytest.mark.parametrize("size", [SMALL, LARGE], ids=["whole", "streamed"])
+
+
+async def assert_never_whole(store: FakeStore, size: int) -> None:
+    """Nothing reached the store (a body read whole), or a request cut short of its
+    Content-Length (a streamed one)."""
+    await store.settled()
+    if size <= MiB:
+        assert store.connections_opened == 0 and store.received == []
+        return
+    (rec,) = store.received
+    assert rec.declared_length is not None
+    assert not rec.complete and len(rec.body) < rec.declared_length
+
+
+async def assert_refused(shim: InProcessShim, r: Response, status: int, code: str) -> None:
+    assert (r.status, r.code) == (status, code)
+    (line,) = await shim.logs.request_lines()
+    assert (line["status"], line["error"], line["integrity_failure"]) == (status, code, code)
+    assert shim.metric("s3shim_integrity_failures_total", code=code) == 1
+
+
+@SIZES
+async def test_a_wrong_checksum_is_bad_digest(shim: InProcessShim, size: int) -> None:
+    data = payload(size)
+    wrong = crc32_b64(data + b"!")
+    r = await shim.client.request("PUT", "/b/k", headers={"x-amz-checksum-crc32": wrong}, body=data)
+    await assert_refused(shim, r, 400, "BadDigest")
+    await assert_never_whole(shim.store, size)
+
+
+@SIZES
+async def test_a_wrong_payload_sha256_is_x_amz_content_sha256_mismatch(
+    shim: InProcessShim, size: int
+) -> None:
+    data = payload(size)
+    r = await shim.client.request("PUT", "/b/k", body=data, payload_hash=sha256_hex(b"other"))
+    await assert_refused(shim, r, 400, "XAmzContentSHA256Mismatch")
+    await assert_never_whole(shim.store, size)
+
+
+@SIZES
+@pytest.mark.parametrize("declared", [+10, -10], ids=["body-short", "body-long"])
+async def test_an_aws_chunked_body_not_of_its_decoded_length_is_incomplete_body(
+    shim: InProcessShim, size: int, declared: int
+) -> None:
+    data = payload(size)
+    headers, body = aws_chunked(
+        shim.client,
+        "/b/k",
+        data,
+        UNSIGNED_TRAILER,
+        checksum=crc32_b64(data),
+        decoded_length=size + declared,
+    )
+    r = await shim.client.send("PUT", "/b/k", headers, body)
+    await assert_refused(shim, r, 400, "IncompleteBody")
+    await assert_never_whole(shim.store, size + declared)
+
+
+async def test_a_client_hanging_up_mid_body_is_incomplete_body(shim: InProcessShim) -> None:
+    data = payload(LARGE)
+    headers = shim.client.sign("PUT", "/b/k", body=data)
+    headers["content-length"] = str(len(data))
+    conn = await shim.client.connect()
+    await conn.send_head("PUT", "/b/k", headers)
+    await conn.send(data[: 2 * MiB])
+    await shim.store.until(lambda: len(shim.store.received) == 1)  # streaming has begun
+    await conn.close()
+    (line,) = await shim.logs.request_lines()
+    assert (line["error"], line["integrity_failure"]) == ("IncompleteBody", "IncompleteBody")
+    assert shim.metric("s3shim_integrity_failures_total", code="IncompleteBody") == 1
+    await assert_never_whole(shim.store, LARGE)
+
+
+@SIZES
+async def test_a_bad_chunk_signature_is_signature_does_not_match(
+    shim: InProcessShim, size: int
+) -> None:
+    data = payload(size)
+    chunks = -(-size // (64 * 1024))
+    headers, body = aws_chunked(shim.client, "/b/k", data, SIGNED, tamper_chunk=chunks - 1)
+    r = await shim.client.send("PUT", "/b/k", headers, body)
+    await assert_refused(shim, r, 403, "SignatureDoesNotMatch")
+    await assert_never_whole(shim.store, size)
+
+
+@SIZES
+async def test_a_silent_client_is_request_timeout(make_shim: MakeShim, size: int) -> None:
+    shim = await make_shim(S3SHIM_CLIENT_TIMEOUT_SECONDS="1")
+    data = payload(size)
+    headers = shim.client.sign("PUT", "/b/k", body=data)
+    headers["content-length"] = str(len(data))
+    conn = await shim.client.connect()
+    try:
+        await conn.send_head("PUT", "/b/k", headers)
+        await conn.send(data[: len(data) // 2])  # then nothing: the client falls silent
+        r = await conn.response("PUT")
+    finally:
+        await conn.close()
+    await assert_refused(shim, r, 400, "RequestTimeout")
+    await assert_never_whole(shim.store, size)
+
+
+# -- s3shim's own bugs: an unexpected exception must still give one S3 answer, one log line
+# -- and one count
+
+
+def _boom(**_: object) -> sigv4.SignedRequest:
+    raise RuntimeError("a bug in s3shim")
+
+
+@pytest.mark.parametrize("expect_continue", [False, True], ids=["plain", "after-100-continue"])
+async def test_an_unexpected_exception_is_internal_error_logged_once_and_counted(
+    shim: InProcessShim, monkeypatch: pytest.MonkeyPatch, expect_continue: bool
+) -> None:
+    data = payload(SMALL)
+    headers = shim.client.sign("PUT", "/b/k", body=data)  # signed before the signer breaks
+    headers["content-length"] = str(len(data))
+    if expect_continue:
+        headers["expect"] = "100-continue"
+    monkeypatch.setattr(sigv4, "sign_headers", _boom)  # the proxy calls it through the module
+    conn = await shim.client.connect()
+    try:
+        await conn.send_head("PUT", "/b/k", headers)
+        if expect_continue:
+            assert await conn.interim() == 100
+        await conn.send(data)
+        r = await conn.response("PUT")
+    finally:
+        await conn.close()
+    assert (r.status, r.code) == (500, "InternalError")
+    assert r.header("content-type") == "application/xml"
+    lines = await shim.logs.request_lines()
+    assert len(lines) == 1
+    assert (lines[0]["status"], lines[0]["error"]) == (500, "InternalError")
+    assert r.header("x-amz-request-id") == lines[0]["request_id"]
+    assert shim.metric("s3shim_requests_total", operation="PutObject", status="500") == 1
+    assert shim.metric("s3shim_in_flight_requests") == 0 and shim.proxy.active == 0
+    assert shim.store.connections_opened == 0
