@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from . import checksums, chunked, errors, sigv4
+from . import checksums, chunked, errors, sigv2, sigv4
 
 MAX_SKEW = timedelta(minutes=15)
 MAX_PRESIGN_EXPIRES = 7 * 24 * 3600
@@ -53,9 +53,45 @@ class AuthContext:
     signature: str  # the seed signature aws-chunked chunk signatures chain from
     payload_hash: str  # hex sha256, UNSIGNED-PAYLOAD or a STREAMING-* value
     signed_headers: tuple[str, ...]
+    scheme: str = "sigv4"  # or "sigv2" (see from_sigv2)
 
     def __repr__(self) -> str:  # keys and signatures stay out of logs
         return f"AuthContext(access_key={self.access_key!r}, presigned={self.presigned})"
+
+    @property
+    def kind(self) -> str:
+        """For logs: sigv4, presigned, sigv2 or sigv2-presigned."""
+        if self.scheme == "sigv4":
+            return "presigned" if self.presigned else "sigv4"
+        return self.scheme + ("-presigned" if self.presigned else "")
+
+
+def from_sigv2(v2: sigv2.V2Context, headers: Headers) -> AuthContext:
+    """The context of a verified SigV2 request.
+
+    SigV2 signs no payload hash: the body is unsigned (as with UNSIGNED-PAYLOAD), bound to the
+    signature only through a Content-MD5 the store checks. A hex ``x-amz-content-sha256`` is
+    an amz header SigV2 did cover, so it stays a promise s3shim checks; a STREAMING value
+    would need a SigV4 seed signature to chain from, which SigV2 has not.
+    """
+    payload_hash = _first(headers, "x-amz-content-sha256") or sigv4.UNSIGNED_PAYLOAD
+    if payload_hash != sigv4.UNSIGNED_PAYLOAD and not _HEX64.match(payload_hash):
+        raise errors.invalid_request(
+            "aws-chunked bodies need AWS4-HMAC-SHA256 (SigV4); SigV2 cannot sign their chunks."
+        )
+    return AuthContext(
+        access_key=v2.access_key,
+        presigned=v2.form == "query",
+        amz_date="",
+        region="",
+        scope="",
+        signing_key=b"",
+        signature="",
+        payload_hash=payload_hash,
+        # SigV2 canonicalises values its own way: forward them exactly as received.
+        signed_headers=(),
+        scheme="sigv2",
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from . import auth, chunked, errors, sigv4
+from . import auth, chunked, errors, sigv2, sigv4
 from .auth import AuthContext
 from .body import BodySpec
 from .checksums import (
@@ -31,7 +31,7 @@ from .checksums import (
     declared_checksum,
     new_checksum,
 )
-from .classify import Op, Target
+from .classify import Op, Target, selects_operation
 from .complete_xml import strip_part_checksums
 from .head import CONTENT_LENGTH, CONTENT_SHA256, DECODED_CONTENT_LENGTH, RequestHead
 from .integrity import (
@@ -101,6 +101,8 @@ def unverified(target: Target, head: RequestHead, policy: Policy) -> Unverified 
 # Query parameters that authenticate a presigned URL (SigV4 X-Amz-*, SigV2's trio): the
 # store gets s3shim's own header signature, or (unverified) no credentials at all.
 _SIGV2_QUERY = frozenset({"AWSAccessKeyId", "Signature"})
+# Also written by SigV2 presigners; the signed values are the headers of those names.
+_SIGV2_QUERY_ALSO = frozenset({"Expires", "content-type", "content-md5"})
 
 
 def _upstream_query(
@@ -113,7 +115,7 @@ def _upstream_query(
     for k, v in head.query:
         if presigned and k.startswith("X-Amz-"):
             continue
-        if sigv2 and (k in _SIGV2_QUERY or k == "Expires"):
+        if sigv2 and (k in _SIGV2_QUERY or k in _SIGV2_QUERY_ALSO):
             continue
         if k.lower() in RESERVED_HEADERS:
             continue
@@ -226,6 +228,35 @@ def body_spec(op: Op, ctx: AuthContext | None, head: RequestHead) -> BodySpec:
     )
 
 
+def _sigv2_head(head: RequestHead, ctx: AuthContext) -> RequestHead:
+    """A SigV2 request as s3shim forwards it, refusing what SigV2 leaves open to tampering.
+
+    SigV2 signs only the sub-resources it knew of in 2006 (``sigv2.SUBRESOURCES``): any other
+    parameter that selects an operation (``?encryption``, ``?publicAccessBlock``, ...) could be
+    added to a captured request by anyone, and s3shim would re-sign it with a store key.
+    Those are refused; listing parameters (``prefix``, ``max-keys``, ...) only filter a read
+    the signature allowed, and pass as they do to a store that speaks SigV2.
+    The query form's ``x-amz-*`` parameters are covered as amz headers: the store gets them
+    as headers, since s3shim signs it a header request.
+    """
+    form: sigv2.Form = "query" if ctx.presigned else "header"
+    open_ops = [n for n in sigv2.uncovered_query(head.raw_query, form) if selects_operation(n)]
+    if open_ops:
+        raise errors.access_denied(
+            f"SigV2 does not sign the '{open_ops[0]}' sub-resource; sign with AWS4-HMAC-SHA256."
+        )
+    if not ctx.presigned:
+        return head
+    hoisted = [(k.lower(), v) for k, v in head.query if k.lower().startswith("x-amz-")]
+    if not hoisted:
+        return head
+    headers = {n: list(v) for n, v in head.headers.items()}
+    for name, value in hoisted:
+        headers.setdefault(name, []).append(value)
+    query = tuple((k, v) for k, v in head.query if not k.lower().startswith("x-amz-"))
+    return RequestHead(head.method, head.raw_path, head.raw_query, query, headers, head.has_body)
+
+
 def plan(
     target: Target, ctx: AuthContext | None, head: RequestHead, policy: Policy
 ) -> UpstreamPlan:
@@ -234,6 +265,8 @@ def plan(
     ``ctx`` is what verification proved, or None for a request forwarded unsigned
     (:func:`unverified`): the flags and the body checks apply to it all the same.
     """
+    if ctx is not None and ctx.scheme == "sigv2":
+        head = _sigv2_head(head, ctx)
     spec = body_spec(target.op, ctx, head)
     signed = ctx.signed_headers if ctx is not None else ()
     fwd, fired = forward_headers(

@@ -25,9 +25,9 @@ from aiohttp.web_request import BaseRequest
 from multidict import CIMultiDict
 from yarl import URL
 
-from . import auth, chunked, errors, logs, sigv4
+from . import auth, chunked, errors, logs, sigv2, sigv4
 from .body import BodyPipeline
-from .classify import classify
+from .classify import bucket_from_host, classify
 from .config import Config
 from .head import RequestHead, parse_head
 from .metrics import Metrics
@@ -179,20 +179,37 @@ class Proxy:
             self.log.info("request", **line)
 
     def _authenticate(self, head: RequestHead, rec: RequestRecord) -> auth.AuthContext:
+        now = datetime.now(UTC)
         try:
-            ctx = auth.verify(
-                method=head.method,
-                raw_path=head.raw_path,
-                query=head.query,
-                headers=head.headers,
-                lookup=self.config.secret_for,
-                regions=None,  # any region: it only feeds the signing key
-                now=datetime.now(UTC),
-            )
+            if sigv2.is_sigv2(head.headers, head.raw_query):
+                if not self.policy.allow_sigv2:
+                    raise errors.access_denied(
+                        "SigV2 is not accepted; sign with AWS4-HMAC-SHA256 (SigV4)."
+                    )
+                v2 = sigv2.verify(
+                    method=head.method,
+                    raw_path=head.raw_path,
+                    raw_query=head.raw_query,
+                    headers=head.headers,
+                    lookup=self.config.secret_for,
+                    now=now,
+                    bucket_from_host=bucket_from_host(head.host, self.config.domains),
+                )
+                ctx = auth.from_sigv2(v2, head.headers)
+            else:
+                ctx = auth.verify(
+                    method=head.method,
+                    raw_path=head.raw_path,
+                    query=head.query,
+                    headers=head.headers,
+                    lookup=self.config.secret_for,
+                    regions=None,  # any region: it only feeds the signing key
+                    now=now,
+                )
         except errors.S3Error as err:
             rec.auth_failure = err.code
             raise
-        rec.access_key = ctx.access_key
+        rec.access_key, rec.auth = ctx.access_key, ctx.kind
         return ctx
 
     async def _handle(self, request: BaseRequest, rec: RequestRecord) -> web.StreamResponse:
@@ -210,9 +227,7 @@ class Proxy:
         rec.op, rec.bucket = target.op.value, target.bucket
         mode = unverified(target, head, self.policy)
         ctx = None if mode is not None else self._authenticate(head, rec)
-        if ctx is not None:
-            rec.auth = "presigned" if ctx.presigned else "sigv4"
-        elif mode is not None:
+        if mode is not None:
             rec.auth = mode.value
         p = plan(target, ctx, head, self.policy)
         if p.spec.framing is not None:

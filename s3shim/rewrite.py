@@ -106,6 +106,8 @@ class Policy:
     disable_checksums: bool
     # Forward requests that carry no auth at all, unsigned (the store's ACLs decide).
     allow_anonymous: bool = True
+    # Verify SigV2 (header and query) and re-sign it as SigV4; off: refuse it.
+    allow_sigv2: bool = True
     # Store s3shim's checksum with each object it verified (integrity.py), and check full
     # reads against it.
     record_checksums: bool = False

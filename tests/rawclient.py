@@ -76,10 +76,16 @@ def send(
     query: list[tuple[str, str]] | None = None,
     body: bytes | Iterable[bytes] = b"",
     timeout: float = 30,
+    raw_query: str | None = None,
 ) -> Reply:
+    """Send exactly these headers (and Host); ``raw_query`` is used as sent, unquoted."""
     parts = urlsplit(endpoint)
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
-    qs = "&".join(f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in query or [])
+    qs = (
+        raw_query
+        if raw_query is not None
+        else "&".join(f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in query or [])
+    )
     target = path + ("?" + qs if qs else "")
     try:
         conn.putrequest(method, target, skip_host=True, skip_accept_encoding=True)

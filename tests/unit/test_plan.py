@@ -384,3 +384,41 @@ def test_sigv2_query_parameters_never_reach_the_store() -> None:
     h = head("GET", "/b/k?AWSAccessKeyId=a&Expires=1&Signature=s&versionId=v", has_body=False)
     p = plan(target(Op.GET_OBJECT), ctx(presigned=True), h, ON)
     assert p.query == (("versionId", "v"),)
+
+
+# ---------------------------------------------------------------- SigV2
+
+
+def v2ctx(presigned: bool) -> AuthContext:
+    return AuthContext(
+        "AK", presigned, "", "", "", b"", "", sigv4.UNSIGNED_PAYLOAD, (), scheme="sigv2"
+    )
+
+
+@pytest.mark.parametrize("param", ["encryption", "publicAccessBlock", "retention", "legal-hold"])
+def test_sigv2_refuses_an_unsigned_sub_resource(param: str) -> None:
+    h = head("GET", f"/b/k?{param}", has_body=False, authorization="AWS AK:sig")
+    with pytest.raises(errors.S3Error) as e:
+        plan(target(Op.OBJECT_SUBRESOURCE), v2ctx(False), h, ON)
+    assert (e.value.status, e.value.code) == (403, "AccessDenied")
+
+
+def test_sigv2_passes_listing_parameters_and_signed_sub_resources() -> None:
+    h = head("GET", "/b?prefix=a&max-keys=2&acl", has_body=False, authorization="AWS AK:sig")
+    p = plan(Target(Op.BUCKET_SUBRESOURCE, "b", None, "/b"), v2ctx(False), h, ON)
+    assert dict(p.query) == {"prefix": "a", "max-keys": "2", "acl": ""}
+
+
+def test_sigv2_query_amz_parameters_become_headers_and_auth_parameters_vanish() -> None:
+    h = head(
+        "PUT",
+        "/b/k?AWSAccessKeyId=AK&Expires=9&Signature=s&x-amz-acl=public-read"
+        "&x-amz-server-side-encryption=AES256&content-type=text/plain",
+        content_length="3",
+    )
+    p = plan(target(), v2ctx(True), h, ON)
+    assert p.query == ()
+    assert dict(p.headers)["x-amz-acl"] == "public-read"
+    assert "x-amz-server-side-encryption" not in dict(p.headers) and Group.SSE in p.rewrites
+    off = plan(target(), v2ctx(True), h, OFF)
+    assert dict(off.headers)["x-amz-server-side-encryption"] == "AES256"
