@@ -246,7 +246,7 @@ def test_requests_encoder() -> None:
         files={"file": ("ünï.txt", b"hello\r\n--", "text/plain")},
     ).prepare()
     assert isinstance(req.body, bytes)
-    boundary = pf.boundary_from_content_type(req.headers["Content-Type"])
+    boundary = pf.boundary_from_content_type(str(req.headers["Content-Type"]))
     got = parse(req.body, [len(req.body) // 2], boundary=boundary)
     assert [(f.name, f.value) for f in got.fields] == [
         ("key", b"k"),
@@ -384,6 +384,7 @@ def test_head_limit_is_exact() -> None:
     head = parse(body).file
     assert head is not None
     parse(body, limits=pf.Limits(head_bytes=head.head_length))
+    cuts: Sequence[int]
     for cuts in ([], range(1, len(body))):
         with pytest.raises(S3Error) as exc:
             parse(body, cuts, limits=pf.Limits(head_bytes=head.head_length - 1))
@@ -442,6 +443,7 @@ def test_tail_limit() -> None:
     body = form([("key", b"k")], b"f", after=[("submit", b"x" * 100)])
     tail = len(parse(body).tail)
     parse(body, limits=pf.Limits(tail_bytes=tail))
+    cuts: Sequence[int]
     for cuts in ([], range(1, len(body))):
         with pytest.raises(S3Error) as exc:
             parse(body, cuts, limits=pf.Limits(tail_bytes=tail - 1))
