@@ -175,3 +175,53 @@ async def test_aws_chunked_without_a_decoded_length_is_411_and_never_reaches_the
     r = await shim.client.send("PUT", "/b/k", signed, body)
     assert (r.status, r.code) == (411, "MissingContentLength")
     assert shim.store.connections_opened == 0 and shim.store.received == []
+
+
+def _complete_xml(parts: int) -> bytes:
+    items = "".join(
+        f"<Part><PartNumber>{n}</PartNumber><ETag>&quot;{n:032x}&quot;</ETag>"
+        f"<ChecksumCRC32>AAAAAA==</ChecksumCRC32></Part>"
+        for n in range(1, parts + 1)
+    )
+    return f"<CompleteMultipartUpload>{items}</CompleteMultipartUpload>".encode()
+
+
+COMPLETE = [("uploadId", "upload-1")]
+
+
+@pytest.mark.parametrize("parts", [2, 10_000], ids=["2-parts", "10000-parts"])
+async def test_flags_on_complete_xml_is_read_whole_stripped_and_signed_with_its_sha256(
+    shim_on: InProcessShim, parts: int
+) -> None:
+    xml = _complete_xml(parts)
+    assert (len(xml) > MiB) == (parts > 2)  # past the small-body bound, still read whole
+    r = await shim_on.client.request("POST", "/b/k", query=COMPLETE, body=xml)
+    assert r.status == 200
+    (rec,) = shim_on.store.received
+    assert rec.complete and b"Checksum" not in rec.body
+    assert rec.body.count(b"<Part>") == parts
+    assert f"<PartNumber>{parts}</PartNumber>".encode() in rec.body
+    assert rec.header("x-amz-content-sha256") == sha256_hex(rec.body)
+    assert rec.header("content-length") == str(len(rec.body))
+    assert store_signature_valid(rec)
+    (line,) = await shim_on.logs.request_lines()
+    assert line["op"] == "CompleteMultipartUpload" and line["rewrites"] == ["checksum"]
+
+
+async def test_flags_off_complete_xml_is_forwarded_as_sent(shim_off: InProcessShim) -> None:
+    xml = _complete_xml(10_000)
+    r = await shim_off.client.request("POST", "/b/k", query=COMPLETE, body=xml)
+    assert r.status == 200
+    (rec,) = shim_off.store.received
+    assert rec.complete and rec.body == xml
+    assert rec.header("x-amz-content-sha256") == "UNSIGNED-PAYLOAD"  # large: streamed
+
+
+async def test_flags_on_complete_xml_over_its_bound_never_reaches_the_store(
+    shim_on: InProcessShim,
+) -> None:
+    xml = _complete_xml(32_000)
+    assert len(xml) > 4 * MiB
+    r = await shim_on.client.request("POST", "/b/k", query=COMPLETE, body=xml)
+    assert (r.status, r.code) == (400, "EntityTooLarge"), r.code
+    assert shim_on.store.connections_opened == 0 and shim_on.store.received == []

@@ -8,6 +8,7 @@ of answer, never how a real store answers.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 
 import pytest
@@ -108,6 +109,35 @@ async def test_a_complete_store_response_reaches_the_client_whole(shim: InProces
     assert line["bytes_out"] == len(body) and "stream_error" not in line
     # The store sent no request id: s3shim's fills in.
     assert r.header("x-amz-request-id") == line["request_id"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known defect: proxy._respond calls resp.prepare() outside its try, so a client "
+    "gone while the store commits is logged as a 500 InternalError with a traceback",
+)
+async def test_a_client_gone_while_a_slow_store_commits_is_logged_as_a_stream_error(
+    shim: InProcessShim,
+) -> None:
+    gate = asyncio.Event()  # the store answers only once the client has hung up
+    shim.store.script(Reply(200, (("ETag", '"e"'),), gate=gate))
+    data = payload(5000)
+    headers = shim.client.sign("PUT", "/b/k", body=data)
+    headers["content-length"] = str(len(data))
+    conn = await shim.client.connect()
+    await conn.send_head("PUT", "/b/k", headers)
+    await conn.send(data)
+    (rec,) = await shim.store.wait_done(1)
+    await conn.close()
+    gate.set()
+    (line,) = await shim.logs.request_lines()
+    # The upload was not cancelled with the client (handler_cancellation=False): the store
+    # got the whole body and answered, and the line says so.
+    assert rec.complete and rec.body == data
+    assert line["upstream_status"] == 200
+    # A client hanging up is not a bug of s3shim's.
+    assert "exc_type" not in line and line["level"] != "error"
+    assert line["status"] == 200 and line["stream_error"]
 
 
 PART = [("partNumber", "1"), ("uploadId", "upload-1")]
