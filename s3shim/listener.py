@@ -21,11 +21,12 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 from collections.abc import Awaitable, Callable, Hashable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 from aiohttp.http_exceptions import LineTooLong
+from aiohttp.streams import StreamReader
 from aiohttp.web_request import BaseRequest
 
 from . import errors, logs
@@ -247,25 +248,26 @@ class S3RequestHandler(web.RequestHandler):
     plain-text page, which would echo part of the request back.
     """
 
-    __slots__ = ("_busy", "_cut", "_s3server", "peer")
+    __slots__ = ("_body", "_cut", "_s3server", "peer")
 
     def __init__(self, manager: S3Server, peer: str | None, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
         self._s3server = manager
         self.peer = peer
-        self._busy: BaseRequest | None = None
+        self._body: StreamReader | None = None  # of the latest request started
         self._cut = False
 
     def data_received(self, data: bytes) -> None:
         if self._cut:
             return
-        # Head bytes: anything received while no request is being handled, or after the
-        # current request's body has ended (pipelined). Body bytes are bounded by aiohttp's
-        # flow control instead. A head's bytes are released when its request starts; a
-        # failed request closes the connection, so one unauthenticated head per connection
-        # is what a peer can hold.
-        busy = self._busy
-        if data and (busy is None or busy.content.is_eof()):
+        # Head bytes: anything received before the first request, or once the latest
+        # request's body has ended (the next head, kept-alive or pipelined). Body bytes
+        # (also those aiohttp reads to discard after a response) are bounded by aiohttp's flow
+        # control instead. A head's bytes are released when its request starts; a failed
+        # request closes the connection, so one unauthenticated head per connection is what
+        # a peer can hold.
+        body = self._body
+        if data and (body is None or body.is_eof()):
             victims = self._s3server.head_budget.charge(self, len(data))
             if victims:
                 self._s3server.cut(victims)
@@ -274,20 +276,19 @@ class S3RequestHandler(web.RequestHandler):
         super().data_received(data)
 
     def request_started(self, request: BaseRequest) -> None:
-        self._busy = request
+        # The body's reader, not the request: an idle kept-alive connection should not keep
+        # its last request's headers alive.
+        self._body = request.content
         self._s3server.head_budget.release(self)
-
-    def request_finished(self) -> None:
-        self._busy = None
 
     def cut_head(self, raw_response: bytes) -> None:
         """Answer 503 SlowDown mid-head and close (best effort: the peer is still sending).
 
-        A connection whose request is being answered (its charge is pipelined bytes) is only
-        closed: a response is already under way on it.
+        A connection that has had a request (its charge is a later head) is only closed: a
+        response may be under way on it.
         """
         self._cut = True
-        if self.transport is not None and self._busy is None:
+        if self.transport is not None and self._body is None:
             self.transport.write(raw_response)
         self.force_close()
 
@@ -357,10 +358,8 @@ class S3Server(web.Server):
     """A low-level aiohttp server (no router: every path is S3's) using S3RequestHandler,
     with the connection limits described in the module docstring.
 
-    ``max_connections``, if given, overrides ``limits.max_connections`` (the signature before
-    per-peer and head limits existed). ``on_relief`` is called when the open-connection
-    count falls to half of a peak (see :class:`PeakTracker`): the process hands freed memory
-    back then.
+    ``on_relief`` is called when the open-connection count falls to half of a peak (see
+    :class:`PeakTracker`): the process hands freed memory back then.
     """
 
     def __init__(
@@ -368,7 +367,6 @@ class S3Server(web.Server):
         handler: Callable[[BaseRequest], Awaitable[web.StreamResponse]],
         *,
         limits: Limits | None = None,
-        max_connections: int | None = None,
         metrics: Metrics | None = None,
         on_relief: Callable[[], None] | None = None,
         handler_cancellation: bool = False,
@@ -378,20 +376,13 @@ class S3Server(web.Server):
             protocol = request.protocol
             if isinstance(protocol, S3RequestHandler):
                 protocol.request_started(request)
-            try:
-                return await handler(request)
-            finally:
-                if isinstance(protocol, S3RequestHandler):
-                    protocol.request_finished()
+            return await handler(request)
 
         super().__init__(handle, handler_cancellation=handler_cancellation, **handler_kwargs)
         # Our own copies: aiohttp's are private.
         self.event_loop = asyncio.get_running_loop()
         self.handler_kwargs = handler_kwargs
-        limits = limits or Limits()
-        if max_connections is not None:
-            limits = replace(limits, max_connections=max_connections)
-        self.limits = limits
+        self.limits = limits = limits or Limits()
         self.admission = Admission(limits.max_connections, limits.max_per_peer)
         self.head_budget = HeadBudget(limits.head_budget)
         self.metrics = metrics
