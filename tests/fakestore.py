@@ -33,8 +33,8 @@ class Reply:
     status: int = 200
     headers: tuple[tuple[str, str], ...] = ()
     body: bytes = b""
-    # Declare Content-Length len(body) but send only this many bytes, then abort the
-    # connection (a store dying mid-response).
+    # Declare Content-Length len(body) (or chunked) but send only this many bytes, then
+    # end the connection (a store dying mid-response).
     cut_after: int | None = None
     chunked: bool = False  # send the body with chunked transfer coding, no Content-Length
     # A slow store: the reply is sent only once the test sets this event.

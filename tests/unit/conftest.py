@@ -209,13 +209,6 @@ class Conn:
             self.raw += exc.partial
             return False
 
-    async def at_eof(self) -> bool:
-        """True once the server closed the connection (nothing more to read)."""
-        async with asyncio.timeout(WAIT):
-            rest = await self.reader.read()
-        self.raw += rest
-        return rest == b""
-
     async def close(self) -> None:
         self.writer.close()
         with contextlib.suppress(OSError):
@@ -386,7 +379,7 @@ MakeShim = Callable[..., Awaitable[InProcessShim]]
 
 
 @pytest.fixture
-async def store() -> AsyncIterator[FakeStore]:
+async def fake_store() -> AsyncIterator[FakeStore]:
     s = FakeStore()
     await s.start()
     try:
@@ -396,10 +389,10 @@ async def store() -> AsyncIterator[FakeStore]:
 
 
 @pytest.fixture
-async def make_shim(
-    store: FakeStore, log_capture: LogCapture, tmp_path: Path
+async def make_inproc(
+    fake_store: FakeStore, log_capture: LogCapture, tmp_path: Path
 ) -> AsyncIterator[MakeShim]:
-    """``await make_shim(flags=True, upstream=None, **env)``: an in-process s3shim in
+    """``await make_inproc(flags=True, upstream=None, **env)``: an in-process s3shim in
     front of the fake store (or of ``upstream``), both flags set to ``flags``."""
     keys = tmp_path / "client-keys.json"
     keys.write_text(
@@ -422,33 +415,33 @@ async def make_shim(
             flags: bool = True, upstream: str | None = None, **env: str
         ) -> InProcessShim:
             cfg = config_mod.load(
-                argv=[], env=shim_env(upstream or store.url, keys, flags=flags, **env)
+                argv=[], env=shim_env(upstream or fake_store.url, keys, flags=flags, **env)
             )
             proxy, metrics, port = await stack.enter_async_context(serve_in_process(cfg))
             endpoint = f"http://127.0.0.1:{port}"
             return InProcessShim(
-                endpoint, store, cfg, metrics, proxy, log_capture, Client(endpoint)
+                endpoint, fake_store, cfg, metrics, proxy, log_capture, Client(endpoint)
             )
 
         yield make
 
 
 @pytest.fixture
-async def shim_on(make_shim: MakeShim) -> InProcessShim:
+async def inproc_on(make_inproc: MakeShim) -> InProcessShim:
     """Both flags true (AWS_S3_DISABLE_SSE, AWS_S3_DISABLE_CHECKSUMS): the Convex setup."""
-    return await make_shim(flags=True)
+    return await make_inproc(flags=True)
 
 
 @pytest.fixture
-async def shim_off(make_shim: MakeShim) -> InProcessShim:
+async def inproc_off(make_inproc: MakeShim) -> InProcessShim:
     """Both flags false: SSE and checksum headers reach the store."""
-    return await make_shim(flags=False)
+    return await make_inproc(flags=False)
 
 
 @pytest.fixture(params=[True, False], ids=["flags-on", "flags-off"])
-async def shim(make_shim: MakeShim, request: pytest.FixtureRequest) -> InProcessShim:
+async def inproc(make_inproc: MakeShim, request: pytest.FixtureRequest) -> InProcessShim:
     """Both configurations, for behaviour that must not depend on the flags."""
-    return await make_shim(flags=bool(request.param))
+    return await make_inproc(flags=bool(request.param))
 
 
 # -- independent checks of what the store received ----------------------------------------

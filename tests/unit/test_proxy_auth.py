@@ -16,6 +16,7 @@ from .conftest import (
     CLIENT_SECRET,
     REGION,
     STORE_KEY,
+    Client,
     InProcessShim,
     payload,
     store_signature_valid,
@@ -29,13 +30,13 @@ def _tampered(signature_header: str) -> str:
 
 
 async def test_a_bad_signature_with_expect_100_continue_is_403_without_100_continue(
-    shim: InProcessShim,
+    inproc: InProcessShim,
 ) -> None:
     data = payload(1000)
-    headers = shim.client.sign("PUT", "/b/k", body=data)
+    headers = inproc.client.sign("PUT", "/b/k", body=data)
     headers["authorization"] = _tampered(headers["authorization"])
     headers.update({"content-length": str(len(data)), "expect": "100-continue"})
-    conn = await shim.client.connect()
+    conn = await inproc.client.connect()
     try:
         await conn.send_head("PUT", "/b/k", headers)  # and no body: it was never invited
         r = await conn.response("PUT")
@@ -46,30 +47,30 @@ async def test_a_bad_signature_with_expect_100_continue_is_403_without_100_conti
         assert (r.header("connection") or "").lower() == "close"
     finally:
         await conn.close()
-    assert shim.store.connections_opened == 0 and shim.store.received == []
-    assert shim.metric("s3shim_auth_failures_total", reason="SignatureDoesNotMatch") == 1
-    (line,) = await shim.logs.request_lines()
+    assert inproc.store.connections_opened == 0 and inproc.store.received == []
+    assert inproc.metric("s3shim_auth_failures_total", reason="SignatureDoesNotMatch") == 1
+    (line,) = await inproc.logs.request_lines()
     assert line["auth_failure"] == "SignatureDoesNotMatch" and line["status"] == 403
 
 
 async def test_a_good_signature_with_expect_100_continue_is_invited_before_the_store_is_contacted(
-    shim: InProcessShim,
+    inproc: InProcessShim,
 ) -> None:
     data = payload(1000)
-    headers = shim.client.sign("PUT", "/b/k", body=data)
+    headers = inproc.client.sign("PUT", "/b/k", body=data)
     headers.update({"content-length": str(len(data)), "expect": "100-continue"})
-    conn = await shim.client.connect()
+    conn = await inproc.client.connect()
     try:
         await conn.send_head("PUT", "/b/k", headers)
         assert await conn.interim() == 100
         # Invited, and the store not yet contacted: a small body is verified first.
-        assert shim.store.connections_opened == 0
+        assert inproc.store.connections_opened == 0
         await conn.send(data)
         r = await conn.response("PUT")
     finally:
         await conn.close()
     assert r.status == 200
-    (rec,) = shim.store.received
+    (rec,) = inproc.store.received
     assert rec.complete and rec.body == data
     assert "expect" not in rec.names
 
@@ -84,47 +85,47 @@ async def test_a_good_signature_with_expect_100_continue_is_invited_before_the_s
     ],
 )
 async def test_an_unauthenticated_request_never_reaches_the_store(
-    shim: InProcessShim, how: str, status: int, code: str
+    inproc: InProcessShim, how: str, status: int, code: str
 ) -> None:
-    client = shim.client
+    client = inproc.client
     if how == "unknown-key":
-        client = type(client)(client.endpoint, "NOSUCHKEY", CLIENT_SECRET)
+        client = Client(client.endpoint, "NOSUCHKEY", CLIENT_SECRET)
     elif how == "wrong-secret":
-        client = type(client)(client.endpoint, CLIENT_KEY, "not-the-secret")
+        client = Client(client.endpoint, CLIENT_KEY, "not-the-secret")
     if how == "skewed":
         headers: dict[str, str] = client.sign("GET", "/b/k", amz_date=amz_now(-3600))
     else:
         headers = client.sign("GET", "/b/k")
     if how == "unsigned-amz-header":
         headers["x-amz-copy-source"] = "other/object"
-    r = await shim.client.send("GET", "/b/k", headers)
+    r = await inproc.client.send("GET", "/b/k", headers)
     assert (r.status, r.code) == (status, code)
-    assert shim.store.connections_opened == 0 and shim.store.received == []
-    assert shim.metric("s3shim_auth_failures_total", reason=code) == 1
-    assert shim.metric("s3shim_requests_total", operation="GetObject", status=str(status)) == 1
+    assert inproc.store.connections_opened == 0 and inproc.store.received == []
+    assert inproc.metric("s3shim_auth_failures_total", reason=code) == 1
+    assert inproc.metric("s3shim_requests_total", operation="GetObject", status=str(status)) == 1
 
 
 async def test_an_anonymous_request_reaches_the_store_with_no_credentials_at_all(
-    shim: InProcessShim,
+    inproc: InProcessShim,
 ) -> None:
     # The store's own ACLs decide (a public-read bucket); s3shim must not lend it its key.
-    r = await shim.client.send("GET", "/b/k", {})
+    r = await inproc.client.send("GET", "/b/k", {})
     assert r.status == 200
-    (rec,) = shim.store.received
+    (rec,) = inproc.store.received
     assert rec.target == "/b/k"
     assert not {"authorization", "x-amz-date", "x-amz-content-sha256"} & rec.names
     assert STORE_KEY not in repr(rec.headers)
-    (line,) = await shim.logs.request_lines()
+    (line,) = await inproc.logs.request_lines()
     assert line["auth"] == "anonymous" and "access_key" not in line
 
 
 async def test_a_presigned_get_reaches_the_store_header_signed_without_the_presign_query(
-    shim: InProcessShim,
+    inproc: InProcessShim,
 ) -> None:
     # botocore's presigner, not s3shim's signer: an independent client.
     s3 = boto3.client(
         "s3",
-        endpoint_url=shim.endpoint,
+        endpoint_url=inproc.endpoint,
         aws_access_key_id=CLIENT_KEY,
         aws_secret_access_key=CLIENT_SECRET,
         region_name=REGION,
@@ -135,11 +136,11 @@ async def test_a_presigned_get_reaches_the_store_header_signed_without_the_presi
         Params={"Bucket": "b", "Key": "k", "ResponseContentType": "text/plain"},
         ExpiresIn=300,
     )
-    path_and_query = url.removeprefix(shim.endpoint)
+    path_and_query = url.removeprefix(inproc.endpoint)
     assert "X-Amz-Signature=" in path_and_query
-    r = await shim.client.send("GET", path_and_query, {})
+    r = await inproc.client.send("GET", path_and_query, {})
     assert r.status == 200
-    (rec,) = shim.store.received
+    (rec,) = inproc.store.received
     assert rec.target == target("/b/k", [("response-content-type", "text/plain")])
     assert "X-Amz-" not in rec.target
     assert f"Credential={STORE_KEY}/" in (rec.header("authorization") or "")

@@ -26,13 +26,13 @@ MiB = 1024 * 1024
 
 @pytest.mark.parametrize("size", [0, 1, 1000, MiB], ids=["empty", "1B", "1000B", "1MiB"])
 async def test_a_small_body_is_read_whole_and_signed_with_its_real_sha256(
-    shim: InProcessShim, size: int
+    inproc: InProcessShim, size: int
 ) -> None:
     data = payload(size)
     # The client does not sign its payload: the sha256 the store sees is s3shim's own.
-    r = await shim.client.request("PUT", "/b/k", body=data, payload_hash="UNSIGNED-PAYLOAD")
+    r = await inproc.client.request("PUT", "/b/k", body=data, payload_hash="UNSIGNED-PAYLOAD")
     assert r.status == 200
-    (rec,) = shim.store.received
+    (rec,) = inproc.store.received
     assert rec.complete and rec.body == data
     assert rec.header("content-length") == str(size)
     assert rec.header("x-amz-content-sha256") == sha256_hex(data)
@@ -40,16 +40,16 @@ async def test_a_small_body_is_read_whole_and_signed_with_its_real_sha256(
     assert f"Credential={STORE_KEY}/" in (rec.header("authorization") or "")
     assert store_signature_valid(rec)
     assert not store_signature_valid(rec, secret=CLIENT_SECRET)  # re-signed, not relayed
-    (line,) = await shim.logs.request_lines()
+    (line,) = await inproc.logs.request_lines()
     assert line["op"] == "PutObject" and line["bytes_in"] == size and line["status"] == 200
 
 
 async def test_a_get_without_a_body_is_signed_as_empty_and_sends_no_length(
-    shim: InProcessShim,
+    inproc: InProcessShim,
 ) -> None:
-    r = await shim.client.request("GET", "/b/k")
+    r = await inproc.client.request("GET", "/b/k")
     assert r.status == 200
-    (rec,) = shim.store.received
+    (rec,) = inproc.store.received
     assert rec.method == "GET" and rec.body == b"" and rec.complete
     assert "content-length" not in rec.names
     assert rec.header("x-amz-content-sha256") == sha256_hex(b"")
@@ -58,20 +58,20 @@ async def test_a_get_without_a_body_is_signed_as_empty_and_sends_no_length(
 
 @pytest.mark.parametrize("size", [MiB + 1, 3 * MiB], ids=["1MiB+1", "3MiB"])
 async def test_a_large_body_is_streamed_unsigned_with_its_exact_length(
-    shim: InProcessShim, size: int
+    inproc: InProcessShim, size: int
 ) -> None:
     data = payload(size)
     # Signed with its real sha256 (s3shim verifies it), yet streamed as UNSIGNED-PAYLOAD:
     # s3shim cannot know the hash before the last byte, and the store needs the head first.
-    r = await shim.client.request("PUT", "/b/k", body=data)
+    r = await inproc.client.request("PUT", "/b/k", body=data)
     assert r.status == 200
-    (rec,) = shim.store.received
+    (rec,) = inproc.store.received
     assert rec.header("x-amz-content-sha256") == "UNSIGNED-PAYLOAD"
     assert rec.header("content-length") == str(size)
     assert "transfer-encoding" not in rec.names
     assert rec.complete and rec.body == data
     assert store_signature_valid(rec)
-    (line,) = await shim.logs.request_lines()
+    (line,) = await inproc.logs.request_lines()
     assert line["bytes_in"] == size
 
 
@@ -86,13 +86,13 @@ def _one_chunk_reframing(data: bytes) -> bytes:
 
 @pytest.mark.parametrize("framing", [UNSIGNED_TRAILER, SIGNED_TRAILER])
 async def test_flags_off_a_large_aws_chunked_body_with_a_trailer_checksum_is_reframed_as_one_chunk(
-    shim_off: InProcessShim, framing: str
+    inproc_off: InProcessShim, framing: str
 ) -> None:
     data = payload(MiB + 4096)
-    headers, body = aws_chunked(shim_off.client, "/b/k", data, framing, checksum=crc32_b64(data))
-    r = await shim_off.client.send("PUT", "/b/k", headers, body)
+    headers, body = aws_chunked(inproc_off.client, "/b/k", data, framing, checksum=crc32_b64(data))
+    r = await inproc_off.client.send("PUT", "/b/k", headers, body)
     assert r.status == 200
-    (rec,) = shim_off.store.received
+    (rec,) = inproc_off.store.received
     assert rec.header("x-amz-content-sha256") == UNSIGNED_TRAILER
     assert rec.header("content-encoding") == "aws-chunked"
     assert rec.header("x-amz-decoded-content-length") == str(len(data))
@@ -106,13 +106,13 @@ async def test_flags_off_a_large_aws_chunked_body_with_a_trailer_checksum_is_ref
 
 @pytest.mark.parametrize("framing", [UNSIGNED_TRAILER, SIGNED_TRAILER])
 async def test_flags_on_a_large_aws_chunked_body_reaches_the_store_as_the_plain_payload(
-    shim_on: InProcessShim, framing: str
+    inproc_on: InProcessShim, framing: str
 ) -> None:
     data = payload(MiB + 4096)
-    headers, body = aws_chunked(shim_on.client, "/b/k", data, framing, checksum=crc32_b64(data))
-    r = await shim_on.client.send("PUT", "/b/k", headers, body)
+    headers, body = aws_chunked(inproc_on.client, "/b/k", data, framing, checksum=crc32_b64(data))
+    r = await inproc_on.client.send("PUT", "/b/k", headers, body)
     assert r.status == 200
-    (rec,) = shim_on.store.received
+    (rec,) = inproc_on.store.received
     assert rec.header("x-amz-content-sha256") == "UNSIGNED-PAYLOAD"
     assert rec.header("content-length") == str(len(data))
     assert rec.complete and rec.body == data
@@ -125,20 +125,20 @@ async def test_flags_on_a_large_aws_chunked_body_reaches_the_store_as_the_plain_
     }
     assert not gone & rec.names
     assert store_signature_valid(rec)
-    (line,) = await shim_on.logs.request_lines()
+    (line,) = await inproc_on.logs.request_lines()
     assert line["framing"] == framing and line["rewrites"] == ["checksum"]
 
 
 async def test_flags_off_a_small_aws_chunked_trailer_checksum_is_handed_on_as_a_header(
-    shim_off: InProcessShim,
+    inproc_off: InProcessShim,
 ) -> None:
     data = payload(200_000)
     headers, body = aws_chunked(
-        shim_off.client, "/b/k", data, UNSIGNED_TRAILER, checksum=crc32_b64(data)
+        inproc_off.client, "/b/k", data, UNSIGNED_TRAILER, checksum=crc32_b64(data)
     )
-    r = await shim_off.client.send("PUT", "/b/k", headers, body)
+    r = await inproc_off.client.send("PUT", "/b/k", headers, body)
     assert r.status == 200
-    (rec,) = shim_off.store.received
+    (rec,) = inproc_off.store.received
     assert rec.complete and rec.body == data
     assert rec.header("x-amz-content-sha256") == sha256_hex(data)
     assert rec.header("x-amz-checksum-crc32") == crc32_b64(data)
@@ -148,33 +148,33 @@ async def test_flags_off_a_small_aws_chunked_trailer_checksum_is_handed_on_as_a_
 
 
 async def test_a_streamed_body_without_a_length_is_411_and_never_reaches_the_store(
-    shim: InProcessShim,
+    inproc: InProcessShim,
 ) -> None:
-    headers = shim.client.sign("PUT", "/b/k", payload_hash="UNSIGNED-PAYLOAD")
+    headers = inproc.client.sign("PUT", "/b/k", payload_hash="UNSIGNED-PAYLOAD")
     headers["transfer-encoding"] = "chunked"
-    r = await shim.client.send("PUT", "/b/k", headers, b"5\r\nhello\r\n0\r\n\r\n")
+    r = await inproc.client.send("PUT", "/b/k", headers, b"5\r\nhello\r\n0\r\n\r\n")
     assert (r.status, r.code) == (411, "MissingContentLength")
-    assert shim.store.connections_opened == 0 and shim.store.received == []
-    (line,) = await shim.logs.request_lines()
+    assert inproc.store.connections_opened == 0 and inproc.store.received == []
+    (line,) = await inproc.logs.request_lines()
     assert line["status"] == 411 and line["error"] == "MissingContentLength"
 
 
 async def test_aws_chunked_without_a_decoded_length_is_411_and_never_reaches_the_store(
-    shim: InProcessShim,
+    inproc: InProcessShim,
 ) -> None:
     data = payload(1000)
-    headers, body = aws_chunked(shim.client, "/b/k", data, UNSIGNED_TRAILER, checksum="")
+    headers, body = aws_chunked(inproc.client, "/b/k", data, UNSIGNED_TRAILER, checksum="")
     # Re-signed without x-amz-decoded-content-length (the header must be signed to be sent).
-    signed = shim.client.sign(
+    signed = inproc.client.sign(
         "PUT",
         "/b/k",
         headers={"content-encoding": "aws-chunked", "x-amz-trailer": "x-amz-checksum-crc32"},
         payload_hash=UNSIGNED_TRAILER,
     )
     signed["content-length"] = headers["content-length"]
-    r = await shim.client.send("PUT", "/b/k", signed, body)
+    r = await inproc.client.send("PUT", "/b/k", signed, body)
     assert (r.status, r.code) == (411, "MissingContentLength")
-    assert shim.store.connections_opened == 0 and shim.store.received == []
+    assert inproc.store.connections_opened == 0 and inproc.store.received == []
 
 
 def _complete_xml(parts: int) -> bytes:
@@ -191,37 +191,37 @@ COMPLETE = [("uploadId", "upload-1")]
 
 @pytest.mark.parametrize("parts", [2, 10_000], ids=["2-parts", "10000-parts"])
 async def test_flags_on_complete_xml_is_read_whole_stripped_and_signed_with_its_sha256(
-    shim_on: InProcessShim, parts: int
+    inproc_on: InProcessShim, parts: int
 ) -> None:
     xml = _complete_xml(parts)
     assert (len(xml) > MiB) == (parts > 2)  # past the small-body bound, still read whole
-    r = await shim_on.client.request("POST", "/b/k", query=COMPLETE, body=xml)
+    r = await inproc_on.client.request("POST", "/b/k", query=COMPLETE, body=xml)
     assert r.status == 200
-    (rec,) = shim_on.store.received
+    (rec,) = inproc_on.store.received
     assert rec.complete and b"Checksum" not in rec.body
     assert rec.body.count(b"<Part>") == parts
     assert f"<PartNumber>{parts}</PartNumber>".encode() in rec.body
     assert rec.header("x-amz-content-sha256") == sha256_hex(rec.body)
     assert rec.header("content-length") == str(len(rec.body))
     assert store_signature_valid(rec)
-    (line,) = await shim_on.logs.request_lines()
+    (line,) = await inproc_on.logs.request_lines()
     assert line["op"] == "CompleteMultipartUpload" and line["rewrites"] == ["checksum"]
 
 
-async def test_flags_off_complete_xml_is_forwarded_as_sent(shim_off: InProcessShim) -> None:
+async def test_flags_off_complete_xml_is_forwarded_as_sent(inproc_off: InProcessShim) -> None:
     xml = _complete_xml(10_000)
-    r = await shim_off.client.request("POST", "/b/k", query=COMPLETE, body=xml)
+    r = await inproc_off.client.request("POST", "/b/k", query=COMPLETE, body=xml)
     assert r.status == 200
-    (rec,) = shim_off.store.received
+    (rec,) = inproc_off.store.received
     assert rec.complete and rec.body == xml
     assert rec.header("x-amz-content-sha256") == "UNSIGNED-PAYLOAD"  # large: streamed
 
 
 async def test_flags_on_complete_xml_over_its_bound_never_reaches_the_store(
-    shim_on: InProcessShim,
+    inproc_on: InProcessShim,
 ) -> None:
     xml = _complete_xml(32_000)
     assert len(xml) > 4 * MiB
-    r = await shim_on.client.request("POST", "/b/k", query=COMPLETE, body=xml)
+    r = await inproc_on.client.request("POST", "/b/k", query=COMPLETE, body=xml)
     assert (r.status, r.code) == (400, "EntityTooLarge"), r.code
-    assert shim_on.store.connections_opened == 0 and shim_on.store.received == []
+    assert inproc_on.store.connections_opened == 0 and inproc_on.store.received == []

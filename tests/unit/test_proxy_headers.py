@@ -25,59 +25,59 @@ CHECKSUM = {"x-amz-checksum-crc32": crc32_b64(DATA), "x-amz-sdk-checksum-algorit
 OTHER = {"x-amz-meta-colour": "blue", "content-type": "text/plain", "cache-control": "no-cache"}
 
 
-async def _put_with_everything(shim: InProcessShim) -> None:
+async def _put_with_everything(inproc: InProcessShim) -> None:
     headers = {**SSE, **SSE_C, **CHECKSUM, **OTHER}
-    r = await shim.client.request("PUT", "/b/k", headers=headers, body=DATA)
+    r = await inproc.client.request("PUT", "/b/k", headers=headers, body=DATA)
     assert r.status == 200
 
 
 async def test_flags_on_sse_and_checksum_headers_are_dropped_and_counted(
-    shim_on: InProcessShim,
+    inproc_on: InProcessShim,
 ) -> None:
-    await _put_with_everything(shim_on)
-    (rec,) = shim_on.store.received
+    await _put_with_everything(inproc_on)
+    (rec,) = inproc_on.store.received
     assert not (SSE.keys() | CHECKSUM.keys()) & rec.names
     for name, value in {**SSE_C, **OTHER}.items():
         assert rec.values(name) == [value], name
     assert rec.body == DATA and store_signature_valid(rec)
-    assert shim_on.metric("s3shim_rewrites_total", kind="sse") == 1
-    assert shim_on.metric("s3shim_rewrites_total", kind="checksum") == 1
-    (line,) = await shim_on.logs.request_lines()
+    assert inproc_on.metric("s3shim_rewrites_total", kind="sse") == 1
+    assert inproc_on.metric("s3shim_rewrites_total", kind="checksum") == 1
+    (line,) = await inproc_on.logs.request_lines()
     assert line["rewrites"] == ["checksum", "sse"]
 
 
 async def test_flags_off_sse_and_checksum_headers_reach_the_store_unchanged(
-    shim_off: InProcessShim,
+    inproc_off: InProcessShim,
 ) -> None:
-    await _put_with_everything(shim_off)
-    (rec,) = shim_off.store.received
+    await _put_with_everything(inproc_off)
+    (rec,) = inproc_off.store.received
     for name, value in {**SSE, **SSE_C, **CHECKSUM, **OTHER}.items():
         assert rec.values(name) == [value], name
     assert rec.body == DATA and store_signature_valid(rec)
-    assert shim_off.metric("s3shim_rewrites_total", kind="sse") == 0
-    assert shim_off.metric("s3shim_rewrites_total", kind="checksum") == 0
-    (line,) = await shim_off.logs.request_lines()
+    assert inproc_off.metric("s3shim_rewrites_total", kind="sse") == 0
+    assert inproc_off.metric("s3shim_rewrites_total", kind="checksum") == 0
+    (line,) = await inproc_off.logs.request_lines()
     assert line["rewrites"] == []
 
 
-async def test_flags_on_a_get_loses_its_checksum_mode(shim_on: InProcessShim) -> None:
-    r = await shim_on.client.request("GET", "/b/k", headers={"x-amz-checksum-mode": "ENABLED"})
+async def test_flags_on_a_get_loses_its_checksum_mode(inproc_on: InProcessShim) -> None:
+    r = await inproc_on.client.request("GET", "/b/k", headers={"x-amz-checksum-mode": "ENABLED"})
     assert r.status == 200
-    (rec,) = shim_on.store.received
+    (rec,) = inproc_on.store.received
     assert "x-amz-checksum-mode" not in rec.names
 
 
-async def test_flags_off_a_get_keeps_its_checksum_mode(shim_off: InProcessShim) -> None:
-    r = await shim_off.client.request("GET", "/b/k", headers={"x-amz-checksum-mode": "ENABLED"})
+async def test_flags_off_a_get_keeps_its_checksum_mode(inproc_off: InProcessShim) -> None:
+    r = await inproc_off.client.request("GET", "/b/k", headers={"x-amz-checksum-mode": "ENABLED"})
     assert r.status == 200
-    (rec,) = shim_off.store.received
+    (rec,) = inproc_off.store.received
     assert rec.values("x-amz-checksum-mode") == ["ENABLED"]
 
 
 async def test_transport_and_address_headers_are_replaced_never_forwarded(
-    shim: InProcessShim,
+    inproc: InProcessShim,
 ) -> None:
-    headers = shim.client.sign("GET", "/b/k")
+    headers = inproc.client.sign("GET", "/b/k")
     headers.update(
         {
             "x-forwarded-for": "10.0.0.1",
@@ -87,12 +87,12 @@ async def test_transport_and_address_headers_are_replaced_never_forwarded(
             "te": "trailers",
         }
     )
-    r = await shim.client.send("GET", "/b/k", headers)
+    r = await inproc.client.send("GET", "/b/k", headers)
     assert r.status == 200
-    (rec,) = shim.store.received
+    (rec,) = inproc.store.received
     assert not {"x-forwarded-for", "forwarded", "x-real-ip", "proxy-authorization", "te"} & (
         rec.names
     )
-    assert rec.header("host") == shim.config.upstream_host
+    assert rec.header("host") == inproc.config.upstream_host
     assert rec.values("authorization") != [headers["authorization"]]
     assert store_signature_valid(rec)
