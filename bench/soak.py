@@ -1596,6 +1596,9 @@ def table(summary: Summary) -> str:
 
 
 def _commit() -> str:
+    """The commit measured: git's, or SOAK_COMMIT for a tree exported with git archive."""
+    if os.environ.get("SOAK_COMMIT"):
+        return os.environ["SOAK_COMMIT"]
     with contextlib.suppress(OSError, subprocess.SubprocessError):
         out = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"],

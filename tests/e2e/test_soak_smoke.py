@@ -327,7 +327,10 @@ def test_soak_smoke(rgw_store: Store, tmp_path: Path) -> None:
     for kind in soak.FAULT_KINDS:
         assert summary.fired(kind) > 0, (kind, report)
     assert summary.restarts == summary.faults["sigterm"]["fired"] > 0
-    assert summary.drains.get("drained and stopped", 0) == summary.restarts, report
+    # Every SIGTERMed s3shim exited by itself, with its "stopped" line (whether requests
+    # outlasted the grace period depends on the machine's load, so that is only reported).
+    assert sum(summary.drains.values()) == summary.restarts, report
+    assert not {"did not exit in time", "exited without 'stopped'"} & set(summary.drains), report
     # And the outcomes the faults should produce are there: refusals, stores, cut reads.
     assert summary.classes["IDENTICAL"] > 0 and summary.classes["ABSENT"] > 0, report
     assert summary.classes["READ-OK"] > 0 and summary.classes["READ-CUT"] > 0, report
