@@ -348,7 +348,9 @@ class Config:
         text,
         default="us-east-1",
         fallback_env=("AWS_DEFAULT_REGION",),
-        help="Region clients sign for (checked in their credential scope).",
+        help="The deployment's region: what s3shim signs for towards the store unless "
+        "S3SHIM_UPSTREAM_REGION says otherwise. Clients may sign for any region unless "
+        "S3SHIM_ALLOWED_REGIONS restricts it.",
     )
     upstream_region: str = setting(
         "S3SHIM_UPSTREAM_REGION",
@@ -389,6 +391,49 @@ class Config:
         help="true: s3shim verifies the flexible checksums itself and drops them "
         "(x-amz-checksum-*, x-amz-sdk-checksum-algorithm, x-amz-trailer, ...) before the "
         "store; UploadPart responses get the checksum back.",
+    )
+    allowed_regions: tuple[str, ...] = setting(
+        "S3SHIM_ALLOWED_REGIONS",
+        "--allowed-regions",
+        comma_list(),
+        show=lambda c: list(c.allowed_regions) or "any",
+        help="Comma-separated credential-scope regions clients may sign for. Default: any "
+        "(the region only feeds the signing key, so every region proves the same; s3cmd, "
+        "restic and the MinIO clients sign with the store's zonegroup name, e.g. 'default').",
+    )
+    allow_anonymous: bool = setting(
+        "S3SHIM_ALLOW_ANONYMOUS",
+        "--allow-anonymous",
+        boolean,
+        default="true",
+        help="true: requests with no auth at all are forwarded with no credentials, so the "
+        "store's ACLs and bucket policies decide (public objects). false: refused with "
+        "403 AccessDenied before the store sees them.",
+    )
+    allow_sigv2: bool = setting(
+        "S3SHIM_ALLOW_SIGV2",
+        "--allow-sigv2",
+        boolean,
+        default="true",
+        help="true: SigV2 requests (Authorization: AWS ..., AWSAccessKeyId URLs, SigV2 forms) "
+        "are verified and re-signed as SigV4. false: refused with 403 AccessDenied.",
+    )
+    record_checksums: bool | None = setting(
+        "S3SHIM_RECORD_CHECKSUMS",
+        "--record-checksums",
+        tristate,
+        default="auto",
+        help="Store s3shim's verified checksum with each PutObject as "
+        "x-amz-meta-s3shim-checksum. auto: on when --disable-checksums is true.",
+    )
+    verify_reads: bool | None = setting(
+        "S3SHIM_VERIFY_READS",
+        "--verify-reads",
+        tristate,
+        default="auto",
+        help="Check every full GetObject against the recorded checksum (the connection is cut "
+        "on a mismatch) and answer checksum-mode requests with it. auto: on when "
+        "--disable-checksums is true.",
     )
     domains: tuple[str, ...] = setting(
         "S3SHIM_DOMAIN",

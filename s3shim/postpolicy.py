@@ -312,7 +312,7 @@ class _V4Credential:
     region: str
 
 
-def _v4_credential(value: str, region: str) -> _V4Credential:
+def _v4_credential(value: str, region: str | None) -> _V4Credential:
     parts = value.split("/")
     if (
         len(parts) != 5
@@ -325,7 +325,7 @@ def _v4_credential(value: str, region: str) -> _V4Credential:
             "The x-amz-credential form field is malformed; expecting "
             "'<key>/<yyyymmdd>/<region>/s3/aws4_request'."
         )
-    if parts[2] != region:
+    if region is not None and parts[2] != region:
         raise errors.invalid_argument(
             f"The authorization region '{parts[2]}' is wrong; expecting '{region}'."
         )
@@ -340,7 +340,7 @@ def _secret(lookup: SecretLookup, access_key: str) -> str:
 
 
 def _verify_v4(
-    form: Mapping[str, Field], policy_b64: bytes, lookup: SecretLookup, region: str
+    form: Mapping[str, Field], policy_b64: bytes, lookup: SecretLookup, region: str | None
 ) -> str:
     cred = _v4_credential(_text(form, _CREDENTIAL), region)
     amz_date = _text(form, _DATE)
@@ -371,9 +371,12 @@ def _verify_v2(form: Mapping[str, Field], policy_b64: bytes, lookup: SecretLooku
 
 
 def verify(
-    fields: Sequence[Field], *, lookup: SecretLookup, region: str, now: datetime
+    fields: Sequence[Field], *, lookup: SecretLookup, region: str | None, now: datetime
 ) -> VerifiedForm:
     """Check a form's signature and expiration with the client key table.
+
+    ``region``: the one credential region accepted, or None for any (the region only feeds
+    the signing key, as with header signatures).
 
     The signature is checked before the policy is even decoded, so a client without a key
     learns nothing from s3shim about what it would accept.
@@ -426,14 +429,18 @@ def declared_checksum(fields: Iterable[Field]) -> checksums.ExpectedChecksum | N
 
 
 def _removed(field: str | None, flags: rewrite.Policy) -> bool:
-    return field is not None and (field in AUTH_FIELDS or flags.is_dropped(field) is not None)
+    return field is not None and (
+        field in AUTH_FIELDS
+        or field in rewrite.RESERVED_HEADERS
+        or flags.is_dropped(field) is not None
+    )
 
 
 def rewrite_for_store(
     fields: Sequence[Field],
     verified: VerifiedForm,
     *,
-    creds: sigv4.Credentials,
+    creds: sigv4.Credentials | None,
     region: str,
     now: datetime,
     flags: rewrite.Policy,
@@ -447,6 +454,8 @@ def rewrite_for_store(
     fired: set[rewrite.Group] = set()
     kept: list[Field] = []
     for f in fields:
+        if f.key in rewrite.RESERVED_HEADERS:
+            continue  # a client never plants s3shim's own metadata (integrity.py)
         group = flags.is_dropped(f.key)
         if group is None:
             kept.append(f)
@@ -455,6 +464,8 @@ def rewrite_for_store(
     document = verified.document
     if verified.kind is AuthKind.ANONYMOUS or document is None:
         return StoreForm(tuple(kept), None, None, checksum, frozenset(fired))
+    if creds is None:
+        raise ValueError("a signed form needs the store's credentials")
 
     for cond in document.conditions:
         if not _removed(cond.field, flags):

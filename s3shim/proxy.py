@@ -123,12 +123,16 @@ class Proxy:
         self.metrics = metrics
         self.session = session
         self.active = 0  # requests being handled, for draining on SIGTERM
+        auto = config.disable_checksums  # what the tri-state integrity settings follow
         self.policy = Policy(
             config.disable_sse,
             config.disable_checksums,
-            record_checksums=config.disable_checksums,
-            verify_reads=config.disable_checksums,
+            allow_anonymous=config.allow_anonymous,
+            allow_sigv2=config.allow_sigv2,
+            record_checksums=auto if config.record_checksums is None else config.record_checksums,
+            verify_reads=auto if config.verify_reads is None else config.verify_reads,
         )
+        self.regions = frozenset(config.allowed_regions) or None
         self.log = logs.get()
 
     async def handle(self, request: BaseRequest) -> web.StreamResponse:
@@ -203,7 +207,7 @@ class Proxy:
                     query=head.query,
                     headers=head.headers,
                     lookup=self.config.secret_for,
-                    regions=None,  # any region: it only feeds the signing key
+                    regions=self.regions,  # None: any (it only feeds the signing key)
                     now=now,
                 )
         except errors.S3Error as err:
@@ -401,8 +405,8 @@ class Proxy:
                 resp.headers.add(name, value)
             if "Content-Length" in upstream.headers:
                 resp.content_length = int(upstream.headers["Content-Length"])
-            await resp.prepare(request)
             try:
+                await resp.prepare(request)
                 if request.method != "HEAD" and upstream.status not in (204, 304):
                     while (piece := await _next_buffer(upstream.content)) is not None:
                         if verifier is not None:

@@ -86,7 +86,9 @@ def test_the_default_presigned_url_is_sigv2_and_works_through_s3shim(
         assert "AWSAccessKeyId=" in url and "Signature=" in url  # SigV2, as users get it
         results.append(fetch(url))
     assert results[0] == results[1] == (200, b"presigned v2 body")
-    line = next(e for e in shim2.log_entries(until="sigv2") if e.get("auth") == "sigv2-presigned")
+    line = next(
+        e for e in shim2.log_entries(until="sigv2-presigned") if e.get("auth") == "sigv2-presigned"
+    )
     assert line["status"] == 200
 
 
