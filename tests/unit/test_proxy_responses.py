@@ -111,11 +111,6 @@ async def test_a_complete_store_response_reaches_the_client_whole(inproc: InProc
     assert r.header("x-amz-request-id") == line["request_id"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known defect: proxy._respond calls resp.prepare() outside its try, so a client "
-    "gone while the store commits is logged as a 500 InternalError with a traceback",
-)
 async def test_a_client_gone_while_a_slow_store_commits_is_logged_as_a_stream_error(
     inproc: InProcessShim,
 ) -> None:
