@@ -38,6 +38,7 @@ class Op(enum.Enum):
     LIST_PARTS = "ListParts"
     OBJECT_SUBRESOURCE = "ObjectSubresource"  # ?acl, ?tagging, ?retention, ...
     CORS_PREFLIGHT = "CorsPreflight"  # OPTIONS: a browser asking before a cross-origin call
+    POST_OBJECT = "PostObject"  # a browser form upload: POST /bucket, multipart/form-data
 
     @property
     def traits(self) -> OpTraits:
@@ -56,6 +57,8 @@ class OpTraits:
     body_checksum: bool = True
     # The body is CompleteMultipartUpload XML, whose per-part checksums the flag removes.
     complete_xml: bool = False
+    # Authenticated by form fields in the body (a POST policy), not by the request head.
+    form_upload: bool = False
 
 
 _DEFAULT_TRAITS = OpTraits()
@@ -66,6 +69,7 @@ _TRAITS = {
     Op.COPY_OBJECT: OpTraits(body_checksum=False),
     Op.UPLOAD_PART_COPY: OpTraits(body_checksum=False),
     Op.CORS_PREFLIGHT: OpTraits(body_checksum=False),
+    Op.POST_OBJECT: OpTraits(body_checksum=False, form_upload=True),
 }
 
 
@@ -175,9 +179,12 @@ def _bucket_op(method: str, params: set[str]) -> Op:
     simple = {"HEAD": Op.HEAD_BUCKET, "PUT": Op.CREATE_BUCKET, "DELETE": Op.DELETE_BUCKET}
     if method in simple:
         return simple[method]
-    # A bare POST to a bucket is a browser form upload (POST policy): not SigV4-signed in a
-    # way s3shim can verify, so it is refused rather than guessed at.
-    raise errors.not_implemented("POST Object (browser form upload) is not supported by s3shim.")
+    if method == "POST":
+        # A bare POST to a bucket is a browser form upload, signed by its policy fields.
+        return Op.POST_OBJECT
+    raise errors.S3Error(
+        "MethodNotAllowed", "The specified method is not allowed against this resource.", 405
+    )
 
 
 def _object_op(method: str, params: set[str], headers: frozenset[str]) -> Op:

@@ -71,6 +71,9 @@ class BodyMode(enum.Enum):
     # As STREAM, but re-framed as one unsigned-trailer aws-chunked chunk so the store gets
     # the verified trailer checksum (flags off, a streamed body whose checksum came last).
     REFRAME = "reframe"
+    # A POST-policy form: its fields are verified and re-signed, the file streams through
+    # (formupload.py); the request head itself carries no credentials.
+    FORM = "form"
 
 
 class Unverified(enum.Enum):
@@ -430,3 +433,25 @@ def read_verifier(
         return None
     recorded = _recorded(upstream)
     return ReadVerifier(*recorded) if recorded is not None else None
+
+
+def form_plan(target: Target, head: RequestHead, policy: Policy) -> UpstreamPlan:
+    """A browser form upload: the head is forwarded as for an unsigned request (the form's
+    own fields carry the store's signature, see formupload.py); the body length is the
+    re-signed form's, known once its fields are read (:func:`form_headers`)."""
+    fwd, fired = forward_headers(_as_verified(head, ()), policy)
+    return UpstreamPlan(
+        op=target.op,
+        body=BodyMode.FORM,
+        spec=BodySpec(length=None),
+        headers=tuple(fwd),
+        payload_hash=None,
+        path=target.upstream_path,
+        query=head.query,
+        rewrites=fired,
+        sign=False,
+    )
+
+
+def form_headers(p: UpstreamPlan, content_length: int) -> tuple[tuple[str, str], ...]:
+    return (*p.headers, (CONTENT_LENGTH, str(content_length)))

@@ -16,7 +16,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 from aiohttp import web
@@ -27,14 +27,17 @@ from yarl import URL
 
 from . import auth, chunked, errors, logs, sigv2, sigv4
 from .body import BodyPipeline
-from .classify import bucket_from_host, classify
+from .classify import Target, bucket_from_host, classify
 from .config import Config
-from .head import RequestHead, parse_head
+from .formupload import FormUpload
+from .head import CONTENT_LENGTH, RequestHead, parse_head
 from .metrics import Metrics
 from .plan import (
     BodyMode,
     UpstreamPlan,
     finish_whole,
+    form_headers,
+    form_plan,
     plan,
     read_verifier,
     response_headers,
@@ -44,6 +47,13 @@ from .rewrite import REQUEST_ID_HEADER, SERVER_NAME, Policy
 
 READ_SIZE = 256 * 1024  # measured sweet spot for throughput vs per-stream memory
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+class _Refusable(Protocol):
+    """A request body's checker: why it refused the body, once it has."""
+
+    @property
+    def failure(self) -> errors.S3Error | None: ...
 
 
 def new_request_id() -> str:
@@ -229,6 +239,8 @@ class Proxy:
             self.config.domains,
         )
         rec.op, rec.bucket = target.op.value, target.bucket
+        if target.op.traits.form_upload:
+            return await self._post_object(request, head, target, rec)
         mode = unverified(target, head, self.policy)
         ctx = None if mode is not None else self._authenticate(head, rec)
         if mode is not None:
@@ -262,7 +274,76 @@ class Proxy:
                 headers, payload_hash = p.headers, p.payload_hash
         creds = self.config.clients[ctx.access_key].upstream if ctx is not None else None
         upstream = await self._send(head, p, creds, headers, payload_hash, data, pipeline, rec)
-        return await self._respond(request, upstream, p, pipeline, rec, target.key)
+        return await self._respond(
+            request, upstream, p, pipeline.computed_checksum, rec, target.key
+        )
+
+    async def _post_object(
+        self, request: BaseRequest, head: RequestHead, target: Target, rec: RequestRecord
+    ) -> web.StreamResponse:
+        """A browser form upload: authenticated by its fields, which are read first."""
+        p = form_plan(target, head, self.policy)
+        length = head.single_values().get(CONTENT_LENGTH)
+        if length is None or not (length.isascii() and length.isdigit()):
+            raise errors.missing_content_length()
+        cfg = self.config
+        upload = FormUpload(
+            head.first("content-type"),
+            int(length),
+            lookup=cfg.secret_for,
+            store_creds=lambda key: cfg.clients[key].upstream,
+            store_region=cfg.upstream_region,
+            regions=self.regions,
+            policy=self.policy,
+            now=datetime.now(UTC),
+        )
+        # The form's signature is in the body: there is nothing to check before it is read.
+        if head.expects_continue and request.transport is not None:
+            request.transport.write(_CONTINUE)
+        body = aiter(self._client_body(request))
+        first = b""
+        try:
+            async for piece in body:
+                rec.bytes_in += len(piece)
+                first += upload.feed(piece)
+                if upload.store_form is not None:
+                    break
+            else:
+                upload.finish()  # the body ended before a file: refused
+        except errors.S3Error as err:
+            if upload.verified is None:
+                rec.auth_failure = err.code
+            else:
+                rec.integrity_failure = err.code
+            raise
+        assert upload.store_form is not None and upload.content_length is not None
+        rec.access_key = upload.access_key
+        rec.auth = "form-" + upload.verified.kind.value if upload.verified else None
+        rec.rewrites = tuple(sorted(g.value for g in p.rewrites | upload.store_form.dropped))
+
+        async def data() -> AsyncIterator[bytes]:
+            try:
+                if first:
+                    yield first
+                async for piece in body:
+                    rec.bytes_in += len(piece)
+                    out = upload.feed(piece)
+                    if out:
+                        yield out
+                tail = upload.finish()
+            except errors.S3Error as err:
+                if upload.failure is None:  # a timeout: the one refusal not raised by upload
+                    upload.failure = err
+                raise
+            except (aiohttp.ClientError, OSError) as exc:
+                upload.failure = errors.incomplete_body()
+                raise aiohttp.ClientPayloadError("the client's body ended early") from exc
+            if tail:
+                yield tail
+
+        headers = form_headers(p, upload.content_length)
+        upstream = await self._send(head, p, None, headers, "", data(), upload, rec)
+        return await self._respond(request, upstream, p, None, rec, target.key)
 
     async def _send(
         self,
@@ -272,7 +353,7 @@ class Proxy:
         headers: tuple[tuple[str, str], ...],
         payload_hash: str,
         data: bytes | AsyncIterator[bytes] | None,
-        pipeline: BodyPipeline,
+        body: _Refusable,
         rec: RequestRecord,
     ) -> aiohttp.ClientResponse:
         cfg = self.config
@@ -307,10 +388,10 @@ class Proxy:
                 skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type", "Accept"),
             )
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            if pipeline.failure is not None:
+            if body.failure is not None:
                 # The body was refused mid-stream and the upstream request aborted with it.
-                rec.integrity_failure = pipeline.failure.code
-                raise pipeline.failure from None
+                rec.integrity_failure = body.failure.code
+                raise body.failure from None
             rec.upstream_error = type(exc).__name__
             self.metrics.upstream_errors.inc()
             raise errors.bad_gateway() from None
@@ -388,7 +469,7 @@ class Proxy:
         request: BaseRequest,
         upstream: aiohttp.ClientResponse,
         p: UpstreamPlan,
-        pipeline: BodyPipeline,
+        computed_checksum: str | None,
         rec: RequestRecord,
         key: str | None,
     ) -> web.StreamResponse:
@@ -399,7 +480,7 @@ class Proxy:
                 p,
                 upstream.status,
                 upstream.headers.items(),
-                pipeline.computed_checksum,
+                computed_checksum,
                 rec.request_id,
             ):
                 resp.headers.add(name, value)

@@ -1,0 +1,145 @@
+"""A browser POST-policy upload (``POST /bucket``, multipart/form-data), end to end. Pure.
+
+The signature of such a request is a form field, so s3shim learns who sent it only from the
+body: it reads the fields before the file (bounded: :mod:`postform`), verifies the policy
+signature (:mod:`postpolicy`), and re-signs the form for the store. From then on the file
+streams through unchanged, followed by the rest of the body verbatim; the checksum a form
+field declared is verified over the file's bytes, and, as for every upload, the last bytes
+are held back until it has been. Feed the client's bytes to :meth:`FormUpload.feed`; once
+:attr:`FormUpload.store_form` is set, the upstream request can start with
+:attr:`FormUpload.content_length`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from . import errors, postform, postpolicy, sigv4
+from .auth import SecretLookup
+from .checksums import Checksum, new_checksum
+from .postform import Field, FileData, FileStart, FormParser, Tail
+from .postpolicy import AuthKind, StoreForm, VerifiedForm
+from .rewrite import Policy
+
+# Store credentials for a verified client key.
+StoreCreds = Callable[[str], sigv4.Credentials]
+
+
+class FormUpload:
+    def __init__(
+        self,
+        content_type: str | None,
+        content_length: int,
+        *,
+        lookup: SecretLookup,
+        store_creds: StoreCreds,
+        store_region: str,
+        regions: frozenset[str] | None,
+        policy: Policy,
+        now: datetime,
+    ) -> None:
+        self._boundary = postform.boundary_from_content_type(content_type)
+        self._parser = FormParser(self._boundary)
+        self._length = content_length
+        self._lookup = lookup
+        self._store_creds = store_creds
+        self._store_region = store_region
+        self._regions = regions
+        self._policy = policy
+        self._now = now
+        self._fields: list[Field] = []
+        self._checksum: Checksum | None = None
+        self._held = b""
+        self._forwarded = 0
+        self.verified: VerifiedForm | None = None
+        self.store_form: StoreForm | None = None
+        self.content_length: int | None = None  # of the store's body, once the head is known
+        self.failure: errors.S3Error | None = None
+
+    @property
+    def access_key(self) -> str | None:
+        return self.verified.access_key if self.verified is not None else None
+
+    def feed(self, data: bytes) -> bytes:
+        """The bytes that may be sent to the store now (the new head first, once known)."""
+        try:
+            return self._feed(data)
+        except errors.S3Error as err:
+            self.failure = err
+            raise
+
+    def finish(self) -> bytes:
+        """The client's body ended: the held-back tail once every check has passed."""
+        try:
+            self._parser.close()
+            if self.store_form is None:
+                raise errors.malformed_post_request()
+            if self._forwarded + len(self._held) != self.content_length:
+                raise errors.incomplete_body()
+            expected = self.store_form.checksum
+            if expected is not None and self._checksum is not None:
+                expected.verify(self._checksum.digest())
+        except errors.S3Error as err:
+            self.failure = err
+            raise
+        tail, self._held = self._held, b""
+        return tail
+
+    def _feed(self, data: bytes) -> bytes:
+        out: list[bytes] = []
+        for event in self._parser.feed(data):
+            if isinstance(event, Field):
+                self._fields.append(event)
+            elif isinstance(event, FileStart):
+                out.append(self._start(event))
+            elif isinstance(event, FileData):
+                if self._checksum is not None:
+                    self._checksum.update(event.data)
+                out.append(event.data)
+            elif isinstance(event, Tail):
+                out.append(event.data)
+        return self._release(b"".join(out))
+
+    def _start(self, start: FileStart) -> bytes:
+        # Any credential region verifies (it only feeds the signing key), unless restricted.
+        verified = postpolicy.verify(self._fields, lookup=self._lookup, region=None, now=self._now)
+        if verified.kind is AuthKind.ANONYMOUS and not self._policy.allow_anonymous:
+            raise errors.access_denied("Anonymous requests are not accepted.")
+        if verified.kind is AuthKind.SIGV2 and not self._policy.allow_sigv2:
+            raise errors.access_denied("SigV2 is not accepted; sign with AWS4-HMAC-SHA256 (SigV4).")
+        region = self._credential_region()
+        if self._regions and region is not None and region not in self._regions:
+            raise errors.invalid_argument(f"The authorization region '{region}' is not accepted.")
+        creds = self._store_creds(verified.access_key) if verified.access_key else None
+        store = postpolicy.rewrite_for_store(
+            self._fields,
+            verified,
+            creds=creds,
+            region=self._store_region,
+            now=self._now,
+            flags=self._policy,
+        )
+        head = postform.encode_head(self._boundary, store.fields, start.headers)
+        self.verified, self.store_form = verified, store
+        self.content_length = postform.new_length(self._length, start.head_length, len(head))
+        if store.checksum is not None:
+            self._checksum = new_checksum(store.checksum.algorithm)
+        return head
+
+    def _credential_region(self) -> str | None:
+        for f in self._fields:
+            if f.key == "x-amz-credential":
+                parts = f.value.decode("utf-8", "replace").split("/")
+                return parts[2] if len(parts) == 5 else None
+        return None
+
+    def _release(self, data: bytes) -> bytes:
+        """Hold back the newest bytes: the store never has the whole body before finish()."""
+        if not data:
+            return b""
+        if self.store_form is None:
+            return data  # nothing is sent before the head; kept for symmetry
+        out, self._held = self._held, data
+        self._forwarded += len(out)
+        return out
