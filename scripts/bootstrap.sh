@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything s3shim's tests, benches and demo need, from a fresh clone on Debian 12:
-#   - Debian packages: Ceph (mon, osd, radosgw, CLI) and small tools, only when missing;
+#   - Debian packages: Ceph (mon, osd, radosgw, CLI), chromium (the real browser that
+#     tests/js/browser.mjs drives through playwright-core) and small tools, only when missing;
 #   - .venv with the pinned Python packages (requirements/test.lock) and s3shim (editable);
 #   - tests/js/node_modules from the committed package-lock.json (npm ci).
 # Idempotent and non-interactive; on a warm machine it only checks and takes about a second.
@@ -32,6 +33,10 @@ sha() { cat "$@" | sha256sum | cut -d' ' -f1; }
 # ------------------------------------------------------------------------ Debian packages
 APT_PKGS=(ceph-mon ceph-osd radosgw ceph-common uuid-runtime curl iproute2 procps bc nginx-light
           openssl ca-certificates)
+# Browser tests (tests/e2e/test_browser.py) drive Debian's chromium: Playwright may never
+# download a browser of its own (only the package registries are reachable). libmagic1 is
+# what python-magic (s3cmd's dependency, from requirements/test.lock) loads.
+APT_PKGS+=(chromium libmagic1)
 # Debian's python3 needs python3-venv for `python3 -m venv` (a pyenv Python has it built in).
 if [ ! -x "$VENV/bin/python" ] && ! "$PYTHON" -c 'import ensurepip, venv' 2>/dev/null; then
   APT_PKGS+=(python3-venv)
@@ -112,6 +117,8 @@ if [ -z "$NODE" ] || [ "$(node_major "$NODE")" -lt 20 ]; then
 fi
 
 JS=$ROOT/tests/js
+# playwright-core has no browser-download step, but keep any Playwright package from trying.
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
 JS_STAMP=$JS/node_modules/.s3shim-bootstrap
 want=$(printf '%s\n%s\n' "$(sha "$JS/package.json" "$JS/package-lock.json")" "$("$NODE" --version)")
 if [ "$(cat "$JS_STAMP" 2>/dev/null)" != "$want" ]; then
