@@ -78,7 +78,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar, Final
 
-from s3shim import errors
+from s3shim import errors, sigv4
 from s3shim.errors import S3Error
 
 __all__ = [
@@ -205,10 +205,6 @@ class ChunkedBodyError(S3Error):
 
 
 _TERMINATED = "The request body terminated unexpectedly"
-_MALFORMED_TRAILER = (
-    "The request contained trailing data that was not well-formed or did not conform to "
-    "our published schema."
-)
 
 
 def _incomplete(detail: str) -> ChunkedBodyError:
@@ -220,16 +216,13 @@ def _bad_signature(detail: str) -> ChunkedBodyError:
 
 
 def _malformed_trailer(detail: str) -> ChunkedBodyError:
-    return ChunkedBodyError("MalformedTrailerError", f"{_MALFORMED_TRAILER} ({detail})", 400)
+    return ChunkedBodyError.of(errors.malformed_trailer(detail))
 
 
 def _chunk_too_large(size: int, limit: int) -> ChunkedBodyError:
-    return ChunkedBodyError(
-        "InvalidChunkSizeError", f"Chunk size {size} exceeds the maximum of {limit} bytes.", 403
-    )
+    return ChunkedBodyError.of(errors.invalid_chunk_size(size, limit))
 
 
-_EMPTY_SHA256: Final = hashlib.sha256(b"").hexdigest()
 _SIZE_RE: Final = re.compile(rb"[0-9A-Fa-f]{1,16}")
 _SIG_RE: Final = re.compile(rb"[0-9a-fA-F]{64}")
 _SIG_TEXT_RE: Final = re.compile(r"[0-9a-fA-F]{64}")
@@ -274,7 +267,7 @@ class SignatureChain:
                 self._amz_date,
                 self._scope,
                 self._previous,
-                _EMPTY_SHA256,  # the hash of the (empty) chunk headers: there are none
+                sigv4.EMPTY_SHA256,  # the hash of the (empty) chunk headers: there are none
                 data_sha256_hex,
             )
         )
@@ -471,6 +464,7 @@ class AwsChunkedDecoder:
 
     @property
     def state(self) -> State:
+        """Where the decoder is; it only ever moves along :data:`TRANSITIONS`."""
         return self._state
 
     @property
@@ -634,7 +628,7 @@ class AwsChunkedDecoder:
                 f"x-amz-decoded-content-length says {self._decoded_length}"
             )
         if self._signed:
-            self._verify_chunk(_EMPTY_SHA256)
+            self._verify_chunk(sigv4.EMPTY_SHA256)
         self._enter(_TRAILER)
 
     def _release_signed_chunk(self) -> Data:
