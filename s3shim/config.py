@@ -516,6 +516,31 @@ class Config:
         help="Client connections served at once per process; more are closed on arrival "
         "(bounds what unauthenticated peers can hold).",
     )
+    max_connections_per_peer: int = setting(
+        "S3SHIM_MAX_CONNECTIONS_PER_PEER",
+        "--max-connections-per-peer",
+        whole(0, 1_000_000),
+        default="128",
+        help="Client connections one peer (an IPv4 address, an IPv6 /64) may hold at once per "
+        "process; more are closed on arrival. 0: no per-peer limit. Loopback peers are exempt "
+        "(a sidecar's only peer is 127.0.0.1) unless S3SHIM_PER_PEER_LIMIT_LOOPBACK is true. "
+        "Behind a load balancer or NAT, clients share one address: raise it or set 0.",
+    )
+    per_peer_limit_loopback: bool = setting(
+        "S3SHIM_PER_PEER_LIMIT_LOOPBACK",
+        "--per-peer-limit-loopback",
+        boolean,
+        default="false",
+        help="true: the per-peer limit applies to loopback peers (127.0.0.0/8, ::1) too.",
+    )
+    max_head_bytes: int = setting(
+        "S3SHIM_MAX_HEAD_BYTES",
+        "--max-head-bytes",
+        whole(1024 * 1024, 1 << 40),
+        default=str(32 * 1024 * 1024),
+        help="Bytes of unfinished request heads held across all connections per process; "
+        "past it, the connection holding the largest is answered 503 SlowDown and closed.",
+    )
     workers: int = setting(
         "S3SHIM_WORKERS",
         "--workers",

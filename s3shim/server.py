@@ -20,13 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from . import logs
 from .config import Config
-from .listener import (
-    DEFAULT_HEAD_BUDGET,
-    DEFAULT_MAX_PER_PEER,
-    DEFAULT_PER_PEER_EXEMPT,
-    Limits,
-    S3Server,
-)
+from .listener import DEFAULT_PER_PEER_EXEMPT, Limits, S3Server
 from .metrics import Metrics
 from .proxy import READ_SIZE, Proxy, new_upstream_session
 
@@ -307,13 +301,11 @@ async def run(cfg: Config) -> None:
 
 
 def _limits(cfg: Config) -> Limits:
-    # getattr: the settings below are new; until config.py declares them, the defaults hold.
-    per_peer_loopback = bool(getattr(cfg, "per_peer_limit_loopback", False))
     return Limits(
         max_connections=cfg.max_connections,
-        max_per_peer=int(getattr(cfg, "max_connections_per_peer", DEFAULT_MAX_PER_PEER)),
-        per_peer_exempt=() if per_peer_loopback else DEFAULT_PER_PEER_EXEMPT,
-        head_budget=int(getattr(cfg, "max_head_bytes", DEFAULT_HEAD_BUDGET)),
+        max_per_peer=cfg.max_connections_per_peer,
+        per_peer_exempt=() if cfg.per_peer_limit_loopback else DEFAULT_PER_PEER_EXEMPT,
+        head_budget=cfg.max_head_bytes,
     )
 
 
