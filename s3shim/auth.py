@@ -21,7 +21,6 @@ MAX_PRESIGN_EXPIRES = 7 * 24 * 3600
 # fullmatch everywhere (``$`` would let a trailing newline through).
 _AMZ_DATE = re.compile(r"[0-9]{8}T[0-9]{6}Z")
 _CRED_DATE = re.compile(r"[0-9]{8}")
-_HEX64 = re.compile(r"[0-9a-f]{64}")
 _SIGV4A = "AWS4-ECDSA-P256-SHA256"
 
 # Query parameters that mark a request as signed: SigV4 presigned, then SigV2 presigned.
@@ -75,7 +74,7 @@ def from_sigv2(v2: sigv2.V2Context, headers: Headers) -> AuthContext:
     would need a SigV4 seed signature to chain from, which SigV2 has not.
     """
     payload_hash = _first(headers, "x-amz-content-sha256") or sigv4.UNSIGNED_PAYLOAD
-    if payload_hash != sigv4.UNSIGNED_PAYLOAD and not _HEX64.match(payload_hash):
+    if payload_hash != sigv4.UNSIGNED_PAYLOAD and not sigv4.is_hex64(payload_hash):
         raise errors.invalid_request(
             "aws-chunked bodies need AWS4-HMAC-SHA256 (SigV4); SigV2 cannot sign their chunks."
         )
@@ -189,7 +188,7 @@ def _check_payload_hash(value: str) -> None:
     """Only the values S3 defines: anything else must not quietly mean "unsigned"."""
     if value == sigv4.UNSIGNED_PAYLOAD or value in chunked.STREAMING_VALUES:
         return
-    if _HEX64.fullmatch(value):
+    if sigv4.HEX64.fullmatch(value):
         return
     raise errors.invalid_argument(
         "x-amz-content-sha256 must be UNSIGNED-PAYLOAD, a STREAMING-* value, "
@@ -313,7 +312,7 @@ def verify_header_auth(
     cred = _parse_credential(fields["Credential"], bad)
     signed = tuple(fields["SignedHeaders"].split(";"))
     given = fields["Signature"]
-    if not _HEX64.fullmatch(given):
+    if not sigv4.HEX64.fullmatch(given):
         raise bad("The signature is malformed.")
     amz_date = _first(headers, "x-amz-date")
     if amz_date is None:
@@ -393,7 +392,7 @@ def verify_presigned(
     if not 1 <= expires <= MAX_PRESIGN_EXPIRES:
         raise bad("X-Amz-Expires must be between 1 and 604800 seconds.")
     given = params["X-Amz-Signature"]
-    if not _HEX64.fullmatch(given):
+    if not sigv4.HEX64.fullmatch(given):
         raise bad("X-Amz-Signature is malformed.")
     signed = tuple(params["X-Amz-SignedHeaders"].split(";"))
     _check_signed_headers(signed, headers, bad)

@@ -28,10 +28,12 @@ HEADER_PREFIX = "x-amz-checksum-"
 SDK_ALGORITHM_HEADER = "x-amz-sdk-checksum-algorithm"
 TRAILER_HEADER = "x-amz-trailer"
 
+ALGORITHM_HEADER = "x-amz-checksum-algorithm"  # CreateMultipartUpload: the parts' algorithm
+TYPE_HEADER = "x-amz-checksum-type"  # COMPOSITE or FULL_OBJECT
+MODE_HEADER = "x-amz-checksum-mode"  # GET/HEAD: ENABLED asks for the stored checksum
 # x-amz-checksum-* headers that carry settings, not a value.
-_NON_VALUE_HEADERS = frozenset(
-    {"x-amz-checksum-algorithm", "x-amz-checksum-type", "x-amz-checksum-mode"}
-)
+SETTING_HEADERS = frozenset({ALGORITHM_HEADER, TYPE_HEADER, MODE_HEADER})
+_NON_VALUE_HEADERS = SETTING_HEADERS
 # Algorithms S3 accepts (botocore's 2025+ model) that s3shim cannot compute: answering
 # InvalidRequest would claim they don't exist, so these get NotImplemented instead.
 _S3_ONLY_ALGORITHMS = frozenset({"md5", "sha512", "xxhash3", "xxhash64", "xxhash128"})

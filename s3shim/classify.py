@@ -117,7 +117,7 @@ def bucket_from_host(host: str, domains: Sequence[str]) -> str | None:
         if name.endswith("." + domain):
             bucket = name[: -len(domain) - 1]
             if not _BUCKET_NAME.match(bucket):
-                raise errors.S3Error("InvalidBucketName", "The specified bucket is not valid.", 400)
+                raise errors.invalid_bucket_name()
             return bucket
     return None
 
@@ -132,9 +132,7 @@ def classify(
 ) -> Target:
     """Name the operation. ``headers_present`` are lowercase header names."""
     if method not in _ALLOWED_METHODS:
-        raise errors.S3Error(
-            "MethodNotAllowed", "The specified method is not allowed against this resource.", 405
-        )
+        raise errors.method_not_allowed()
     if not raw_path.startswith("/"):
         raise errors.invalid_request("The request path must start with '/'.")
     vhost_bucket = bucket_from_host(host, domains)
@@ -154,13 +152,11 @@ def classify(
         return Target(Op.CORS_PREFLIGHT, bucket, key, upstream_path)
     if bucket is None and path != "/":
         # "//bucket/key" would otherwise be forwarded as a different operation.
-        raise errors.S3Error("InvalidBucketName", "The specified bucket is not valid.", 400)
+        raise errors.invalid_bucket_name()
     if bucket is None:
         if method == "GET":
             return Target(Op.LIST_BUCKETS, None, None, "/")
-        raise errors.S3Error(
-            "MethodNotAllowed", "The specified method is not allowed against this resource.", 405
-        )
+        raise errors.method_not_allowed()
     op = _object_op(method, params, headers_present) if key else _bucket_op(method, params)
     return Target(op, bucket, key, upstream_path)
 
@@ -182,9 +178,7 @@ def _bucket_op(method: str, params: set[str]) -> Op:
     if method == "POST":
         # A bare POST to a bucket is a browser form upload, signed by its policy fields.
         return Op.POST_OBJECT
-    raise errors.S3Error(
-        "MethodNotAllowed", "The specified method is not allowed against this resource.", 405
-    )
+    raise errors.method_not_allowed()
 
 
 def _object_op(method: str, params: set[str], headers: frozenset[str]) -> Op:

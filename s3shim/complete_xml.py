@@ -219,9 +219,4 @@ def _bad_part_checksum() -> errors.S3Error:
 
 
 def _invalid_part_order() -> errors.S3Error:
-    # Not in errors.py yet (shared file, edited concurrently); S3's code and message.
-    return errors.S3Error(
-        "InvalidPartOrder",
-        "The list of parts was not in ascending order. Parts must be ordered by part number.",
-        400,
-    )
+    return errors.invalid_part_order()

@@ -146,6 +146,38 @@ def store_checksum_mismatch() -> S3Error:
     )
 
 
+def invalid_bucket_name() -> S3Error:
+    return S3Error("InvalidBucketName", "The specified bucket is not valid.", 400)
+
+
+def method_not_allowed() -> S3Error:
+    return S3Error(
+        "MethodNotAllowed", "The specified method is not allowed against this resource.", 405
+    )
+
+
+def invalid_part_order() -> S3Error:
+    return S3Error(
+        "InvalidPartOrder",
+        "The list of parts was not in ascending order. Parts must be ordered by part number.",
+        400,
+    )
+
+
+def invalid_chunk_size(size: int, limit: int) -> S3Error:
+    return S3Error(
+        "InvalidChunkSizeError", f"Chunk size {size} exceeds the maximum of {limit} bytes.", 403
+    )
+
+
+def bad_request(message: str = "The request could not be parsed.") -> S3Error:
+    return S3Error("BadRequest", message, 400)
+
+
+def slow_down(message: str = "Please reduce your request rate.") -> S3Error:
+    return S3Error("SlowDown", message, 503)
+
+
 def error_xml(err: S3Error, resource: str, request_id: str) -> bytes:
     """Render the body S3 sends with an error (clients parse ``Code``)."""
     return (
@@ -155,14 +187,13 @@ def error_xml(err: S3Error, resource: str, request_id: str) -> bytes:
     ).encode()
 
 
-def malformed_trailer() -> S3Error:
+def malformed_trailer(detail: str | None = None) -> S3Error:
     # S3's one sentence for a missing, unexpected or malformed aws-chunked trailer.
-    return S3Error(
-        "MalformedTrailerError",
+    message = (
         "The request contained trailing data that was not well-formed or did not conform to "
-        "our published schema.",
-        400,
+        "our published schema."
     )
+    return S3Error("MalformedTrailerError", f"{message} ({detail})" if detail else message, 400)
 
 
 # Browser-based uploads (POST object, multipart/form-data), S3's codes and sentences.

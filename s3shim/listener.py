@@ -309,9 +309,9 @@ class S3RequestHandler(web.RequestHandler):
         if isinstance(exc, LineTooLong):
             err = errors.header_too_large()
         elif status < 500:
-            err = errors.S3Error("BadRequest", "The request could not be parsed.", 400)
+            err = errors.bad_request()
         else:
-            err = errors.S3Error("InternalError", "We encountered an internal error.", 500)
+            err = errors.internal_error()
         request_id = new_request_id()
         logs.get().warning(
             "request_rejected",
@@ -433,7 +433,7 @@ class S3Server(web.Server):
             self._refused(HEAD_BUDGET, str(ip) if ip is not None else None)
             resp = error_response(
                 "GET",
-                errors.S3Error("SlowDown", "Please reduce your request rate.", 503),
+                errors.slow_down(),
                 new_request_id(),
                 "/",
             )

@@ -25,8 +25,10 @@ from .auth import AuthContext
 from .body import BodySpec
 from .checksums import (
     HEADER_PREFIX,
+    MODE_HEADER,
     SDK_ALGORITHM_HEADER,
     TRAILER_HEADER,
+    TYPE_HEADER,
     Algorithm,
     declared_checksum,
     new_checksum,
@@ -55,8 +57,6 @@ from .rewrite import (
 
 SMALL_BODY = 1024 * 1024  # bodies up to this are read whole, verified, then sent signed
 MAX_COMPLETE_XML = 4 * 1024 * 1024
-_HEX = frozenset("0123456789abcdef")
-CHECKSUM_TYPE_HEADER = "x-amz-checksum-type"
 
 
 class BodyMode(enum.Enum):
@@ -162,10 +162,6 @@ class UpstreamPlan:
         return self.op.traits.upload and self.spec.checksum is not None
 
 
-def _is_hex_sha256(value: str) -> bool:
-    return len(value) == 64 and set(value.lower()) <= _HEX
-
-
 def _as_verified(head: RequestHead, signed: tuple[str, ...]) -> list[tuple[str, str]]:
     """One header per name, each signed one exactly as its signature was verified.
 
@@ -187,7 +183,7 @@ def _unverified_payload_hash(head: RequestHead) -> str:
     """An unsigned request's own x-amz-content-sha256: still a promise s3shim checks."""
     value = head.single_values().get(CONTENT_SHA256, sigv4.UNSIGNED_PAYLOAD)
     if value in (sigv4.UNSIGNED_PAYLOAD, chunked.Framing.UNSIGNED_TRAILER.value) or (
-        _is_hex_sha256(value)
+        sigv4.is_hex64(value)
     ):
         return value
     # A signed framing without a signature to chain from cannot be verified.
@@ -223,7 +219,7 @@ def body_spec(op: Op, ctx: AuthContext | None, head: RequestHead) -> BodySpec:
         declared = {**single, **hoisted}
     return BodySpec(
         length=length,
-        sha256_hex=payload_hash.lower() if _is_hex_sha256(payload_hash) else None,
+        sha256_hex=payload_hash if sigv4.is_hex64(payload_hash) else None,
         checksum=declared_checksum(declared) if op.traits.body_checksum else None,
         framing=framing,
         chunk_signing=signing,
@@ -332,7 +328,7 @@ def plan(
         # A ranged read's bytes are not the object's: nothing to compare them with.
         verify_read=reads and target.op is Op.GET_OBJECT and "range" not in head.headers,
         answer_checksum=reads
-        and (head.first("x-amz-checksum-mode") or "").upper() == "ENABLED"
+        and (head.first(MODE_HEADER) or "").upper() == "ENABLED"
         and "range" not in head.headers,
     )
 
@@ -406,7 +402,7 @@ def response_headers(
         # The store keeps no checksums; s3shim answers with the one it recorded, so SDKs at
         # their defaults verify the download end to end.
         alg, b64 = recorded
-        out += [(alg.header, b64), (CHECKSUM_TYPE_HEADER, "FULL_OBJECT")]
+        out += [(alg.header, b64), (TYPE_HEADER, "FULL_OBJECT")]
     if p.vouch and computed_checksum and status == 200 and p.spec.checksum is not None:
         header = p.spec.checksum.algorithm.header
         if header not in present:

@@ -12,6 +12,7 @@ import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from .checksums import HEADER_PREFIX, SDK_ALGORITHM_HEADER, SETTING_HEADERS, TRAILER_HEADER
 from .integrity import RECORD_HEADER
 
 
@@ -33,16 +34,8 @@ SSE_HEADERS = frozenset(
 # with it. Dropping it would store plaintext, so SSE-C always reaches the store, which either
 # honours it or refuses the request (RGW over plain http answers InvalidRequest).
 
-CHECKSUM_HEADERS = frozenset(
-    {
-        "x-amz-sdk-checksum-algorithm",
-        "x-amz-checksum-algorithm",
-        "x-amz-checksum-type",
-        "x-amz-checksum-mode",
-        "x-amz-trailer",
-    }
-)
-CHECKSUM_PREFIX = "x-amz-checksum-"  # x-amz-checksum-crc32, -crc32c, -crc64nvme, -sha1, ...
+CHECKSUM_HEADERS = SETTING_HEADERS | {SDK_ALGORITHM_HEADER, TRAILER_HEADER}
+CHECKSUM_PREFIX = HEADER_PREFIX  # x-amz-checksum-crc32, -crc32c, -crc64nvme, -sha1, ...
 
 # Each flag drops its group on *every* operation, not only those S3 documents it for
 # (SSE: PutObject, CopyObject, CreateMultipartUpload; checksums: also UploadPart, Complete,
@@ -126,7 +119,7 @@ class Policy:
 
 # Headers that describe an aws-chunked body. s3shim decodes and verifies the framing and
 # sends the store the plain payload, so they would describe a body the store never sees.
-FRAMING_HEADERS = frozenset({"x-amz-trailer", "x-amz-sdk-checksum-algorithm"})
+FRAMING_HEADERS = frozenset({TRAILER_HEADER, SDK_ALGORITHM_HEADER})
 
 
 def forward_headers(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -18,6 +19,13 @@ ALGORITHM = "AWS4-HMAC-SHA256"
 SERVICE = "s3"
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
+# A SHA-256 or HMAC-SHA256 as SigV4 writes it: 64 lowercase hex digits.
+HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+def is_hex64(value: str) -> bool:
+    return HEX64.fullmatch(value) is not None
+
 
 # RFC 3986 unreserved characters are the only ones SigV4 leaves unencoded.
 _SAFE_PATH = "-_.~/"

@@ -66,7 +66,6 @@ def test_virtual_hosted_style() -> None:
     [
         ("PATCH", "/b/k", "", "MethodNotAllowed"),
         ("PUT", "/", "", "MethodNotAllowed"),
-        ("POST", "/b", "", "NotImplemented"),
         ("POST", "/b/k", "", "NotImplemented"),
         ("GET", "http://evil/b/k", "", "InvalidRequest"),
     ],
@@ -75,6 +74,17 @@ def test_refused(method: str, path: str, query: str, code: str) -> None:
     with pytest.raises(errors.S3Error) as info:
         classify(method, "h", path, [], frozenset())
     assert info.value.code == code
+
+
+def test_a_bare_post_to_a_bucket_is_a_form_upload() -> None:
+    t = classify("POST", "h", "/b", [], frozenset())
+    assert t.op is Op.POST_OBJECT and t.op.traits.form_upload
+    assert classify("POST", "h", "/b", [("delete", "")], frozenset()).op is Op.DELETE_OBJECTS
+
+
+def test_options_is_a_cors_preflight_anywhere() -> None:
+    for path in ("/", "/b", "/b/k"):
+        assert classify("OPTIONS", "h", path, [], frozenset()).op is Op.CORS_PREFLIGHT
 
 
 @pytest.mark.parametrize("host", ["a/b.s3.local", "a_b.s3.local", "x.s3.local", "-a.s3.local"])
