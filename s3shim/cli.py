@@ -1,4 +1,4 @@
-"""Command line entry point: parse the configuration once, then serve."""
+"""Command line entry point: ``s3shim [options]`` serves; ``s3shim verify s3://...`` scrubs."""
 
 from __future__ import annotations
 
@@ -7,16 +7,22 @@ from collections.abc import Sequence
 
 from . import config as config_mod
 from . import logs
-from .server import serve
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["verify"]:
+        from . import scrub
+
+        return scrub.main(args[1:])
     try:
-        cfg = config_mod.load(argv)
+        cfg = config_mod.load(args)
     except config_mod.ConfigError as exc:
         print(f"s3shim: configuration error: {exc}", file=sys.stderr)
         return 2
     logs.configure(cfg.log_level, cfg.log_format)
+    from .server import serve  # after the settings parsed: --help stays quick
+
     return serve(cfg)
 
 

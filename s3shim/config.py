@@ -702,10 +702,12 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="s3shim",
         description=(
-            "An S3 reverse proxy that verifies each client's SigV4 signature, drops the "
+            "An S3 reverse proxy that verifies each client's signature, drops the "
             "AWS-only headers a non-AWS store rejects (SSE, flexible checksums, aws-chunked "
             "framing) while checking them itself, and re-signs the request for the store. "
-            "Every option can be set by the environment variable shown."
+            "Every option can be set by the environment variable shown. "
+            "'s3shim verify s3://bucket[/prefix]' checks stored objects against the checksums "
+            "s3shim recorded (see 's3shim verify --help')."
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import base64
 import os
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -23,6 +25,7 @@ from botocore.exceptions import (
     ResponseStreamingError,
 )
 
+from ..backends import Store
 from ..convex_sequence import new_bucket
 from ..shim import Shim
 
@@ -167,3 +170,46 @@ def test_copy_keeps_the_record_with_the_metadata(
     src = direct.head_object(Bucket=bucket, Key="src")["Metadata"]
     assert direct.head_object(Bucket=bucket, Key="dst")["Metadata"][RECORD] == src[RECORD]
     assert client.get_object(Bucket=bucket, Key="dst")["Body"].read() == b"copied bytes"
+
+
+def run_verify(rgw_store: Store, target: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "S3SHIM_UPSTREAM_URL": rgw_store.endpoint,
+        "AWS_ACCESS_KEY_ID": rgw_store.access_key,
+        "AWS_SECRET_ACCESS_KEY": rgw_store.secret_key,
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "s3shim", "verify", target],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+
+
+def test_the_scrub_command_finds_exactly_the_corrupted_keys(
+    shim: Shim, direct: BaseClient, rgw_store: Store
+) -> None:
+    bucket = new_bucket(direct)
+    client = shim.client()
+    for i in range(6):
+        client.put_object(Bucket=bucket, Key=f"data/{i}", Body=os.urandom(1000 + i))
+    client.put_object(Bucket=bucket, Key="other/x", Body=b"outside the prefix")
+    direct.put_object(Bucket=bucket, Key="data/plain", Body=b"written around s3shim")
+    good = run_verify(rgw_store, f"s3://{bucket}/data/")
+    assert good.returncode == 0, good.stderr
+    assert good.stdout.strip().endswith("checked=6 unrecorded=1 mismatched=0 unreadable=0")
+    corrupt(direct, bucket, "data/2")
+    corrupt(direct, bucket, "data/5")
+    bad = run_verify(rgw_store, f"s3://{bucket}/data/")
+    assert bad.returncode == 1
+    assert sorted(line for line in bad.stdout.splitlines() if line.startswith("MISMATCH")) == [
+        f"MISMATCH s3://{bucket}/data/2",
+        f"MISMATCH s3://{bucket}/data/5",
+    ]
+    assert "checked=4 unrecorded=1 mismatched=2" in bad.stdout
+    whole = run_verify(rgw_store, f"s3://{bucket}")
+    assert whole.returncode == 1 and "checked=5 unrecorded=1 mismatched=2" in whole.stdout
+    usage = run_verify(rgw_store, "bucket-without-scheme")
+    assert usage.returncode == 2 and "s3://bucket" in usage.stderr
