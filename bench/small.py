@@ -74,6 +74,7 @@ UPSTREAMS = ("instant", "rgw")
 PRESIGN_EXPIRES = 3600
 LUA = BENCH / "lua" / "replay.lua"
 PROFILE_CASE = "presigned-instant-s3shim"
+PERF_SECONDS = 5
 
 
 # --------------------------------------------------------------------------- the requests
@@ -541,25 +542,30 @@ PROFILE_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
         ),
     ),
 )
-# What no rule claimed belongs to the innermost frame of a known owner.
+# What no rule claimed belongs to the innermost frame, leaf first, of a known owner: a stdlib
+# or multidict call made by s3shim is s3shim's, and a leaf in the loop itself (Runner.run:
+# uvloop's C code, epoll and callbacks, has no Python frame of its own) is the loop's.
+GLUE = "s3shim proxy glue (proxy.py, listener.py)"
+SERVER = "aiohttp server (request parsing, handler, response object)"
+LOOP = "event loop (uvloop, asyncio)"
 LEAF_OWNERS: tuple[tuple[str, str], ...] = (
-    ("(s3shim/", "s3shim proxy glue (proxy.py, listener.py)"),
-    ("(aiohttp/", "aiohttp server (request parsing, handler, response object)"),
-    ("(multidict/", "aiohttp server (request parsing, handler, response object)"),
-    ("(yarl/", "aiohttp server (request parsing, handler, response object)"),
+    ("(s3shim/", GLUE),
+    ("(aiohttp/", SERVER),
+    ("(asyncio/", LOOP),
+    ("(uvloop/", LOOP),
 )
-OTHER = "other (event loop, asyncio, uvloop)"
 
 
-def classify_stack(frames: Sequence[str]) -> str:
+def classify_stack(frames: Sequence[str]) -> tuple[str, str | None]:
+    """(category, the innermost s3shim frame when the category is the glue)."""
     for group, patterns in PROFILE_GROUPS:
         if any(p in f for f in frames for p in patterns):
-            return group
+            return group, None
     for frame in reversed(frames):
         for pattern, owner in LEAF_OWNERS:
             if pattern in frame:
-                return owner
-    return OTHER
+                return owner, (frame if owner == GLUE else None)
+    return "other", None
 
 
 def group_profile(raw: Path) -> dict[str, Any]:
@@ -568,6 +574,7 @@ def group_profile(raw: Path) -> dict[str, Any]:
     groups: collections.Counter[str] = collections.Counter()
     leaves: collections.Counter[str] = collections.Counter()
     writes: collections.Counter[str] = collections.Counter()
+    glue: collections.Counter[str] = collections.Counter()
     total = 0
     for line in raw.read_text().splitlines():
         stack_text, _, count_text = line.rpartition(" ")
@@ -578,17 +585,25 @@ def group_profile(raw: Path) -> dict[str, Any]:
             continue
         count = int(count_text)
         total += count
-        groups[classify_stack(frames)] += count
+        group, glue_frame = classify_stack(frames)
+        groups[group] += count
+        if glue_frame is not None:
+            glue[re.sub(r":\d+\)$", ")", glue_frame)] += count
         leaves[re.sub(r":\d+\)$", ")", frames[-1])] += count
-        if "(aiohttp/http_writer.py" in frames[-1] and len(frames) > 2:
-            # Which write: the caller two frames up names it (prepare, send, write_eof, ...).
-            writes[re.sub(r":\d+\)$", ")", frames[-3])] += count
+        if "(aiohttp/http_writer.py" in frames[-1]:
+            # Which write: the writer's entry point and who called it.
+            i = len(frames) - 1
+            while i > 0 and "(aiohttp/http_writer.py" in frames[i - 1]:
+                i -= 1
+            caller = frames[i - 1].split(" (")[0] if i > 0 else "?"
+            writes[f"{caller} -> {frames[i].split(' (')[0]}"] += count
     pct = 100.0 / total if total else 0.0
     return {
         "samples": total,
         "groups": [(g, round(c * pct, 1)) for g, c in groups.most_common()],
         "top_leaf_frames": [(f, round(c * pct, 1)) for f, c in leaves.most_common(20)],
         "socket_write_callers": [(f, round(c * pct, 1)) for f, c in writes.most_common(8)],
+        "glue_by_function": [(f, round(c * pct, 1)) for f, c in glue.most_common(10)],
     }
 
 
@@ -617,12 +632,14 @@ def perf_dso_split(data: Path) -> list[tuple[str, float]]:
 def profile_shim(
     up: Upstream, data: bytes, args: argparse.Namespace, work: Path, out_dir: Path
 ) -> dict[str, Any]:
-    """py-spy (and perf, when installed) on the 1-worker s3shim under the profiled case.
+    """py-spy, then perf (when installed), on the 1-worker s3shim under the profiled case.
 
     py-spy counts a sample whenever the thread is runnable, and on a shared machine that
     includes the time it waits for a CPU (mostly right after a send() woke the receiver):
-    schedstat over the same window says how much of it that was, and perf's cpu-clock
-    samples, taken only on a CPU, give the on-CPU split by binary.
+    schedstat over the same window says how much of it that was. perf's cpu-clock samples,
+    taken only while on a CPU, give the on-CPU split by binary (kernel, interpreter, C
+    extensions); it runs in a window of its own, since py-spy's pauses cost the kernel time.
+    Each window is its own wrk run of the case, so each has its own req/s.
     """
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     perf = shutil.which("perf") if args.perf else None
@@ -636,63 +653,78 @@ def profile_shim(
     secs = args.profile_seconds
     window: dict[str, float] = {}
 
-    def record() -> None:
-        time.sleep(1.0)  # past wrk's connection set-up
-        perf_proc = None
-        if perf is not None:
-            perf_proc = subprocess.Popen(
-                [
-                    *(perf, "record", "-e", "cpu-clock", "-F", "499", "-p", str(pid)),
-                    *("-o", str(perf_data), "--", "sleep", str(secs)),
-                ],
+    def sampled(argv: list[str]) -> Callable[[], None]:
+        def during() -> None:
+            time.sleep(1.0)  # past wrk's connection set-up
+            run0, wait0 = schedstat(pid)
+            t0 = time.perf_counter()
+            subprocess.run(
+                argv,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
+                check=True,
+                timeout=secs + 60,
             )
-        run0, wait0 = schedstat(pid)
-        cpu0, t0 = byte_bench.read_counters(pid).cpu_s, time.perf_counter()
-        subprocess.run(
-            [
-                *(py_spy, "record", "--pid", str(pid), "--rate", "250", "--nonblocking"),
-                *("--duration", str(secs), "--format", "raw", "--output", str(raw)),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            check=True,
-            timeout=secs + 60,
-        )
-        run1, wait1 = schedstat(pid)
-        wall = time.perf_counter() - t0
-        window.update(
-            on_cpu_cores=round((run1 - run0) / wall, 2),
-            waiting_for_cpu_cores=round((wait1 - wait0) / wall, 2),
-            cpu_cores_stat=round((byte_bench.read_counters(pid).cpu_s - cpu0) / wall, 2),
-        )
-        if perf_proc is not None:
-            perf_proc.wait(60)
+            run1, wait1 = schedstat(pid)
+            wall = time.perf_counter() - t0
+            window.update(
+                on_cpu_cores=round((run1 - run0) / wall, 2),
+                waiting_for_cpu_cores=round((wait1 - wait0) / wall, 2),
+            )
+
+        return during
 
     byte_bench.log(
         f"profiling s3shim (pid {pid}) for {secs} s under {args.profile_case}, its autogroup "
         f"at nice {args.profile_boost}"
     )
+    summary: dict[str, Any] = {"case": args.profile_case, "autogroup_nice": args.profile_boost}
     set_autogroup_nice([pid], args.profile_boost)
     try:
+        py_spy_argv = [
+            *(py_spy, "record", "--pid", str(pid), "--rate", "250", "--duration", str(secs)),
+            *("--format", "raw", "--output", str(raw)),
+        ]
         load = run_load(
-            req, target.port, secs + 3, args.connections, args.threads, work / "profile.req", record
+            req,
+            target.port,
+            secs + 2,
+            args.connections,
+            args.threads,
+            work / "profile.req",
+            sampled(py_spy_argv),
         )
+        summary["rps_while_profiled"] = round(load.requests / load.seconds, 1)
+        summary["schedstat"] = dict(window)
+        if perf is not None:
+            perf_argv = [
+                *(perf, "record", "-e", "cpu-clock", "-F", "499", "-p", str(pid)),
+                *("-o", str(perf_data), "--", "sleep", str(PERF_SECONDS)),
+            ]
+            load = run_load(
+                req,
+                target.port,
+                PERF_SECONDS + 2,
+                args.connections,
+                args.threads,
+                work / "perf.req",
+                sampled(perf_argv),
+            )
+            summary["perf"] = {
+                "seconds": PERF_SECONDS,
+                "rps": round(load.requests / load.seconds, 1),
+                "schedstat": dict(window),
+                "on_cpu_by_binary": perf_dso_split(perf_data),
+            }
     finally:
         set_autogroup_nice([pid], args.boost)
-    summary = group_profile(raw)
+    summary.update(group_profile(raw))
     summary["self"] = byte_bench.summarize_profile(raw, top=20)["self"]
-    summary["case"] = args.profile_case
-    summary["rps_while_profiled"] = round(load.requests / load.seconds, 1)
-    summary["schedstat"] = window
-    summary["autogroup_nice"] = args.profile_boost
-    busy = window["on_cpu_cores"] + window["waiting_for_cpu_cores"]
+    sched = summary["schedstat"]
+    busy = sched["on_cpu_cores"] + sched["waiting_for_cpu_cores"]
     summary["samples_waiting_for_cpu_pct"] = (
-        round(100 * window["waiting_for_cpu_cores"] / busy, 1) if busy else None
+        round(100 * sched["waiting_for_cpu_cores"] / busy, 1) if busy else None
     )
-    if perf is not None and perf_data.exists():
-        summary["perf_on_cpu_by_binary"] = perf_dso_split(perf_data)
     summary["raw"] = str(raw)
     return summary
 
@@ -821,15 +853,23 @@ def print_report(report: dict[str, Any]) -> None:
         )
         for g, share in prof["groups"]:
             print(f"  {share:5.1f}  {g}")
+        print("s3shim proxy glue by function (innermost s3shim frame) %:")
+        for frame, share in prof["glue_by_function"]:
+            print(f"  {share:5.1f}  {frame}")
         print("socket writes by caller %:")
         for frame, share in prof["socket_write_callers"]:
             print(f"  {share:5.1f}  {frame}")
         print("top leaf frames %:")
         for frame, share in prof["top_leaf_frames"][:12]:
             print(f"  {share:5.1f}  {frame}")
-        if prof.get("perf_on_cpu_by_binary"):
-            print("perf cpu-clock (on-CPU only), share by binary %:")
-            for dso, share in prof["perf_on_cpu_by_binary"][:8]:
+        if prof.get("perf"):
+            pf = prof["perf"]
+            print(
+                f"perf cpu-clock, {pf['seconds']} s without py-spy ({pf['rps']:.0f} req/s; on a "
+                f"CPU {pf['schedstat']['on_cpu_cores']} cores, waiting "
+                f"{pf['schedstat']['waiting_for_cpu_cores']}), on-CPU share by binary %:"
+            )
+            for dso, share in pf["on_cpu_by_binary"][:8]:
                 print(f"  {share:5.1f}  {dso}")
 
 
