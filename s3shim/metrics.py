@@ -1,8 +1,39 @@
-"""Prometheus metrics, in a registry of s3shim's own (served on the admin listener)."""
+"""Prometheus metrics, in a registry of s3shim's own (served on the admin listener).
+
+With several worker processes (``S3SHIM_WORKERS``), prometheus-client's multiprocess mode is
+switched on before the workers fork (:func:`share_across_processes`): every process writes its
+values to memory-mapped files in one directory, and ``/metrics`` (served by the first process)
+adds them up, so it counts every worker.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import os
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+    values,
+)
+
+_MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def share_across_processes(directory: str) -> None:
+    """Values from now on live in ``directory``, shared by this process and its forks."""
+    os.environ[_MULTIPROC_ENV] = directory
+    values.ValueClass = values.MultiProcessValue()  # type: ignore[no-untyped-call]
+
+
+def process_gone(pid: int) -> None:
+    """A worker exited: its live gauges (in flight, open connections) no longer count."""
+    if os.environ.get(_MULTIPROC_ENV):
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
+
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
@@ -65,6 +96,7 @@ class Metrics:
             "s3shim_in_flight_requests",
             "Requests being handled now.",
             registry=r,
+            multiprocess_mode="livesum",
         )
         self.upstream_errors = Counter(
             "s3shim_upstream_errors",
@@ -73,8 +105,9 @@ class Metrics:
         )
         self.open_connections = Gauge(
             "s3shim_open_connections",
-            "Client connections open now (admitted, not yet closed), this process.",
+            "Client connections open now (admitted, not yet closed), all workers.",
             registry=r,
+            multiprocess_mode="livesum",
         )
         self.connections_refused = Counter(
             "s3shim_connections_refused",
@@ -89,4 +122,13 @@ class Metrics:
             "s3shim_unfinished_head_bytes",
             "Bytes of request heads received and not yet complete, all connections.",
             registry=r,
+            multiprocess_mode="livesum",
         )
+
+    def exposition(self) -> bytes:
+        """The text ``/metrics`` serves: every worker's values when they are shared."""
+        if os.environ.get(_MULTIPROC_ENV):
+            merged = CollectorRegistry()
+            multiprocess.MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
+            return bytes(generate_latest(merged))
+        return bytes(generate_latest(self.registry))

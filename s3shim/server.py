@@ -10,18 +10,19 @@ import dataclasses
 import os
 import signal
 import ssl
+import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from . import logs
 from .config import Config
 from .listener import DEFAULT_PER_PEER_EXEMPT, Limits, S3Server
-from .metrics import Metrics
+from .metrics import Metrics, process_gone, share_across_processes
 from .proxy import READ_SIZE, Proxy, new_upstream_session
 
 _M_TRIM_THRESHOLD = -1
@@ -190,7 +191,7 @@ def make_admin_app(health: Health, metrics: Metrics) -> web.Application:
         return web.Response(text="ready\n")
 
     async def metrics_view(_: web.Request) -> web.Response:
-        resp = web.Response(body=generate_latest(metrics.registry))
+        resp = web.Response(body=metrics.exposition())
         resp.headers["Content-Type"] = CONTENT_TYPE_LATEST
         return resp
 
@@ -339,11 +340,16 @@ def serve(cfg: Config) -> int:
     """Run one process, or ``cfg.workers`` processes sharing the port (SO_REUSEPORT).
 
     Extra workers are forked before any event loop exists and run without the admin
-    listener; the first process serves it (so /metrics counts that process only) and
-    forwards SIGTERM/SIGINT to the others, then waits for them to drain.
+    listener; the first process serves it (its /metrics adds up every worker's values, kept
+    in a shared directory) and forwards SIGTERM/SIGINT to the others, then waits for them to
+    drain.
     """
     tune_malloc()
     children: list[int] = []
+    shared: tempfile.TemporaryDirectory[str] | None = None
+    if cfg.workers > 1:
+        shared = tempfile.TemporaryDirectory(prefix="s3shim-metrics-")
+        share_across_processes(shared.name)
     for _ in range(cfg.workers - 1):
         pid = os.fork()
         if pid == 0:  # a worker: its own loop, no admin listener
@@ -367,4 +373,7 @@ def serve(cfg: Config) -> int:
         for pid in children:
             _, code = os.waitpid(pid, 0)
             status = status or os.waitstatus_to_exitcode(code)
+            process_gone(pid)
+        if shared is not None:
+            shared.cleanup()
     return status
