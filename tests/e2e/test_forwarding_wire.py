@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from .backends import Store
-from .convex_sequence import MIB, new_bucket, run_sequence
-from .rawclient import send, sign
-from .shim import Shim, run_shim
-from .tap import Tap, wire_tap
+from ..backends import Store
+from ..convex_sequence import MIB, new_bucket, run_sequence
+from ..rawclient import send, sign
+from ..shim import Shim, run_shim
+from ..tap import Tap, wire_tap
 
 pytestmark = pytest.mark.rgw
 

@@ -17,9 +17,9 @@ from botocore.client import BaseClient
 from s3shim import chunked, sigv4
 from s3shim.testing import ChunkSigner, encode_unsigned_trailer_chunk, encode_unsigned_trailer_end
 
-from .convex_sequence import MIB
-from .rawclient import Reply, send, sign
-from .shim import Shim
+from ..convex_sequence import MIB
+from ..rawclient import Reply, send, sign
+from ..shim import Shim
 
 pytestmark = pytest.mark.rgw
 

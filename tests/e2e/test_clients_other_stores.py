@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from botocore.client import BaseClient
 
-from .backends import Store
-from .convex_sequence import MIB, new_bucket, run_sequence
-from .shim import Shim, run_shim, s3_client
+from ..backends import Store
+from ..convex_sequence import MIB, new_bucket, run_sequence
+from ..shim import Shim, run_shim, s3_client
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +148,7 @@ def test_trailer_checksum_reaches_a_store_that_supports_checksums(
     import base64
     import zlib
 
-    from .test_sdk_uploads import run_js
+    from .test_clients_sdk_uploads import run_js
 
     direct = s3_client(moto_store.endpoint, moto_store.access_key, moto_store.secret_key)
     bucket = new_bucket(direct)

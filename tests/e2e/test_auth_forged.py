@@ -1,4 +1,6 @@
-"""Forged and corrupt requests through s3shim to a real RGW: refused, and nothing stored.
+"""Forged requests through s3shim to a real RGW: no signature, the wrong key or secret, a
+skewed date, a path, query or header changed after signing, an expired or altered presigned
+URL. Each is refused and nothing is stored.
 
 Each case checks the S3 error code the client gets, the x-amz-request-id header, and that
 the store holds no object afterwards (read directly from the store, not through s3shim).
@@ -7,7 +9,6 @@ the store holds no object afterwards (read directly from the store, not through 
 from __future__ import annotations
 
 import base64
-import hashlib
 import os
 import time
 import uuid
@@ -16,9 +17,9 @@ import zlib
 import pytest
 from botocore.client import BaseClient
 
-from .convex_sequence import MIB, presign_client
-from .rawclient import Reply, amz_now, send, sign
-from .shim import Shim
+from ..convex_sequence import presign_client
+from ..rawclient import Reply, amz_now, send, sign
+from ..shim import Shim
 
 pytestmark = pytest.mark.rgw
 
@@ -165,55 +166,6 @@ def test_tampered_presigned_put_is_refused(shim: Shim, direct: BaseClient, bucke
         urllib.request.urlopen(req, timeout=30)
     assert info.value.code == 403
     assert not _stored(direct, bucket, key + "x")
-
-
-@pytest.mark.parametrize("size", [10, 3 * MIB], ids=["small", "streamed"])
-def test_wrong_checksum_gets_bad_digest_and_nothing_stored(
-    shim: Shim, direct: BaseClient, bucket: str, size: int
-) -> None:
-    """RGW 16 stores a wrong CRC32 without complaint; through s3shim it never commits."""
-    key = f"baddigest-{uuid.uuid4()}"
-    body = os.urandom(size)
-    wrong = _crc32_b64(body + b"!")
-    path, h = _put(
-        shim,
-        bucket,
-        key,
-        body,
-        headers={"x-amz-checksum-crc32": wrong},
-        payload_hash="UNSIGNED-PAYLOAD",
-    )
-    _assert_refused(send("PUT", shim.endpoint, path, h, body=body), 400, "BadDigest")
-    assert not _stored(direct, bucket, key)
-
-
-@pytest.mark.parametrize("size", [0, 10, 3 * MIB], ids=["empty", "small", "streamed"])
-def test_wrong_content_sha256_is_refused_and_nothing_stored(
-    shim: Shim, direct: BaseClient, bucket: str, size: int
-) -> None:
-    key = f"badsha-{uuid.uuid4()}"
-    body = os.urandom(size)
-    path, h = _put(shim, bucket, key, body, payload_hash=hashlib.sha256(b"other").hexdigest())
-    _assert_refused(
-        send("PUT", shim.endpoint, path, h, body=body), 400, "XAmzContentSHA256Mismatch"
-    )
-    assert not _stored(direct, bucket, key)
-
-
-def test_truncated_body_stores_nothing(shim: Shim, direct: BaseClient, bucket: str) -> None:
-    """The client dies mid-upload: the store must not keep a short object."""
-    import socket
-
-    key = f"trunc-{uuid.uuid4()}"
-    body = os.urandom(3 * MIB)
-    path, h = _put(shim, bucket, key, body, payload_hash="UNSIGNED-PAYLOAD")
-    host, port = shim.endpoint.rsplit("/", 1)[1].split(":")
-    with socket.create_connection((host, int(port))) as sock:
-        head = f"PUT {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in h.items())
-        sock.sendall(head.encode() + b"\r\n")
-        sock.sendall(body[: len(body) // 2])
-    time.sleep(1.0)
-    assert not _stored(direct, bucket, key)
 
 
 def test_expect_100_continue_forged_is_refused_before_body(shim: Shim) -> None:

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from .rawclient import sign
-from .shim import Shim, run_shim
+from ..rawclient import sign
+from ..shim import Shim, run_shim
 
 
 def _broken_store(chunked: bool) -> tuple[int, threading.Thread, socket.socket]:

@@ -27,12 +27,12 @@ from botocore.exceptions import ClientError
 
 from s3shim.chunked import Framing
 
-from .backends import Store
-from .convex_sequence import MIB, new_bucket
-from .shim import Shim, run_shim, s3_client
-from .tls import TlsFiles, make_tls
+from ..backends import Store
+from ..convex_sequence import MIB, new_bucket
+from ..shim import Shim, run_shim, s3_client
+from ..tls import TlsFiles, make_tls
 
-JS_DIR = Path(__file__).parent / "js"
+JS_DIR = Path(__file__).resolve().parent.parent / "js"
 TRAILER = "STREAMING-UNSIGNED-PAYLOAD-TRAILER"
 
 
@@ -212,7 +212,7 @@ def test_canary_hand_framed_uploads_read_back_identical(
     aws-chunked: byte-identical only if s3shim removed all of the framing."""
     import random
 
-    from .test_rgw_framing import framed_upload
+    from .test_integrity_framing import framed_upload
 
     direct = s3_client(s3rver_store.endpoint, s3rver_store.access_key, s3rver_store.secret_key)
     bucket = new_bucket(direct)

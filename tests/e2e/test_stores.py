@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
-from .backends import Store, s3_client
+from ..backends import Store, s3_client
 
 STORES = ["rgw_store", "rclone_store", "moto_store", "s3rver_store"]
 

@@ -1,0 +1,81 @@
+"""Several worker processes share the S3 port and stop together."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from ..backends import Store
+from ..convex_sequence import new_bucket
+from ..shim import run_shim
+
+pytestmark = pytest.mark.rgw
+
+
+def _wait_exit(pid: int, timeout: float = 30) -> int | None:
+    """Exit status of a child that run_shim started (reaped through /proc polling)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            done, status = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return 0  # already reaped
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.05)
+    return None
+
+
+def test_two_workers_share_the_port(rgw_store: Store, tmp_path: Path) -> None:
+    with run_shim(
+        rgw_store.endpoint,
+        rgw_store.access_key,
+        rgw_store.secret_key,
+        tmp_path,
+        env={"S3SHIM_WORKERS": "2"},
+    ) as s:
+        children = _children(s.pid)
+        assert len(children) == 1  # the first process plus one forked worker
+        client = s.client()
+        bucket = new_bucket(client)
+        for i in range(20):  # new connections spread over both processes
+            fresh = s.client()
+            fresh.put_object(Bucket=bucket, Key=f"k{i}", Body=str(i).encode())
+        listed = client.list_objects_v2(Bucket=bucket)["Contents"]
+        assert len(listed) == 20
+        for i in range(20):
+            got = client.get_object(Bucket=bucket, Key=f"k{i}")["Body"].read()
+            assert got == str(i).encode()
+        starts = [
+            json.loads(x)
+            for x in s.log_text().splitlines()
+            if x.startswith("{") and '"started"' in x
+        ]
+        assert len(starts) == 2
+        os.kill(s.pid, signal.SIGTERM)
+        assert _wait_exit(s.pid) == 0
+        assert not Path(f"/proc/{children[0]}").exists() or _zombie(children[0])
+
+
+def _children(pid: int) -> list[str]:
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, IndexError):
+            continue
+        if fields[1] == str(pid):
+            kids.append(stat.parent.name)
+    return kids
+
+
+def _zombie(pid: str) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+    except FileNotFoundError:
+        return True
