@@ -2,8 +2,10 @@
 
 Every YAML under deploy/ parses; the Kubernetes manifests pass ``kubernetes-validate --strict``
 for 1.30 and wire s3shim the way it reads its configuration (s3shim/config.py); the
-Dockerfile passes hadolint and has the properties the manifests rely on (UID, ports, env
-defaults, exec-form entrypoint); the compose file wires Convex -> s3shim -> MinIO.
+standalone HorizontalPodAutoscaler targets the s3shim Deployment on CPU, which it can only do
+when every container requests CPU; the Dockerfile passes hadolint and has the properties the
+manifests rely on (UID, ports, env defaults, exec-form entrypoint); the compose file wires
+Convex -> s3shim -> MinIO.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import yaml
 
 from s3shim.config import OPTIONS
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 K8S = sorted((DEPLOY / "k8s").glob("*.yaml"))
 COMPOSE = DEPLOY / "compose.yaml"
@@ -141,12 +143,19 @@ def test_kubernetes_validate_is_strict(tmp_path: Path) -> None:
     docs = load_docs(DEPLOY / "k8s" / "standalone.yaml")
     dep = by_kind(docs, "Deployment")[0]
     pod_spec(dep)["containers"][0]["readinessProbes"] = []  # typo of readinessProbe
-    bad = tmp_path / "bad.yaml"
-    bad.write_text(yaml.safe_dump(dep))
-    r = subprocess.run(
-        [exe, "--strict", "-k", K8S_VERSION, str(bad)], capture_output=True, text=True, timeout=120
-    )
-    assert r.returncode != 0, r.stdout
+    hpa = named(docs, "HorizontalPodAutoscaler", "s3shim")
+    # autoscaling/v1's field, not part of autoscaling/v2: the HPA's own schema is checked too.
+    hpa["spec"]["targetCPUUtilizationPercentage"] = 80
+    for i, doc in enumerate((dep, hpa)):
+        bad = tmp_path / f"bad{i}.yaml"
+        bad.write_text(yaml.safe_dump(doc))
+        r = subprocess.run(
+            [exe, "--strict", "-k", K8S_VERSION, str(bad)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert r.returncode != 0, r.stdout
 
 
 def test_hadolint_clean() -> None:
@@ -358,7 +367,6 @@ def test_sidecar_wiring() -> None:
 def test_standalone_wiring_and_private_ca() -> None:
     docs = load_docs(DEPLOY / "k8s" / "standalone.yaml")
     dep = named(docs, "Deployment", "s3shim")
-    assert dep["spec"]["replicas"] == 2
     labels = dep["spec"]["template"]["metadata"]["labels"]
     assert dep["spec"]["selector"]["matchLabels"].items() <= labels.items()
     spec = pod_spec(dep)
@@ -374,7 +382,9 @@ def test_standalone_wiring_and_private_ca() -> None:
 
     pdb = named(docs, "PodDisruptionBudget", "s3shim")
     assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
-    assert 0 < pdb["spec"]["minAvailable"] < dep["spec"]["replicas"]
+    hpa = named(docs, "HorizontalPodAutoscaler", "s3shim")
+    # Fewer pods may never be forced than the HPA keeps, or a node drain would block.
+    assert 0 < pdb["spec"]["minAvailable"] < hpa["spec"]["minReplicas"]
 
     # Private CA: the bundle path lies in a read-only mount of a ConfigMap holding that key.
     assert env["S3SHIM_UPSTREAM_URL"].startswith("https://")
@@ -385,6 +395,59 @@ def test_standalone_wiring_and_private_ca() -> None:
     cm = named(docs, "ConfigMap", vol["configMap"]["name"])
     pem = cm["data"][ca_path.name]
     assert pem.startswith("-----BEGIN CERTIFICATE-----") and "REPLACE" in pem
+
+
+# ------------------------------------------------------------------ k8s: standalone autoscaling
+def cpu_cores(quantity: str | int | float) -> float:
+    """A Kubernetes CPU quantity ("500m", "2", 1.5) in cores."""
+    text = str(quantity)
+    return int(text[:-1]) / 1000 if text.endswith("m") else float(text)
+
+
+def test_cpu_cores() -> None:
+    assert [cpu_cores(q) for q in ("500m", "2", 1, "1.5", "2000m")] == [0.5, 2, 1, 1.5, 2]
+
+
+def test_standalone_hpa_scales_the_deployment_on_cpu() -> None:
+    docs = load_docs(DEPLOY / "k8s" / "standalone.yaml")
+    (hpa,) = by_kind(docs, "HorizontalPodAutoscaler")
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    spec = hpa["spec"]
+    ref = spec["scaleTargetRef"]
+    assert (ref["apiVersion"], ref["kind"]) == ("apps/v1", "Deployment")
+    dep = named(docs, "Deployment", ref["name"])
+    assert pod_spec(dep)["containers"][0]["name"] == "s3shim"
+    # The HPA owns the replica count: a literal one would be reset by every `kubectl apply`.
+    assert "replicas" not in dep["spec"]
+    assert 2 <= spec["minReplicas"] <= spec["maxReplicas"]
+
+    (metric,) = spec["metrics"]
+    assert metric["type"] == "Resource" and metric["resource"]["name"] == "cpu"
+    target = metric["resource"]["target"]
+    assert target["type"] == "Utilization" and 0 < target["averageUtilization"] <= 100
+
+    # Utilization is a share of the CPU request: without one on EVERY container of the pod
+    # the HPA computes nothing and never scales.
+    pod = pod_spec(dep)
+    for c in pod.get("initContainers", []) + pod["containers"]:
+        assert "cpu" in c.get("resources", {}).get("requests", {}), c["name"]
+
+    # Scale-down removes one pod at a time, and no faster than a pod drains.
+    (policy,) = spec["behavior"]["scaleDown"]["policies"]
+    assert (policy["type"], policy["value"]) == ("Pods", 1)
+    assert policy["periodSeconds"] >= pod["terminationGracePeriodSeconds"]
+
+
+@pytest.mark.parametrize("case", SHIMS, ids=lambda c: c[0])
+def test_cpu_resources_fit_the_workers(case: Any) -> None:
+    """One worker process uses at most about one core: the limit must leave each one a core."""
+    _, _, c, _ = case
+    workers = int(setting(env_of(c), "S3SHIM_WORKERS"))
+    res = c["resources"]
+    request = cpu_cores(res["requests"]["cpu"])
+    limit = cpu_cores(res["limits"].get("cpu", float("inf")))
+    assert 0 < request <= limit
+    assert limit >= workers
 
 
 # --------------------------------------------------------------------------------- compose
