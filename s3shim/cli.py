@@ -5,8 +5,8 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
+from . import __version__, logs
 from . import config as config_mod
-from . import logs
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -15,6 +15,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from . import scrub
 
         return scrub.main(args[1:])
+    if "--version" in args:  # before the settings: it needs no upstream URL or keys
+        print(f"s3shim {__version__}")
+        return 0
     try:
         cfg = config_mod.load(args)
     except config_mod.ConfigError as exc:
