@@ -49,11 +49,24 @@ READ_SIZE = 256 * 1024  # measured sweet spot for throughput vs per-stream memor
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
+@dataclass(frozen=True, slots=True)
+class _OpMetrics:
+    latency: Any
+    bytes_in: Any
+    bytes_out: Any
+
+
 class _Refusable(Protocol):
     """A request body's checker: why it refused the body, once it has."""
 
     @property
     def failure(self) -> errors.S3Error | None: ...
+
+
+def _looks_sigv2(head: RequestHead) -> bool:
+    """A cheap first look (sigv2.is_sigv2 re-parses the raw query) on the decoded head."""
+    scheme = (head.first("authorization") or "")[:4]
+    return scheme == "AWS " or any(k in ("AWSAccessKeyId", "Signature") for k, _ in head.query)
 
 
 def new_request_id() -> str:
@@ -89,11 +102,14 @@ class RequestRecord:
 
     def log_fields(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
+        for name in _RECORD_FIELDS:
+            value = getattr(self, name)
             if value is not None:
-                out[f.name] = list(value) if isinstance(value, tuple) else value
+                out[name] = list(value) if isinstance(value, tuple) else value
         return out
+
+
+_RECORD_FIELDS = tuple(f.name for f in fields(RequestRecord))
 
 
 async def _next_buffer(stream: StreamReader) -> bytes | None:
@@ -144,6 +160,9 @@ class Proxy:
         )
         self.regions = frozenset(config.allowed_regions) or None
         self.log = logs.get()
+        self._by_status: dict[tuple[str, int], Any] = {}
+        self._by_op: dict[str, _OpMetrics] = {}
+        self._amz_date = (0, "")  # the store's x-amz-date, formatted once a second
 
     async def handle(self, request: BaseRequest) -> web.StreamResponse:
         rec = RequestRecord(new_request_id(), request.method)
@@ -174,10 +193,22 @@ class Proxy:
 
     def _record(self, rec: RequestRecord, duration: float, exc: BaseException | None) -> None:
         m = self.metrics
-        m.requests.labels(rec.op, str(rec.status)).inc()
-        m.latency.labels(rec.op).observe(duration)
-        m.bytes_in.labels(rec.op).inc(rec.bytes_in)
-        m.bytes_out.labels(rec.op).inc(rec.bytes_out)
+        # labels() takes a lock and builds a key each call: the children are cached instead.
+        key = (rec.op, rec.status or 0)
+        counter = self._by_status.get(key)
+        if counter is None:
+            counter = self._by_status[key] = m.requests.labels(rec.op, str(rec.status))
+        counter.inc()
+        per_op = self._by_op.get(rec.op)
+        if per_op is None:
+            per_op = self._by_op[rec.op] = _OpMetrics(
+                m.latency.labels(rec.op), m.bytes_in.labels(rec.op), m.bytes_out.labels(rec.op)
+            )
+        per_op.latency.observe(duration)
+        if rec.bytes_in:
+            per_op.bytes_in.inc(rec.bytes_in)
+        if rec.bytes_out:
+            per_op.bytes_out.inc(rec.bytes_out)
         for kind in rec.rewrites or ():
             m.rewrites.labels(kind).inc()
         if rec.auth_failure is not None:
@@ -192,10 +223,17 @@ class Proxy:
         else:
             self.log.info("request", **line)
 
+    def _store_date(self) -> str:
+        now = int(time.time())
+        if self._amz_date[0] != now:
+            stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+            self._amz_date = (now, stamp)
+        return self._amz_date[1]
+
     def _authenticate(self, head: RequestHead, rec: RequestRecord) -> auth.AuthContext:
         now = datetime.now(UTC)
         try:
-            if sigv2.is_sigv2(head.headers, head.raw_query):
+            if _looks_sigv2(head) and sigv2.is_sigv2(head.headers, head.raw_query):
                 if not self.policy.allow_sigv2:
                     raise errors.access_denied(
                         "SigV2 is not accepted; sign with AWS4-HMAC-SHA256 (SigV4)."
@@ -368,7 +406,7 @@ class Proxy:
                 payload_hash=payload_hash,
                 creds=creds,
                 region=cfg.upstream_region,
-                amz_date=datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"),
+                amz_date=self._store_date(),
             )
             out_headers.update(signed.headers)
         # else: forwarded unverified, so with no credentials at all (plan.unverified).
@@ -419,6 +457,8 @@ class Proxy:
         parts: list[bytes] = []
         size = 0
         try:
+            if not request.body_exists:  # nothing to wait for, but the checks still run
+                return pipeline.finish()
             async for piece in self._client_body(request):
                 rec.bytes_in += len(piece)
                 out = pipeline.feed(piece)

@@ -51,6 +51,7 @@ def percent_decode(value: str) -> str:
     return unquote_to_bytes(value).decode("utf-8", errors="surrogateescape")
 
 
+@lru_cache(maxsize=1024)  # one request asks for it 3 times (verify, sign, URL)
 def canonical_uri(raw_path: str) -> str:
     """S3's canonical URI: the path decoded once and encoded once, no dot or slash folding."""
     return uri_encode(percent_decode(raw_path), keep_slash=True) or "/"
