@@ -154,6 +154,9 @@ class UpstreamPlan:
     record_whole: bool = False
     verify_read: bool = False
     answer_checksum: bool = False
+    # A form upload's answer names the object by URL: the store writes its own origin there,
+    # which s3shim replaces with the one the client used (store origin, client origin).
+    relocate: tuple[str, str] | None = None
 
     @property
     def vouch(self) -> bool:
@@ -396,6 +399,10 @@ def response_headers(
     """
     upstream = list(upstream)
     out = [(n, v) for n, v in upstream if n.lower() not in RESPONSE_DROPS]
+    if p.relocate is not None:
+        out = [
+            (n, relocated(p, v.encode()).decode() if n.lower() == "location" else v) for n, v in out
+        ]
     present = {n.lower() for n, _ in out}
     recorded = _recorded(upstream) if p.answer_checksum and status == 200 else None
     if recorded is not None and not any(n.startswith(HEADER_PREFIX) for n in present):
@@ -431,7 +438,12 @@ def read_verifier(
     return ReadVerifier(*recorded) if recorded is not None else None
 
 
-def form_plan(target: Target, head: RequestHead, policy: Policy) -> UpstreamPlan:
+MAX_RELOCATED_BODY = 64 * 1024  # a PostResponse document is a few hundred bytes
+
+
+def form_plan(
+    target: Target, head: RequestHead, policy: Policy, *, store_origin: str, client_scheme: str
+) -> UpstreamPlan:
     """A browser form upload: the head is forwarded as for an unsigned request (the form's
     own fields carry the store's signature, see formupload.py); the body length is the
     re-signed form's, known once its fields are read (:func:`form_headers`)."""
@@ -446,7 +458,19 @@ def form_plan(target: Target, head: RequestHead, policy: Policy) -> UpstreamPlan
         query=head.query,
         rewrites=fired,
         sign=False,
+        relocate=(store_origin, f"{client_scheme}://{head.host}") if head.host else None,
     )
+
+
+def relocated(p: UpstreamPlan, value: bytes) -> bytes:
+    """A Location header or PostResponse body with the store's origin replaced by the
+    client's (only where it starts a URL: the Location header, or a <Location> element)."""
+    if p.relocate is None:
+        return value
+    store, client = (s.encode() for s in p.relocate)
+    if value.startswith(store + b"/"):
+        return client + value[len(store) :]
+    return value.replace(b"<Location>" + store + b"/", b"<Location>" + client + b"/")
 
 
 def form_headers(p: UpstreamPlan, content_length: int) -> tuple[tuple[str, str], ...]:

@@ -33,6 +33,7 @@ from .formupload import FormUpload
 from .head import CONTENT_LENGTH, RequestHead, parse_head
 from .metrics import Metrics
 from .plan import (
+    MAX_RELOCATED_BODY,
     BodyMode,
     UpstreamPlan,
     finish_whole,
@@ -40,6 +41,7 @@ from .plan import (
     form_plan,
     plan,
     read_verifier,
+    relocated,
     response_headers,
     unverified,
 )
@@ -320,7 +322,13 @@ class Proxy:
         self, request: BaseRequest, head: RequestHead, target: Target, rec: RequestRecord
     ) -> web.StreamResponse:
         """A browser form upload: authenticated by its fields, which are read first."""
-        p = form_plan(target, head, self.policy)
+        p = form_plan(
+            target,
+            head,
+            self.policy,
+            store_origin=self.config.upstream_url,
+            client_scheme="https" if self.config.tls_cert else "http",
+        )
         length = head.single_values().get(CONTENT_LENGTH)
         if length is None or not (length.isascii() and length.isdigit()):
             raise errors.missing_content_length()
@@ -524,8 +532,23 @@ class Proxy:
                 rec.request_id,
             ):
                 resp.headers.add(name, value)
-            if "Content-Length" in upstream.headers:
-                resp.content_length = int(upstream.headers["Content-Length"])
+            length = upstream.headers.get("Content-Length")
+            small = length is not None and length.isdigit() and int(length) <= MAX_RELOCATED_BODY
+            if p.relocate is not None and small and upstream.status == 201:
+                # The form upload's PostResponse names the object's URL: read it whole
+                # (a few hundred bytes) to put the client's origin in it.
+                body = relocated(p, await upstream.read())
+                resp.content_length = len(body)
+                try:
+                    await resp.prepare(request)
+                    await resp.write(body)
+                    await resp.write_eof()
+                    rec.bytes_out += len(body)
+                except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                    rec.stream_error = type(exc).__name__
+                return resp
+            if length is not None:
+                resp.content_length = int(length)
             try:
                 await resp.prepare(request)
                 if request.method != "HEAD" and upstream.status not in (204, 304):

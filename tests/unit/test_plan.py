@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import zlib
 
 import pytest
 
@@ -24,9 +22,11 @@ from s3shim.plan import (
 )
 from s3shim.rewrite import Group, Policy
 
+from ..helpers import crc32_b64
+
 ON = Policy(disable_sse=True, disable_checksums=True)
 OFF = Policy(disable_sse=False, disable_checksums=False)
-CRC = base64.b64encode(zlib.crc32(b"hello").to_bytes(4, "big")).decode()
+CRC = crc32_b64(b"hello")
 
 
 def ctx(
@@ -422,3 +422,29 @@ def test_sigv2_query_amz_parameters_become_headers_and_auth_parameters_vanish() 
     assert "x-amz-server-side-encryption" not in dict(p.headers) and Group.SSE in p.rewrites
     off = plan(target(), v2ctx(True), h, OFF)
     assert dict(off.headers)["x-amz-server-side-encryption"] == "AES256"
+
+
+# ---------------------------------------------------------------- form uploads
+
+
+def test_a_form_upload_answer_names_the_clients_origin_not_the_stores() -> None:
+    from s3shim.plan import form_plan, relocated
+
+    h = parse_head("POST", "/b", [("Host", "s3shim.example:8080")], True)
+    p = form_plan(
+        Target(Op.POST_OBJECT, "b", None, "/b"),
+        h,
+        ON,
+        store_origin="http://rgw:7480",
+        client_scheme="https",
+    )
+    assert not p.sign and p.body is BodyMode.FORM
+    doc = (
+        b"<PostResponse><Location>http://rgw:7480/b/k</Location><Bucket>b</Bucket>"
+        b"<Key>k</Key></PostResponse>"
+    )
+    assert relocated(p, doc) == doc.replace(b"http://rgw:7480", b"https://s3shim.example:8080")
+    assert relocated(p, b"http://rgw:7480/b/k") == b"https://s3shim.example:8080/b/k"
+    assert relocated(p, b"http://app.test/done?key=k") == b"http://app.test/done?key=k"
+    got = response_headers(p, 204, [("Location", "http://rgw:7480/b/k")], None, "ID")
+    assert ("Location", "https://s3shim.example:8080/b/k") in got
