@@ -32,7 +32,9 @@ sha() { cat "$@" | sha256sum | cut -d' ' -f1; }
 
 # ------------------------------------------------------------------------ Debian packages
 APT_PKGS=(ceph-mon ceph-osd radosgw ceph-common uuid-runtime curl iproute2 procps bc nginx-light
-          openssl ca-certificates)
+          openssl ca-certificates
+          # bench/small.py's load generators (wrk; ab for HEAD, which wrk 4.1 cannot time)
+          wrk apache2-utils)
 # Browser tests (tests/e2e/test_browser.py) drive Debian's chromium: Playwright may never
 # download a browser of its own (only the package registries are reachable). libmagic1 is
 # what python-magic (s3cmd's dependency, from requirements/test.lock) loads.
