@@ -383,6 +383,24 @@ def classify_read(
     return "READ-OK", ""
 
 
+def judge_leftover(
+    cls: str | None, found: Digest, new: Digest | None, old: Digest | None
+) -> tuple[str, str]:
+    """An object still there at the end of the run, after its operation (class ``cls``)
+    had checked and removed its key: what it means, by its bytes."""
+    if cls is None:
+        return "ERROR", "an object no operation wrote"
+    if cls == "ERROR":
+        return "ERROR", "left by an operation that failed"
+    if new is not None and new.same_bytes(found):
+        if cls == "IDENTICAL":
+            return "HALF-STORED", "the object came back after it was checked and removed"
+        return "HALF-STORED", "the refused or cut object was committed after its check"
+    if old is not None and old.same_bytes(found):
+        return "ERROR", "the earlier version was not removed (a harness fault)"
+    return "CORRUPT", f"{found.size} B of other bytes present at the end"
+
+
 def worst(a: tuple[str, str], b: tuple[str, str]) -> tuple[str, str]:
     return a if RANK[a[0]] <= RANK[b[0]] else b
 
@@ -405,6 +423,7 @@ class ShimRunner:
         self.generation = 0  # SIGTERMs so far
         self.sigterm_lock = threading.Lock()  # one SIGTERM operation at a time
         self.drains: Counter[str] = Counter()
+        self.slow_starts = 0  # s3shim starts that did not listen in time and were retried
 
     def __enter__(self) -> ShimRunner:
         self._shim, self._stack = self.spare()
@@ -417,19 +436,32 @@ class ShimRunner:
         for stack in stacks:
             stack.close()
 
-    def spare(self) -> tuple[Shim, contextlib.ExitStack]:
-        """A new s3shim, ready, not yet used (close the stack to stop it)."""
-        stack = contextlib.ExitStack()
-        shim = stack.enter_context(
-            run_shim(
-                self.upstream,
-                self.store.access_key,
-                self.store.secret_key,
-                self.log_dir,
-                env=self.env,
-            )
-        )
-        return shim, stack
+    def spare(self, attempts: int = 3) -> tuple[Shim, contextlib.ExitStack]:
+        """A new s3shim, ready, not yet used (close the stack to stop it).
+
+        run_shim waits 15 s for the port; on a loaded 2-core machine a start can take longer
+        (measured: 3 s at load average 10, over 15 s at times at 15), so try again.
+        """
+        for attempt in range(attempts):
+            stack = contextlib.ExitStack()
+            try:
+                shim = stack.enter_context(
+                    run_shim(
+                        self.upstream,
+                        self.store.access_key,
+                        self.store.secret_key,
+                        self.log_dir,
+                        env=self.env,
+                    )
+                )
+            except RuntimeError:
+                stack.close()
+                if attempt == attempts - 1:
+                    raise
+                self.slow_starts += 1
+                continue
+            return shim, stack
+        raise AssertionError("unreachable")
 
     def current(self, timeout: float = 120.0) -> tuple[int, Shim]:
         """(generation, the s3shim to use now), waiting while a replacement starts."""
@@ -654,19 +686,28 @@ def request_target(path: str, query: list[tuple[str, str]]) -> str:
 
 def send_cut(
     endpoint: str, path: str, query: list[tuple[str, str]], req: RawPut, cut_at: int, rst: bool
-) -> None:
-    """Send the head and ``cut_at`` bytes of the body, then hang up (RST or FIN)."""
+) -> str | None:
+    """Send the head and ``cut_at`` bytes of the body, then hang up (RST or FIN).
+
+    Returns None once cut (s3shim may also have hung up first, answering early), or why
+    no connection was made (an s3shim that was just replaced).
+    """
     parts = urlsplit(endpoint)
     assert parts.hostname is not None and parts.port is not None
     head = f"PUT {request_target(path, query)} HTTP/1.1\r\n"
     head += "".join(f"{k}: {v}\r\n" for k, v in req.headers.items()) + "\r\n"
-    with socket.create_connection((parts.hostname, parts.port), timeout=HTTP_TIMEOUT) as sock:
+    try:
+        sock = socket.create_connection((parts.hostname, parts.port), timeout=HTTP_TIMEOUT)
+    except OSError as exc:
+        return type(exc).__name__
+    with sock:
         try:
             sock.sendall(head.encode() + req.body[:cut_at])
         except OSError:
-            return
+            return None
         if rst:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    return None
 
 
 def raw_get(
@@ -748,9 +789,10 @@ class Summary:
     drains: dict[str, int]
     restarts: int
     findings: list[dict[str, Any]]
-    stray: list[str]
+    stray: list[dict[str, Any]]
     stopped_by_deadline: bool
     outcomes: list[dict[str, Any]] = field(default_factory=list)
+    slow_starts: int = 0
 
     def exit_status(self) -> int:
         if any(self.classes.get(c, 0) for c in DEFECTS):
@@ -781,6 +823,9 @@ class Soak:
         self.runner: ShimRunner
         self.started = time.monotonic()
         self.indices = list(cfg.only) if cfg.only else list(range(cfg.ops))
+        # Per key: the bytes its operation sent (None for reads) and the good version it held
+        # before (overwrites, and the objects reads read), for the end-of-run sweep.
+        self.sent: dict[str, tuple[Digest | None, Digest | None]] = {}
 
     # -- clients ----------------------------------------------------------------------
     def direct(self) -> Any:
@@ -889,6 +934,15 @@ class Soak:
             out.seconds = round(time.monotonic() - t0, 3)
             with self.lock:
                 self.outcomes.append(out)
+            if out.cls in FINDINGS and self.cfg.progress:
+                # At once, not only in the final table: a long run may be worth stopping.
+                last = (out.detail.strip().splitlines() or [""])[-1]
+                print(
+                    f"\n[soak] op {out.index} {out.kind}/{out.fault}/{out.framing} "
+                    f"{out.size} B: {out.cls} {last}",
+                    file=sys.stderr,
+                    flush=True,
+                )
 
     def _run_op(self, plan: Plan) -> Outcome:
         if plan.kind == "get":
@@ -900,6 +954,10 @@ class Soak:
     def _key(self, plan: Plan) -> tuple[str, str]:
         token = uuid.uuid4().hex
         return f"soak/{plan.index:06d}-{plan.kind}-{plan.fault}-{token}", token
+
+    def _register(self, key: str, new: Digest | None, old: Digest | None) -> None:
+        with self.lock:
+            self.sent[key] = (new, old)
 
     def _relay_fault(
         self, plan: Plan, token: str, rng: random.Random, body: int, reading: bool = False
@@ -941,9 +999,12 @@ class Soak:
         old: Digest | None = None
         if plan.overwrite:
             old_data = rng.randbytes(plan.size + 1 + rng.randint(0, 64 * KIB))
+            old = Digest.of(old_data)
+            self._register(key, new, old)  # before the write: it may fail half-way
             self.put_direct(key, old_data)
             self.count_written(len(old_data))
-            old = Digest.of(old_data)
+        else:
+            self._register(key, new, None)
         with self.runner.sigterm_lock if plan.fault == "sigterm" else contextlib.nullcontext():
             gen0, _ = self.runner.current()
             fault = self._relay_fault(plan, token, rng, plan.size)
@@ -1048,9 +1109,11 @@ class Soak:
             cut_at = rng.choice([0, n // 2, max(0, n - 1), rng.randint(0, max(0, n - 1))])
             if n and req.body.endswith(b"\r\n\r\n") and rng.random() < 0.3:
                 cut_at = n - 2  # everything but the last CRLF of the trailer section
-            send_cut(
+            failed = send_cut(
                 shim.endpoint, path, query, req, min(cut_at, max(0, n - 1)), rst=rng.random() < 0.5
             )
+            if failed is not None:
+                return Answer(0, failed), False, variant
             return Answer(0, "client-cut"), True, variant
         writes = split_randomly(req.body, rng, 1, 600 * KIB) if req.body else []
         if fault == "slow_client":
@@ -1130,6 +1193,7 @@ class Soak:
         key, token = self._key(plan)
         data = rng.randbytes(plan.size)
         new = Digest.of(data)
+        self._register(key, new, None)
         gen0, shim = self.runner.current()
         client = self.shim_boto(gen0, shim)
         declare = rng.random() < 0.5
@@ -1307,6 +1371,7 @@ class Soak:
         rng = random.Random(f"{self.cfg.seed}:{plan.index}:run")
         key, token = self._key(plan)
         data = rng.randbytes(plan.size)
+        self._register(key, None, Digest.of(data))
         self.put_direct(key, data)
         self.count_written(plan.size)
         result: tuple[str, str] = ("READ-OK", "")
@@ -1444,26 +1509,37 @@ class Soak:
             f"{rate:.1f} op/s eta {eta:.0f}s  {shown}"
         )
 
-    def _final_sweep(self) -> list[str]:
-        """Every key still in the bucket was written late (or never cleaned up): each is a
-        refused or cut write that the store committed after its check, or a harness leak."""
+    def _final_sweep(self) -> list[tuple[str, Digest]]:
+        """What is still in the bucket: every operation removed its key after checking it,
+        so each object here was committed after that check (or left by an operation that
+        failed). Read (to judge by its bytes) and removed."""
         time.sleep(1.0)
         keys: list[str] = []
         paginator = self.direct().get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self.bucket):
             keys += [o["Key"] for o in page.get("Contents", [])]
+        found = []
         for key in keys:
+            digest = self.stored(key)
+            if digest is not None:
+                found.append((key, digest))
             self.delete(key)
-        return keys
+        return found
 
-    def _summary(self, stray: list[str]) -> Summary:
+    def _summary(self, found: list[tuple[str, Digest]]) -> Summary:
         outcomes = sorted(self.outcomes, key=lambda o: o.index)
         by_index = {o.index: o for o in outcomes}
-        for key in stray:
+        stray = []
+        for key, digest in found:
             m = re.match(r"soak/(\d+)-", key)
             o = by_index.get(int(m.group(1))) if m else None
-            if o is not None and RANK[o.cls] > RANK["HALF-STORED"]:
-                o.cls, o.detail = "HALF-STORED", f"object present at the end of the run ({key})"
+            new, old = self.sent.get(key, (None, None))
+            verdict = judge_leftover(o.cls if o else None, digest, new, old)
+            stray.append(
+                {"key": key, "size": digest.size, "verdict": verdict[0], "detail": verdict[1]}
+            )
+            if o is not None and RANK[verdict[0]] < RANK[o.cls]:
+                o.cls, o.detail = verdict[0], f"{verdict[1]} ({key})"
         classes = Counter(o.cls for o in outcomes)
         faults: dict[str, dict[str, Any]] = {}
         for kind in self.cfg.faults:
@@ -1491,6 +1567,7 @@ class Soak:
             stray=stray,
             stopped_by_deadline=len(outcomes) < len(self.indices),
             outcomes=[asdict(o) for o in outcomes],
+            slow_starts=self.runner.slow_starts,
         )
 
 
@@ -1583,7 +1660,11 @@ def table(summary: Summary) -> str:
         + (" (stopped by the deadline)" if summary.stopped_by_deadline else "")
     )
     if summary.stray:
+        verdicts = Counter(f"{s['verdict']}: {s['detail']}" for s in summary.stray)
         lines.append(f"objects left in the bucket at the end: {len(summary.stray)}")
+        lines += [f"  {n} x {v}" for v, n in sorted(verdicts.items())]
+    if summary.slow_starts:
+        lines.append(f"s3shim starts retried (not listening within 15 s): {summary.slow_starts}")
     for f in summary.findings[:20]:
         lines.append(
             f"  op {f['index']} {f['kind']}/{f['fault']}/{f['framing']} {f['size']} B "

@@ -112,6 +112,24 @@ def test_classify_read(
     assert got == cls
 
 
+@pytest.mark.parametrize(
+    ("cls", "found", "old", "verdict"),
+    [
+        ("ABSENT", NEW, None, "HALF-STORED"),  # refused, then committed after the check
+        ("IDENTICAL", NEW, None, "HALF-STORED"),  # checked, removed, back again
+        ("ABSENT", OTHER, OLD, "CORRUPT"),
+        ("ABSENT", OLD, OLD, "ERROR"),  # the harness did not clean up
+        ("ERROR", OLD, OLD, "ERROR"),  # an operation that failed left its key: no verdict
+        ("ERROR", NEW, None, "ERROR"),
+        (None, NEW, None, "ERROR"),
+    ],
+)
+def test_judge_leftover(
+    cls: str | None, found: soak.Digest, old: soak.Digest | None, verdict: str
+) -> None:
+    assert soak.judge_leftover(cls, found, NEW, old)[0] == verdict
+
+
 def test_worst_finding_wins() -> None:
     assert soak.worst(("READ-OK", ""), ("READ-CUT", "")) == ("READ-CUT", "")
     assert soak.worst(("HALF-STORED", "a"), ("LOST", "b")) == ("LOST", "b")
