@@ -18,7 +18,6 @@ import contextlib
 import http.client
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
+
+from .helpers import free_port as free_port  # re-exported: older callers import it from here
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RGW_SCRIPT = REPO_ROOT / "scripts" / "rgw.sh"
@@ -83,14 +84,6 @@ def new_bucket(store: Store, prefix: str = "t") -> str:
     name = f"{prefix}-{uuid.uuid4().hex[:20]}"
     s3_client(store).create_bucket(Bucket=name)
     return name
-
-
-def free_port() -> int:
-    """A TCP port that is free on 127.0.0.1 right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def log_tail(path: Path, lines: int = 30) -> str:

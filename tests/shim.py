@@ -18,6 +18,8 @@ import boto3
 from botocore.client import BaseClient
 from botocore.config import Config as BotoConfig
 
+from .helpers import free_port as free_port  # re-exported: older callers import it from here
+
 
 @dataclass(frozen=True)
 class Shim:
@@ -58,12 +60,6 @@ def s3_client(endpoint: str, access_key: str, secret_key: str, **config: object)
         config=cfg,
         verify=os.environ.get("S3SHIM_TEST_CA") or None,
     )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_port(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float = 15) -> None:

@@ -4,9 +4,7 @@ from the store itself) — and what s3shim forwards unverified carries no creden
 
 from __future__ import annotations
 
-import base64
 import json
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +12,7 @@ import pytest
 from botocore.client import BaseClient
 
 from ..backends import Store, new_bucket, s3_client
+from ..helpers import crc32_b64, stored
 from ..rawclient import Reply, send, sign
 from ..shim import Shim, run_shim
 from ..tap import Tap, wire_tap
@@ -83,13 +82,6 @@ def both(
     )
 
 
-def stored(store: BaseClient, bucket: str, key: str) -> bytes | None:
-    try:
-        return bytes(store.get_object(Bucket=bucket, Key=key)["Body"].read())
-    except store.exceptions.NoSuchKey:
-        return None
-
-
 @pytest.mark.parametrize(
     ("method", "key", "status", "code"),
     [
@@ -137,7 +129,7 @@ def test_anonymous_put_into_a_public_bucket_stores_the_same_bytes(
 ) -> None:
     shim, tap = tapped
     body = b"anonymous upload \x00\xff" * 100
-    crc = base64.b64encode(zlib.crc32(body).to_bytes(4, "big")).decode()
+    crc = crc32_b64(body)
     headers = {
         "x-amz-checksum-crc32": crc,
         "content-type": "text/plain",
@@ -158,7 +150,7 @@ def test_an_anonymous_put_with_a_wrong_checksum_is_refused_and_nothing_stored(
     rgw_store: Store, tapped: tuple[Shim, Tap], public: str, store: BaseClient
 ) -> None:
     body = b"x" * 1000
-    wrong = base64.b64encode(zlib.crc32(b"other").to_bytes(4, "big")).decode()
+    wrong = crc32_b64(b"other")
     through = send(
         "PUT",
         tapped[0].endpoint,

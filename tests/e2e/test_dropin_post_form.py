@@ -7,9 +7,7 @@ the store enforces every other condition. Bytes are read back from RGW itself.
 
 from __future__ import annotations
 
-import base64
 import os
-import zlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,6 +18,7 @@ from botocore.client import BaseClient
 from botocore.config import Config as BotoConfig
 
 from ..backends import Store, new_bucket, s3_client
+from ..helpers import crc32_b64, stored
 from ..shim import Shim, run_shim
 
 
@@ -76,13 +75,6 @@ def shim_form(rgw_store: Store, tmp_path_factory: pytest.TempPathFactory) -> Ite
 @pytest.fixture(scope="module")
 def store(rgw_store: Store) -> BaseClient:
     return s3_client(rgw_store)
-
-
-def stored(store: BaseClient, bucket: str, key: str) -> bytes | None:
-    try:
-        return bytes(store.get_object(Bucket=bucket, Key=key)["Body"].read())
-    except store.exceptions.NoSuchKey:
-        return None
 
 
 @pytest.mark.parametrize("size", [0, 1000, 5 * 1024 * 1024 + 3])
@@ -144,8 +136,8 @@ def test_a_declared_checksum_is_verified_and_nothing_stored_when_wrong(
 ) -> None:
     bucket = new_bucket(rgw_store)
     data = b"checked form upload" * 1000
-    good = base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
-    bad = base64.b64encode(zlib.crc32(b"else").to_bytes(4, "big")).decode()
+    good = crc32_b64(data)
+    bad = crc32_b64(b"else")
     for key, value, status in (("good", good, 204), ("bad", bad, 400)):
         fields = {"x-amz-checksum-crc32": value}
         resp = post(

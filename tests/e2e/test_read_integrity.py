@@ -7,15 +7,12 @@ SDKs at their defaults get the recorded checksum back to verify themselves.
 
 from __future__ import annotations
 
-import base64
 import os
 import subprocess
 import sys
-import zlib
 from pathlib import Path
 
 import pytest
-from awscrt import checksums as crt
 from boto3.exceptions import RetriesExceededError
 from botocore.client import BaseClient
 from botocore.exceptions import (
@@ -27,14 +24,11 @@ from botocore.exceptions import (
 
 from ..backends import Store
 from ..convex_sequence import new_bucket
+from ..helpers import crc32_b64, crc64nvme_b64
 from ..shim import Shim
 
 RECORD = "s3shim-checksum"  # the reserved x-amz-meta-* name, as boto3 shows metadata
 CUT_OR_REFUSED = (FlexibleChecksumError, IncompleteReadError, ResponseStreamingError)
-
-
-def b64(n: int, size: int) -> str:
-    return base64.b64encode(n.to_bytes(size, "big")).decode()
 
 
 @pytest.fixture(scope="module")
@@ -64,9 +58,9 @@ def test_boto3_uploads_carry_a_verified_checksum_and_reads_return_it(
     client = shim.client()
     client.put_object(Bucket=bucket, Key=key, Body=data)  # boto3 default: CRC32 header
     meta = direct.head_object(Bucket=bucket, Key=key)["Metadata"]
-    assert meta[RECORD] == "CRC32:" + b64(zlib.crc32(data), 4)
+    assert meta[RECORD] == "CRC32:" + crc32_b64(data)
     head = client.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
-    assert head["ChecksumCRC32"] == b64(zlib.crc32(data), 4)
+    assert head["ChecksumCRC32"] == crc32_b64(data)
     assert head.get("ChecksumType") == "FULL_OBJECT"
     assert RECORD not in head["Metadata"]
     got = client.get_object(Bucket=bucket, Key=key)  # boto3 default: checksum-mode ENABLED
@@ -82,9 +76,9 @@ def test_a_client_sending_no_checksum_gets_crc64nvme_recorded(
     quiet = shim.client(request_checksum_calculation="when_required")
     quiet.put_object(Bucket=bucket, Key="quiet", Body=data)
     meta = direct.head_object(Bucket=bucket, Key="quiet")["Metadata"]
-    assert meta[RECORD] == "CRC64NVME:" + b64(crt.crc64nvme(data), 8)
+    assert meta[RECORD] == "CRC64NVME:" + crc64nvme_b64(data)
     head = shim.client().head_object(Bucket=bucket, Key="quiet", ChecksumMode="ENABLED")
-    assert head["ChecksumCRC64NVME"] == b64(crt.crc64nvme(data), 8)
+    assert head["ChecksumCRC64NVME"] == crc64nvme_b64(data)
 
 
 def test_a_client_cannot_plant_a_record(shim: Shim, direct: BaseClient, bucket: str) -> None:
@@ -93,7 +87,7 @@ def test_a_client_cannot_plant_a_record(shim: Shim, direct: BaseClient, bucket: 
         Bucket=bucket, Key="planted", Body=data, Metadata={RECORD: "CRC32:AAAAAA==", "a": "b"}
     )
     meta = direct.head_object(Bucket=bucket, Key="planted")["Metadata"]
-    assert meta[RECORD] == "CRC32:" + b64(zlib.crc32(data), 4) and meta["a"] == "b"
+    assert meta[RECORD] == "CRC32:" + crc32_b64(data) and meta["a"] == "b"
 
 
 @pytest.mark.parametrize("size", [1000, 3 << 20])

@@ -13,7 +13,6 @@ it, not the collection of every other test in this directory.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import hashlib
 import hmac
@@ -21,7 +20,6 @@ import io
 import json
 import random
 import re
-import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -477,11 +475,6 @@ def sha256_hex(data: bytes) -> str:
 def payload(size: int, seed: int = 0) -> bytes:
     """``size`` reproducible pseudo-random bytes."""
     return random.Random(seed).randbytes(size)
-
-
-def crc32_b64(data: bytes) -> str:
-    """The x-amz-checksum-crc32 value of ``data`` (zlib's CRC32, not s3shim's code)."""
-    return base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
 
 
 # -- aws-chunked bodies, framed here from AWS's documented layout (independent of s3shim's

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
-import zlib
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
@@ -17,6 +15,8 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from s3shim import auth, chunked, errors, sigv4
+
+from ..helpers import crc32_b64
 
 KEYS = {"AKIDCLIENT": "client secret/+=&~%ü"}
 NOW = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
@@ -405,7 +405,7 @@ def test_chunk_signatures_chain_from_a_non_default_region(
     """aws-chunked bodies signed under RGW's `default` region decode with the ctx's scope."""
     data = [b"a" * 9000, b"b" * 100]
     whole = b"".join(data)
-    crc = base64.b64encode(zlib.crc32(whole).to_bytes(4, "big")).decode()
+    crc = crc32_b64(whole)
     trailer_list = [("x-amz-checksum-crc32", crc)] if trailers else None
     extra = {"x-amz-decoded-content-length": str(len(whole)), "content-encoding": "aws-chunked"}
     if trailers:
@@ -631,7 +631,7 @@ def test_is_anonymous_is_exactly_what_verify_refuses_as_anonymous(
 
 
 def test_checksum_query_from_a_js_v3_style_presigned_put() -> None:
-    crc = base64.b64encode(zlib.crc32(b"hello").to_bytes(4, "big")).decode()
+    crc = crc32_b64(b"hello")
     url = (
         "http://h/bucket/k?x-id=PutObject&x-amz-checksum-crc32="
         + crc.replace("+", "%2B").replace("/", "%2F").replace("=", "%3D")

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import itertools
 import os
-import zlib
 
 import pytest
 from hypothesis import given, settings
@@ -17,9 +15,7 @@ from s3shim.body import BodyPipeline, BodySpec
 from s3shim.checksums import Algorithm, ExpectedChecksum
 from s3shim.testing import encode_unsigned_trailer_chunk, encode_unsigned_trailer_end
 
-
-def crc32(data: bytes) -> str:
-    return base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+from ..helpers import crc32_b64
 
 
 def run(spec: BodySpec, pieces: list[bytes]) -> tuple[list[bytes], bytes]:
@@ -36,19 +32,19 @@ def test_output_equals_input_and_last_bytes_held(data: bytes, cuts: list[int]) -
     spec = BodySpec(
         length=len(data),
         sha256_hex=hashlib.sha256(data).hexdigest(),
-        checksum=ExpectedChecksum(Algorithm.CRC32, crc32(data)),
+        checksum=ExpectedChecksum(Algorithm.CRC32, crc32_b64(data)),
     )
     p = BodyPipeline(spec)
     released = b"".join(p.feed(x) for x in pieces)
     if data:
         assert len(released) < len(data)  # the store is short until finish()
     assert released + p.finish() == data
-    assert p.computed_checksum == crc32(data)
+    assert p.computed_checksum == crc32_b64(data)
 
 
 def test_checksum_mismatch_never_releases_the_tail() -> None:
     data = os.urandom(1000)
-    spec = BodySpec(length=1000, checksum=ExpectedChecksum(Algorithm.CRC32, crc32(b"x")))
+    spec = BodySpec(length=1000, checksum=ExpectedChecksum(Algorithm.CRC32, crc32_b64(b"x")))
     p = BodyPipeline(spec)
     released = p.feed(data[:500]) + p.feed(data[500:])
     assert len(released) == 500
@@ -93,11 +89,11 @@ def test_aws_chunked_trailer_checksum_verified() -> None:
         framing=chunked.Framing.UNSIGNED_TRAILER,
         trailers=frozenset({"x-amz-checksum-crc32"}),
     )
-    framed = _framed(data, crc32(data))
+    framed = _framed(data, crc32_b64(data))
     released, tail = run(spec, [framed[i : i + 333] for i in range(0, len(framed), 333)])
     assert b"".join(released) + tail == data
     with pytest.raises(errors.S3Error) as info:
-        run(spec, [_framed(data, crc32(b"other"))])
+        run(spec, [_framed(data, crc32_b64(b"other"))])
     assert info.value.code == "BadDigest"
 
 
@@ -110,5 +106,5 @@ def test_aws_chunked_truncated() -> None:
         trailers=frozenset({"x-amz-checksum-crc32"}),
     )
     with pytest.raises(errors.S3Error) as info:
-        run(spec, [_framed(data, crc32(data))[:-10]])
+        run(spec, [_framed(data, crc32_b64(data))[:-10]])
     assert info.value.code in ("IncompleteBody", "MalformedTrailerError")

@@ -8,7 +8,6 @@ import hashlib
 import hmac
 import io
 import random
-import zlib
 from collections.abc import Iterable
 
 import pytest
@@ -39,6 +38,8 @@ from s3shim.testing import (
     encode_unsigned_trailer_end,
     sign_chunks,
 )
+
+from ..helpers import crc32_b64
 
 # --- the worked examples of the S3 API reference (sigv4-streaming, sigv4-streaming-trailers) ---
 
@@ -246,7 +247,7 @@ def test_random_chunkings_round_trip(framing: Framing, seed: int) -> None:
     rng = random.Random(seed)
     payload = rng.randbytes(rng.choice([0, 1, 5000, 300_000, 2_500_000]))
     chunks = random_chunks(payload, rng, 1024 * 1024)
-    crc = base64.b64encode(zlib.crc32(payload).to_bytes(4, "big")).decode()
+    crc = crc32_b64(payload)
     trailers = [] if framing is Framing.SIGNED else [("x-amz-checksum-crc32", crc)]
     body = frame(framing, chunks, trailers)
     for pieces in (whole(body), random_split(body, rng), random_split(body, rng, 3)):
@@ -761,7 +762,7 @@ def test_constructor_checks() -> None:
 @pytest.mark.parametrize("size", [0, 1, 70_000])
 def test_one_chunk_framing_has_the_promised_length_and_decodes(size: int) -> None:
     data = random.Random(size).randbytes(size)
-    value = base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+    value = crc32_b64(data)
     framing = OneChunkFraming(size, "x-amz-checksum-crc32", len(value))
     body = framing.head() + data + framing.tail(value)
     assert len(body) == framing.framed_length

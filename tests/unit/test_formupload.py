@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import itertools
-import zlib
 from datetime import UTC, datetime
 
 import boto3
@@ -20,6 +18,8 @@ from s3shim import errors, postform, sigv4
 from s3shim.formupload import FormUpload
 from s3shim.postform import FileData, FileStart, FormParser
 from s3shim.rewrite import Policy
+
+from ..helpers import crc32_b64
 
 CLIENT = sigv4.Credentials("AKCLIENT", "client-secret")
 STORE = sigv4.Credentials("AKSTORE", "store-secret")
@@ -114,7 +114,7 @@ def test_a_wrong_signature_or_unknown_key_is_refused_at_the_file() -> None:
 
 def test_the_declared_checksum_is_verified_before_the_last_bytes() -> None:
     data = b"z" * 5000
-    wrong = base64.b64encode(zlib.crc32(b"no").to_bytes(4, "big")).decode()
+    wrong = crc32_b64(b"no")
     body, ctype = form(data, **{"x-amz-checksum-crc32": wrong})
     up = upload(body, ctype)
     out = up.feed(body)

@@ -7,7 +7,6 @@ import hashlib
 import itertools
 
 import pytest
-from awscrt import checksums as crt
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -20,16 +19,14 @@ from s3shim.integrity import RECORD_HEADER, ReadVerifier, encode_record, parse_r
 from s3shim.plan import BodyMode, UpstreamPlan, finish_whole, plan, read_verifier, response_headers
 from s3shim.rewrite import Policy, forward_headers
 
+from ..helpers import b64_int, crc32c_b64, crc64nvme_b64
+
 ON = Policy(True, True, record_checksums=True, verify_reads=True)
 OFF = Policy(True, True)
 BODY = b"hello world"
 
 
-def b64(n: int, size: int) -> str:
-    return base64.b64encode(n.to_bytes(size, "big")).decode()
-
-
-CRC64 = b64(crt.crc64nvme(BODY), 8)
+CRC64 = crc64nvme_b64(BODY)
 
 
 def ctx(
@@ -63,7 +60,7 @@ def test_a_small_upload_without_checksum_records_crc64nvme_computed_by_s3shim() 
 
 
 def test_a_small_upload_records_the_clients_own_algorithm() -> None:
-    crc = b64(crt.crc32c(BODY), 4)
+    crc = crc32c_b64(BODY)
     t, items = put(len(BODY), x_amz_checksum_crc32c=crc)
     p = plan(
         t, ctx(signed=("host", "x-amz-checksum-crc32c")), parse_head("PUT", "/b/k", items, True), ON
@@ -74,7 +71,7 @@ def test_a_small_upload_records_the_clients_own_algorithm() -> None:
 
 
 def test_a_large_upload_with_a_header_checksum_records_it_up_front() -> None:
-    crc = b64(123, 4)
+    crc = b64_int(123, 4)
     t, items = put(5 << 20, x_amz_checksum_crc32=crc)
     p = plan(
         t, ctx(signed=("host", "x-amz-checksum-crc32")), parse_head("PUT", "/b/k", items, True), ON
@@ -175,12 +172,12 @@ def test_the_verifier_holds_back_until_the_whole_object_matched(
     data: bytes, cuts: list[int]
 ) -> None:
     alg = Algorithm.CRC64NVME
-    good = ReadVerifier(alg, b64(crt.crc64nvme(data), 8))
+    good = ReadVerifier(alg, crc64nvme_b64(data))
     bounds = sorted({0, len(data), *(c for c in cuts if c <= len(data))})
     out = b"".join(good.feed(data[a:b]) for a, b in itertools.pairwise(bounds))
     assert len(out) < len(data) or not data  # the last piece is always held back
     assert out + good.finish() == data
-    bad = ReadVerifier(alg, b64(crt.crc64nvme(data + b"!"), 8))
+    bad = ReadVerifier(alg, crc64nvme_b64(data + b"!"))
     out = b"".join(bad.feed(data[a:b]) for a, b in itertools.pairwise(bounds))
     with pytest.raises(errors.S3Error) as e:
         bad.finish()

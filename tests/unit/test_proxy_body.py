@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from ..helpers import crc32_b64
 from .conftest import (
     CLIENT_SECRET,
     SIGNED_TRAILER,
@@ -15,7 +16,6 @@ from .conftest import (
     UNSIGNED_TRAILER,
     InProcessShim,
     aws_chunked,
-    crc32_b64,
     payload,
     sha256_hex,
     store_signature_valid,

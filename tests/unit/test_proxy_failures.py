@@ -14,6 +14,7 @@ import pytest
 from s3shim import sigv4
 
 from ..fakestore import FakeStore
+from ..helpers import crc32_b64
 from .conftest import (
     SIGNED,
     UNSIGNED_TRAILER,
@@ -21,7 +22,6 @@ from .conftest import (
     MakeShim,
     Response,
     aws_chunked,
-    crc32_b64,
     payload,
     sha256_hex,
 )

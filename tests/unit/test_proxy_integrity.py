@@ -13,7 +13,8 @@ import hashlib
 import pytest
 
 from ..fakestore import Reply
-from .conftest import InProcessShim, crc32_b64, payload
+from ..helpers import crc32_b64
+from .conftest import InProcessShim, payload
 
 RECORD = "x-amz-meta-s3shim-checksum"
 MiB = 1024 * 1024

@@ -14,7 +14,8 @@ import socket
 import pytest
 
 from ..fakestore import Reply
-from .conftest import InProcessShim, MakeShim, crc32_b64, payload, target
+from ..helpers import crc32_b64
+from .conftest import InProcessShim, MakeShim, payload, target
 
 MiB = 1024 * 1024
 
