@@ -1,7 +1,8 @@
 """The container image, built from the Dockerfile and run for real against Ceph RGW.
 
 There is no Docker engine on this machine kind: ``scripts/container-setup.sh`` installs
-podman + runc + debootstrap and makes sure an image tagged
+podman + runc + debootstrap, picks podman's image storage (native overlay; inside a container,
+whose file system is overlayfs, fuse-overlayfs or vfs) and makes sure an image tagged
 ``docker.io/library/python:3.11-slim`` exists. No registry is reachable, so it builds a
 TEST-ONLY STAND-IN for that base once per machine (Debian 12 minbase + Python 3.11 + pip +
 venv, with debootstrap; cached in podman's image store). The stand-in checks the Dockerfile's
@@ -38,15 +39,15 @@ from typing import TYPE_CHECKING, NoReturn
 
 import pytest
 
-from .convex_sequence import MIB, new_bucket, run_sequence
-from .shim import free_port, s3_client
+from ..convex_sequence import MIB, new_bucket, run_sequence
+from ..shim import free_port, s3_client
 
 if TYPE_CHECKING:
-    from .backends import Store
+    from ..backends import Store
 
 pytestmark = pytest.mark.rgw
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SETUP = ROOT / "scripts" / "container-setup.sh"
 # One tag per checkout, so two checkouts testing at once never remove each other's image.
 IMAGE_TAG = "localhost/s3shim:test-" + hashlib.sha256(str(ROOT).encode()).hexdigest()[:10]
@@ -67,14 +68,20 @@ def unavailable(reason: str) -> NoReturn:
 @dataclass(frozen=True)
 class Podman:
     conf: str
+    # container-setup.sh writes a storage.conf beside containers.conf only where podman's
+    # native overlay store cannot work (inside a container); then every call must use it.
+    storage_conf: str | None = None
 
     def __call__(
         self, *args: str, timeout: float = 60, check: bool = True
     ) -> subprocess.CompletedProcess[str]:
-        sudo = [] if os.geteuid() == 0 else ["sudo", "-n", "--preserve-env=CONTAINERS_CONF"]
+        env = {"CONTAINERS_CONF": self.conf}
+        if self.storage_conf:
+            env["CONTAINERS_STORAGE_CONF"] = self.storage_conf
+        sudo = [] if os.geteuid() == 0 else ["sudo", "-n", f"--preserve-env={','.join(env)}"]
         r = subprocess.run(
             [*sudo, "podman", "--runtime", "runc", *args],
-            env={**os.environ, "CONTAINERS_CONF": self.conf},
+            env={**os.environ, **env},
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,
@@ -111,7 +118,9 @@ def podman() -> Podman:
         unavailable(f"{SETUP.name} timed out")
     if r.returncode != 0:
         unavailable(f"{SETUP.name} exited {r.returncode}:\n{r.stderr[-3000:]}")
-    return Podman(r.stdout.strip().splitlines()[-1])
+    conf = Path(r.stdout.strip().splitlines()[-1])
+    storage = conf.with_name("storage.conf")
+    return Podman(str(conf), str(storage) if storage.exists() else None)
 
 
 @pytest.fixture(scope="module")
@@ -223,12 +232,26 @@ def test_runs_as_the_images_non_root_user(podman: Podman, container: Running) ->
     user = podman("inspect", "--format", "{{.Config.User}}", container.name).stdout.strip()
     assert user == f"{IMAGE_UID}:{IMAGE_UID}"
     # PID 1 is s3shim itself (exec-form entrypoint), as host UID 10001 (rootful, no userns).
-    top = podman("top", container.name, "pid", "huser", "args").stdout.splitlines()[1:]
-    pid1 = [line.split(None, 2) for line in top if line.split()[0] == "1"]
-    assert pid1, top
-    _, huser, args = pid1[0]
-    assert huser == str(IMAGE_UID)
-    assert "s3shim" in args
+    # Read from /proc rather than `podman top ... huser`, which prints "?" inside a container
+    # (a nested podman cannot map the IDs back).
+    pid = int(podman("inspect", "--format", "{{.State.Pid}}", container.name).stdout.strip())
+    assert pid > 0
+    status = proc_status(Path(f"/proc/{pid}/status").read_text())
+    assert status["Uid"] == [str(IMAGE_UID)] * 4  # real, effective, saved, file system
+    assert status["Gid"] == [str(IMAGE_UID)] * 4
+    assert status["NSpid"][-1] == "1", status["NSpid"]  # PID 1 in the container's namespace
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    assert any(b"s3shim" in a for a in argv), argv
+
+
+def proc_status(text: str) -> dict[str, list[str]]:
+    """/proc/PID/status as key -> whitespace-separated fields."""
+    out: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            out[key] = value.split()
+    return out
 
 
 def test_admin_endpoints_and_image_healthcheck(podman: Podman, container: Running) -> None:
