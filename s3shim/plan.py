@@ -438,9 +438,6 @@ def read_verifier(
     return ReadVerifier(*recorded) if recorded is not None else None
 
 
-MAX_RELOCATED_BODY = 64 * 1024  # a PostResponse document is a few hundred bytes
-
-
 def form_plan(
     target: Target, head: RequestHead, policy: Policy, *, store_origin: str, client_scheme: str
 ) -> UpstreamPlan:

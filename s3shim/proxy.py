@@ -10,6 +10,7 @@ authenticated; nothing is committed upstream before the body is verified.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import ssl
 import time
@@ -33,7 +34,6 @@ from .formupload import FormUpload
 from .head import CONTENT_LENGTH, RequestHead, parse_head
 from .metrics import Metrics
 from .plan import (
-    MAX_RELOCATED_BODY,
     BodyMode,
     UpstreamPlan,
     finish_whole,
@@ -48,6 +48,7 @@ from .plan import (
 from .rewrite import REQUEST_ID_HEADER, SERVER_NAME, Policy
 
 READ_SIZE = 256 * 1024  # measured sweet spot for throughput vs per-stream memory
+SMALL_RESPONSE = 64 * 1024  # bodies up to this are answered in one write with their head
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
@@ -512,6 +513,23 @@ class Proxy:
         assert pipeline.computed_checksum is not None
         yield framing.tail(pipeline.computed_checksum)
 
+    @staticmethod
+    async def _cut(
+        request: BaseRequest, upstream: aiohttp.ClientResponse, headers: list[tuple[str, str]]
+    ) -> web.StreamResponse:
+        """The store failed mid-body: send the head, then cut, so the body is seen short."""
+        resp = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+        for name, value in headers:
+            resp.headers.add(name, value)
+        length = upstream.headers.get("Content-Length")
+        if length is not None and length.isdigit():
+            resp.content_length = int(length)
+        with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):
+            await resp.prepare(request)
+        if request.transport is not None:
+            request.transport.abort()
+        return resp
+
     async def _respond(
         self,
         request: BaseRequest,
@@ -523,31 +541,43 @@ class Proxy:
     ) -> web.StreamResponse:
         async with upstream:
             verifier = read_verifier(p, upstream.status, upstream.headers.items())
-            resp = web.StreamResponse(status=upstream.status, reason=upstream.reason)
-            for name, value in response_headers(
-                p,
-                upstream.status,
-                upstream.headers.items(),
-                computed_checksum,
-                rec.request_id,
-            ):
-                resp.headers.add(name, value)
+            headers = response_headers(
+                p, upstream.status, upstream.headers.items(), computed_checksum, rec.request_id
+            )
             length = upstream.headers.get("Content-Length")
-            small = length is not None and length.isdigit() and int(length) <= MAX_RELOCATED_BODY
-            if p.relocate is not None and small and upstream.status == 201:
-                # The form upload's PostResponse names the object's URL: read it whole
-                # (a few hundred bytes) to put the client's origin in it.
-                body = relocated(p, await upstream.read())
-                resp.content_length = len(body)
+            small = (
+                length is not None
+                and length.isdigit()
+                and int(length) <= SMALL_RESPONSE
+                and request.method != "HEAD"
+                and upstream.status not in (204, 304)
+                and verifier is None  # a checked body keeps its hold-back (streamed below)
+            )
+            if small:
+                # Read whole, answered in one write with the head (a StreamResponse sends
+                # its head on its own); a form upload's PostResponse gets the client's origin.
                 try:
-                    await resp.prepare(request)
-                    await resp.write(body)
-                    await resp.write_eof()
+                    body = await upstream.read()
+                except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                    rec.stream_error = type(exc).__name__
+                    return await self._cut(request, upstream, headers)
+                if p.relocate is not None and upstream.status == 201:
+                    body = relocated(p, body)
+                whole = web.Response(status=upstream.status, reason=upstream.reason, body=body)
+                for name, value in headers:
+                    if name.lower() != "content-length":
+                        whole.headers.add(name, value)
+                try:  # sent here, not by aiohttp after the handler, so a failure is logged
+                    await whole.prepare(request)
+                    await whole.write_eof()
                     rec.bytes_out += len(body)
                 except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                     rec.stream_error = type(exc).__name__
-                return resp
-            if length is not None:
+                return whole
+            resp = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+            for name, value in headers:
+                resp.headers.add(name, value)
+            if length is not None and length.isdigit():
                 resp.content_length = int(length)
             try:
                 await resp.prepare(request)

@@ -155,7 +155,7 @@ def test_an_anonymous_put_with_a_wrong_checksum_is_refused_and_nothing_stored(
         "PUT",
         tapped[0].endpoint,
         f"/{public}/anon-bad",
-        {"x-amz-checksum-crc32": wrong},
+        {"x-amz-checksum-crc32": wrong, "content-length": str(len(body))},
         body=body,
     )
     assert (through.status, through.code) == (400, "BadDigest")

@@ -238,3 +238,17 @@ def test_presigned_matches_botocore() -> None:
 
 def test_credentials_repr_hides_secret() -> None:
     assert "wJalr" not in repr(DOC_KEY)
+
+
+@given(st.text(), st.booleans())
+def test_the_fast_paths_of_percent_coding_agree_with_urllib(value: str, keep_slash: bool) -> None:
+    """uri_encode/percent_decode skip urllib for plain values; the answer must not change."""
+    from urllib.parse import quote, unquote_to_bytes
+
+    safe = "-_.~/" if keep_slash else "-_.~"
+    assert sigv4.uri_encode(value, keep_slash=keep_slash) == quote(
+        value, safe=safe, errors="surrogateescape"
+    )
+    assert sigv4.percent_decode(value) == unquote_to_bytes(value).decode(
+        "utf-8", errors="surrogateescape"
+    )
