@@ -2,6 +2,11 @@
 
 A store that cannot start fails the test under CI=true (never a silent skip) and skips it
 elsewhere, with the reason.
+
+Markers follow the fixtures: a test that uses a store's fixture, directly or through another
+fixture (shim, direct, bucket, a module's own fixture...), gets that store's marker at
+collection, so ``-m "not rgw"`` selects exactly the tests that never start RGW. No test
+module writes these markers by hand.
 """
 
 from __future__ import annotations
@@ -24,7 +29,29 @@ from .backends import (
     start_s3rver,
 )
 from .convex_sequence import new_bucket as sequence_bucket
+from .e2e.jsrun import node
 from .shim import Shim, run_shim, s3_client
+
+# fixture -> the markers of every test that uses it (pytest_collection_modifyitems).
+FIXTURE_MARKERS: dict[str, tuple[str, ...]] = {
+    "rgw_store": ("rgw",),
+    "rclone_store": ("rclone",),
+    "moto_store": ("moto",),
+    "s3rver_store": ("s3rver", "node"),  # s3rver is a Node.js program
+    "node_js": ("node",),
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # item.fixturenames is the closure of every fixture the test requests, through other
+    # fixtures too. A fixture fetched with request.getfixturevalue() is not in it: tests
+    # request store fixtures by name instead, so that they carry the marker.
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        for fixture, markers in FIXTURE_MARKERS.items():
+            if fixture in used:
+                for marker in markers:
+                    item.add_marker(marker)
 
 
 def in_ci() -> bool:
@@ -65,6 +92,12 @@ def moto_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
 @pytest.fixture(scope="session")
 def s3rver_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
     yield from _provide("s3rver", start_s3rver, tmp_path_factory.mktemp("s3rver"))
+
+
+@pytest.fixture(scope="session")
+def node_js() -> str:
+    """The Node.js binary (tests/e2e/jsrun.py finds it); its tests get the ``node`` marker."""
+    return node()
 
 
 @pytest.fixture

@@ -74,3 +74,44 @@ def run_js(script: str, plan: dict[str, Any], work: Path, timeout: float = 300) 
     )
     assert r.returncode == 0, f"node {script} exited {r.returncode}:\n{r.stderr[-4000:]}"
     return [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
+
+
+def run_sdk_uploads(
+    endpoint: str,
+    access_key: str,
+    secret_key: str,
+    bucket: str,
+    sizes: list[int],
+    *,
+    node_js: str,
+    ca: str | None = None,
+) -> list[dict[str, Any]]:
+    """tests/js/upload.mjs: the AWS SDK for JavaScript v3 at its defaults uploads one stream
+    body per size to ``endpoint``; one JSON line per upload (key, size, sha256, checksum).
+
+    A failing upload fails the script: that is an AssertionError here (with its stderr),
+    which a control test expects when it points the SDK straight at a store. ``node_js`` is
+    the root conftest's fixture of that name: requesting it gives the test the ``node``
+    marker."""
+    need_js_package("@aws-sdk/client-s3")
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "S3_ENDPOINT_URL": endpoint,
+        "BUCKET": bucket,
+        "AWS_ACCESS_KEY_ID": access_key,
+        "AWS_SECRET_ACCESS_KEY": secret_key,
+        "SIZES": ",".join(map(str, sizes)),
+    }
+    if ca:
+        env["NODE_EXTRA_CA_CERTS"] = ca
+    r = subprocess.run(
+        [node_js, "upload.mjs"],
+        cwd=JS_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    return [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]

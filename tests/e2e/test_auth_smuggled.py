@@ -13,32 +13,9 @@ import pytest
 from botocore.client import BaseClient
 
 from ..convex_sequence import presign_client
-from ..rawclient import send, sign
+from ..helpers import stored
+from ..rawclient import RawClient, send
 from ..shim import Shim
-
-pytestmark = pytest.mark.rgw
-
-
-def _stored(direct: BaseClient, bucket: str, key: str) -> bytes | None:
-    try:
-        data: bytes = direct.get_object(Bucket=bucket, Key=key)["Body"].read()
-    except direct.exceptions.NoSuchKey:
-        return None
-    return data
-
-
-def _signed_put(shim: Shim, path: str, body: bytes, **kw: object) -> dict[str, str]:
-    headers = {"content-length": str(len(body)), **kw.pop("headers", {})}  # type: ignore[dict-item]
-    return sign(
-        "PUT",
-        shim.endpoint,
-        path,
-        access_key=shim.access_key,
-        secret_key=shim.secret_key,
-        headers=headers,
-        body=body,
-        **kw,
-    )  # type: ignore[arg-type]
 
 
 def test_underscore_amz_header_cannot_be_smuggled(
@@ -47,11 +24,11 @@ def test_underscore_amz_header_cannot_be_smuggled(
     """RGW reads x_amz_copy_source as x-amz-copy-source: unsigned, it must never pass."""
     direct.put_object(Bucket=bucket, Key="secret", Body=b"TOPSECRET")
     key = f"u-{uuid.uuid4()}"
-    h = _signed_put(shim, f"/{bucket}/{key}", b"mine")
+    h = RawClient.of(shim).sign_put(f"/{bucket}/{key}", b"mine")
     h["x_amz_copy_source"] = f"/{bucket}/secret"
     reply = send("PUT", shim.endpoint, f"/{bucket}/{key}", h, body=b"mine")
     assert (reply.status, reply.code) == (403, "AccessDenied")
-    assert _stored(direct, bucket, key) is None
+    assert stored(direct, bucket, key) is None
 
 
 def test_underscore_header_via_presigned_url_cannot_change_acl(
@@ -75,7 +52,7 @@ def test_underscore_header_via_presigned_url_cannot_change_acl(
         body=b"data",
     )
     assert (reply.status, reply.code) == (403, "AccessDenied")
-    assert _stored(direct, bucket, key) is None
+    assert stored(direct, bucket, key) is None
 
 
 @pytest.mark.parametrize("value", ["deadbeef", "0" * 63, "unsigned-payload"])
@@ -86,18 +63,17 @@ def test_invalid_content_sha256_is_not_read_as_unsigned(
     known keyword was treated like UNSIGNED-PAYLOAD, so a tampered body passed: now
     InvalidArgument, nothing stored."""
     key = f"h-{uuid.uuid4()}"
-    h = _signed_put(shim, f"/{bucket}/{key}", b"tampered body", payload_hash=value)
+    h = RawClient.of(shim).sign_put(f"/{bucket}/{key}", b"tampered body", payload_hash=value)
     reply = send("PUT", shim.endpoint, f"/{bucket}/{key}", h, body=b"tampered body")
     assert (reply.status, reply.code) == (400, "InvalidArgument")
-    assert _stored(direct, bucket, key) is None
+    assert stored(direct, bucket, key) is None
 
 
 def test_non_ascii_digits_get_400_not_500(shim: Shim, bucket: str) -> None:
     """Security review: "²" passes str.isdigit() but not int(); in
     x-amz-decoded-content-length or X-Amz-Expires it was a 500, now a 400 with S3's code."""
     key = f"n-{uuid.uuid4()}"
-    h = _signed_put(
-        shim,
+    h = RawClient.of(shim).sign_put(
         f"/{bucket}/{key}",
         b"x",
         payload_hash="STREAMING-UNSIGNED-PAYLOAD-TRAILER",

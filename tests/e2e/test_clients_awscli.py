@@ -14,7 +14,6 @@ from ..backends import Store
 from ..convex_sequence import MIB, new_bucket, payload
 from ..shim import Shim, s3_client
 
-pytestmark = pytest.mark.rgw
 AWS = str(Path(sys.executable).parent / "aws")
 
 

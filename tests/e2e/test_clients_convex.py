@@ -13,8 +13,6 @@ from ..backends import Store
 from ..convex_sequence import MIB, new_bucket, payload, read_back, run_sequence
 from ..shim import Shim, s3_client
 
-pytestmark = pytest.mark.rgw
-
 SIZES = [0, 1, 5 * MIB + 1, 17 * MIB]
 
 

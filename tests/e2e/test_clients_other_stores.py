@@ -18,7 +18,9 @@ from botocore.client import BaseClient
 
 from ..backends import Store
 from ..convex_sequence import MIB, new_bucket, run_sequence
+from ..helpers import crc32_b64
 from ..shim import Shim, run_shim, s3_client
+from .jsrun import run_sdk_uploads
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +47,6 @@ def moto_shim(moto_store: Store, tmp_path_factory: pytest.TempPathFactory) -> It
         yield s
 
 
-@pytest.mark.rclone
 @pytest.mark.parametrize("size", [0, 1, 5 * MIB + 1], ids=lambda s: f"{s}B")
 def test_convex_sequence_through_s3shim_to_rclone(rclone_shim: Shim, size: int) -> None:
     client = rclone_shim.client()
@@ -54,7 +55,6 @@ def test_convex_sequence_through_s3shim_to_rclone(rclone_shim: Shim, size: int) 
     run_sequence(client, bucket, size, range_statuses=(200, 206))
 
 
-@pytest.mark.rclone
 def test_rclone_rejects_a_wrong_secret_through_s3shim(
     rclone_store: Store, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
@@ -122,7 +122,6 @@ def _observe(client: BaseClient, bucket: str, data: bytes) -> list[Any]:
     return seen
 
 
-@pytest.mark.moto
 def test_moto_through_s3shim_equals_direct(moto_store: Store, moto_shim: Shim) -> None:
     data = os.urandom(11 * MIB)
     direct = s3_client(moto_store.endpoint, moto_store.access_key, moto_store.secret_key)
@@ -131,32 +130,32 @@ def test_moto_through_s3shim_equals_direct(moto_store: Store, moto_shim: Shim) -
     assert _observe(moto_shim.client(), b2, data) == _observe(direct, b1, data)
 
 
-@pytest.mark.moto
 def test_moto_sequence_through_transparent_s3shim(moto_shim: Shim) -> None:
     client = moto_shim.client()
     run_sequence(client, new_bucket(client), 5 * MIB + 1)
 
 
-@pytest.mark.moto
-@pytest.mark.node
 def test_trailer_checksum_reaches_a_store_that_supports_checksums(
-    moto_store: Store, moto_shim: Shim
+    node_js: str, moto_store: Store, moto_shim: Shim
 ) -> None:
     """Flags off: s3shim decodes the JS SDK's aws-chunked body but still hands the store the
     client's CRC32 (as a header for a small body, re-framed as one unsigned-trailer chunk for
     a streamed one); moto stores it and returns it with ChecksumMode=ENABLED."""
-    import base64
-    import zlib
-
-    from .test_clients_sdk_uploads import run_js
 
     direct = s3_client(moto_store.endpoint, moto_store.access_key, moto_store.secret_key)
     bucket = new_bucket(direct)
-    results = run_js(moto_shim.endpoint, moto_store, bucket, [70_000, 3 * MIB + 1])
+    results = run_sdk_uploads(
+        moto_shim.endpoint,
+        moto_store.access_key,
+        moto_store.secret_key,
+        bucket,
+        [70_000, 3 * MIB + 1],
+        node_js=node_js,
+    )
     puts = [o for o in results if o["kind"] == "put"]
     assert len(puts) == 2
     for o in puts:
         body = direct.get_object(Bucket=bucket, Key=o["key"])["Body"].read()
-        crc = base64.b64encode(zlib.crc32(body).to_bytes(4, "big")).decode()
+        crc = crc32_b64(body)
         head = direct.head_object(Bucket=bucket, Key=o["key"], ChecksumMode="ENABLED")
         assert head.get("ChecksumCRC32") == crc == o["checksum"], o

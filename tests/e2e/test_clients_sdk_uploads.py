@@ -13,10 +13,9 @@ import hashlib
 import io
 import json
 import os
-import subprocess
+import random
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import boto3
 import pytest
@@ -29,10 +28,11 @@ from s3shim.chunked import Framing
 
 from ..backends import Store
 from ..convex_sequence import MIB, new_bucket
+from ..rawclient import RawClient
 from ..shim import Shim, run_shim, s3_client
 from ..tls import TlsFiles, make_tls
+from .jsrun import run_sdk_uploads
 
-JS_DIR = Path(__file__).resolve().parent.parent / "js"
 TRAILER = "STREAMING-UNSIGNED-PAYLOAD-TRAILER"
 
 
@@ -111,30 +111,6 @@ def test_boto3_https_multipart_upload_fileobj(
     assert TRAILER in framings_logged(https_shim)  # the aws-chunked path really ran
 
 
-def run_js(
-    endpoint: str, store: Store, bucket: str, sizes: list[int], ca: str | None = None
-) -> list[dict[str, object]]:
-    if not (JS_DIR / "node_modules" / "@aws-sdk" / "client-s3").is_dir():
-        if os.environ.get("CI") == "true":
-            pytest.fail("tests/js/node_modules is missing: scripts/bootstrap.sh must run npm ci")
-        pytest.skip("AWS SDK for JS not installed (run scripts/bootstrap.sh)")
-    env = {
-        "PATH": os.environ["PATH"],
-        "S3_ENDPOINT_URL": endpoint,
-        "BUCKET": bucket,
-        "AWS_ACCESS_KEY_ID": store.access_key,
-        "AWS_SECRET_ACCESS_KEY": store.secret_key,
-        "SIZES": ",".join(map(str, sizes)),
-    }
-    if ca:
-        env["NODE_EXTRA_CA_CERTS"] = ca
-    r = subprocess.run(
-        ["node", "upload.mjs"], cwd=JS_DIR, env=env, capture_output=True, text=True, timeout=600
-    )
-    assert r.returncode == 0, r.stderr[-3000:]
-    return [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
-
-
 def assert_stored(direct: BaseClient, bucket: str, results: list[dict[str, object]]) -> None:
     assert results
     for o in results:
@@ -146,45 +122,70 @@ def assert_stored(direct: BaseClient, bucket: str, results: list[dict[str, objec
 JS_SIZES = [0, 1, 70_000, 11 * MIB + 1]
 
 
-@pytest.mark.node
-def test_js_sdk_http_stream_uploads(shim: Shim, rgw_store: Store) -> None:
+def test_js_sdk_http_stream_uploads(node_js: str, shim: Shim, rgw_store: Store) -> None:
     direct = s3_client(rgw_store.endpoint, rgw_store.access_key, rgw_store.secret_key)
     bucket = new_bucket(direct)
-    results = run_js(shim.endpoint, rgw_store, bucket, JS_SIZES)
+    results = run_sdk_uploads(
+        shim.endpoint, rgw_store.access_key, rgw_store.secret_key, bucket, JS_SIZES, node_js=node_js
+    )
     assert_stored(direct, bucket, results)
     assert TRAILER in framings_logged(shim)
     puts = [o for o in results if o["kind"] == "put"]
     assert all(o["checksum"] for o in puts)  # the SDK got its CRC32 back
 
 
-@pytest.mark.node
-def test_js_sdk_https_stream_uploads(https_shim: Shim, rgw_store: Store, tls: TlsFiles) -> None:
+def test_js_sdk_https_stream_uploads(
+    node_js: str, https_shim: Shim, rgw_store: Store, tls: TlsFiles
+) -> None:
     direct = s3_client(rgw_store.endpoint, rgw_store.access_key, rgw_store.secret_key)
     bucket = new_bucket(direct)
     assert_stored(
-        direct, bucket, run_js(https_shim.endpoint, rgw_store, bucket, JS_SIZES, ca=tls.ca)
+        direct,
+        bucket,
+        run_sdk_uploads(
+            https_shim.endpoint,
+            rgw_store.access_key,
+            rgw_store.secret_key,
+            bucket,
+            JS_SIZES,
+            ca=tls.ca,
+            node_js=node_js,
+        ),
     )
 
 
-@pytest.mark.node
-@pytest.mark.s3rver
-def test_canary_js_uploads_through_s3shim_to_s3rver(canary_shim: Shim, s3rver_store: Store) -> None:
+def test_canary_js_uploads_through_s3shim_to_s3rver(
+    node_js: str, canary_shim: Shim, s3rver_store: Store
+) -> None:
     direct = s3_client(s3rver_store.endpoint, s3rver_store.access_key, s3rver_store.secret_key)
     bucket = new_bucket(direct)
     assert_stored(
         direct,
         bucket,
-        run_js(canary_shim.endpoint, s3rver_store, bucket, [0, 1, 70_000, 6 * MIB + 5]),
+        run_sdk_uploads(
+            canary_shim.endpoint,
+            s3rver_store.access_key,
+            s3rver_store.secret_key,
+            bucket,
+            [0, 1, 70_000, 6 * MIB + 5],
+            node_js=node_js,
+        ),
     )
 
 
-@pytest.mark.node
-def test_direct_rgw_refuses_framing(rgw_store: Store) -> None:
+def test_direct_rgw_refuses_framing(node_js: str, rgw_store: Store) -> None:
     """Control: the same JS upload straight to RGW fails, so the tests above prove a cure."""
     direct = s3_client(rgw_store.endpoint, rgw_store.access_key, rgw_store.secret_key)
     bucket = new_bucket(direct)
     with pytest.raises(AssertionError) as info:
-        run_js(rgw_store.endpoint, rgw_store, bucket, [70_000])
+        run_sdk_uploads(
+            rgw_store.endpoint,
+            rgw_store.access_key,
+            rgw_store.secret_key,
+            bucket,
+            [70_000],
+            node_js=node_js,
+        )
     assert "XAmzContentSHA256Mismatch" in str(info.value) or "MissingContentLength" in str(
         info.value
     )
@@ -203,22 +204,17 @@ def test_boto3_https_bad_checksum_is_refused(
     assert "Contents" not in direct.list_objects_v2(Bucket=bucket)
 
 
-@pytest.mark.s3rver
 @pytest.mark.parametrize("framing", list(Framing), ids=lambda f: f.name)
 def test_canary_hand_framed_uploads_read_back_identical(
     canary_shim: Shim, s3rver_store: Store, framing: Framing
 ) -> None:
     """Every framing, signed and unsigned, through s3shim to a store that never decodes
     aws-chunked: byte-identical only if s3shim removed all of the framing."""
-    import random
-
-    from .test_integrity_framing import framed_upload
-
     direct = s3_client(s3rver_store.endpoint, s3rver_store.access_key, s3rver_store.secret_key)
     bucket = new_bucket(direct)
     rng = random.Random(framing.value)
     for size in (0, 1, 200_000, 2 * MIB + 3):
         data = rng.randbytes(size)
-        reply = framed_upload(canary_shim, f"/{bucket}/f{size}", data, framing, rng)
+        reply = RawClient.of(canary_shim).aws_chunked_put(f"/{bucket}/f{size}", data, framing, rng)
         assert reply.status == 200, reply.body[:300]
         assert direct.get_object(Bucket=bucket, Key=f"f{size}")["Body"].read() == data

@@ -11,24 +11,8 @@ from botocore.exceptions import ClientError
 
 from ..backends import Store
 from ..convex_sequence import new_bucket
-from ..rawclient import send, sign
+from ..rawclient import RawClient, send
 from ..shim import Shim, s3_client
-
-pytestmark = pytest.mark.rgw
-
-
-def _signed_put(shim: Shim, path: str, body: bytes, **kw: object) -> dict[str, str]:
-    headers = {"content-length": str(len(body)), **kw.pop("headers", {})}  # type: ignore[dict-item]
-    return sign(
-        "PUT",
-        shim.endpoint,
-        path,
-        access_key=shim.access_key,
-        secret_key=shim.secret_key,
-        headers=headers,
-        body=body,
-        **kw,
-    )  # type: ignore[arg-type]
 
 
 def test_other_underscore_headers_are_dropped_not_forwarded(
@@ -38,7 +22,7 @@ def test_other_underscore_headers_are_dropped_not_forwarded(
     content_disposition would set Content-Disposition unsigned: such headers are dropped
     (not refused) and the object has no Content-Disposition."""
     key = f"d-{uuid.uuid4()}"
-    h = _signed_put(shim, f"/{bucket}/{key}", b"x")
+    h = RawClient.of(shim).sign_put(f"/{bucket}/{key}", b"x")
     h["content_disposition"] = "attachment; filename=evil.html"
     assert send("PUT", shim.endpoint, f"/{bucket}/{key}", h, body=b"x").status == 200
     assert "ContentDisposition" not in direct.head_object(Bucket=bucket, Key=key)
@@ -50,7 +34,7 @@ def test_signed_header_is_forwarded_as_verified(
     """A whitespace variant that canonicalises to the signed value reaches the store in the
     signed form, never as the variant."""
     key = f"w-{uuid.uuid4()}"
-    h = _signed_put(shim, f"/{bucket}/{key}", b"x", headers={"x-amz-meta-a": "x y"})
+    h = RawClient.of(shim).sign_put(f"/{bucket}/{key}", b"x", headers={"x-amz-meta-a": "x y"})
     h["x-amz-meta-a"] = "x\ty"
     assert send("PUT", shim.endpoint, f"/{bucket}/{key}", h, body=b"x").status == 200
     assert direct.head_object(Bucket=bucket, Key=key)["Metadata"]["a"] == "x y"

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from ..helpers import host_port
 from ..rawclient import sign
 from ..shim import Shim, run_shim
 
@@ -64,7 +65,7 @@ def broken(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Shim]:
 
 def test_store_dying_mid_body_never_looks_complete(broken: Shim) -> None:
     headers = sign("GET", broken.endpoint, "/b/k", access_key="AKID", secret_key="secret")
-    host, port = broken.endpoint.rsplit("/", 1)[1].split(":")
+    host, port = host_port(broken.endpoint)
     conn = http.client.HTTPConnection(host, int(port), timeout=30)
     conn.putrequest("GET", "/b/k", skip_host=True, skip_accept_encoding=True)
     for k, v in headers.items():

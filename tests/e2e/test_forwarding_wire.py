@@ -10,11 +10,9 @@ import pytest
 
 from ..backends import Store
 from ..convex_sequence import MIB, new_bucket, run_sequence
-from ..rawclient import send, sign
+from ..rawclient import RawClient, send
 from ..shim import Shim, run_shim
 from ..tap import Tap, wire_tap
-
-pytestmark = pytest.mark.rgw
 
 
 @pytest.fixture
@@ -58,12 +56,9 @@ def test_convex_sequence_reaches_the_store_without_aws_only_features(
 def test_transport_and_address_headers_do_not_reach_the_store(tapped: tuple[Shim, Tap]) -> None:
     shim, tap = tapped
     bucket = new_bucket(shim.client())
-    headers = sign(
+    headers = RawClient.of(shim).sign(
         "PUT",
-        shim.endpoint,
         f"/{bucket}/k",
-        access_key=shim.access_key,
-        secret_key=shim.secret_key,
         body=b"v",
         headers={
             "x-amz-security-token": "session-token",

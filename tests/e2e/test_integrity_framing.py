@@ -4,110 +4,22 @@ body refused with the right code and nothing stored."""
 
 from __future__ import annotations
 
-import base64
 import random
-import re
 import uuid
-import zlib
-from collections.abc import Callable
 
 import pytest
 from botocore.client import BaseClient
 
-from s3shim import chunked, sigv4
-from s3shim.testing import ChunkSigner, encode_unsigned_trailer_chunk, encode_unsigned_trailer_end
+from s3shim import chunked
 
 from ..convex_sequence import MIB
-from ..rawclient import Reply, send, sign
+from ..helpers import crc32_b64, stored
+from ..rawclient import RawClient, send, sign
 from ..shim import Shim
-
-pytestmark = pytest.mark.rgw
 
 SIGNED = chunked.Framing.SIGNED
 SIGNED_TRAILER = chunked.Framing.SIGNED_TRAILER
 UNSIGNED_TRAILER = chunked.Framing.UNSIGNED_TRAILER
-
-
-def crc32_b64(data: bytes) -> str:
-    return base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
-
-
-def split_randomly(data: bytes, rng: random.Random, low: int, high: int) -> list[bytes]:
-    out, i = [], 0
-    while i < len(data):
-        n = rng.randint(low, high)
-        out.append(data[i : i + n])
-        i += n
-    return out
-
-
-def framed_upload(
-    shim: Shim,
-    path: str,
-    data: bytes,
-    framing: chunked.Framing,
-    rng: random.Random,
-    *,
-    trailer_value: str | None = None,
-    decoded_length: int | None = None,
-    mangle: Callable[[bytes], bytes] | None = None,
-    announce_trailer: bool = True,
-    content_encoding: str = "aws-chunked",
-) -> Reply:
-    """Frame ``data`` as the SDKs do, sign it with the client key and send it in random
-    TCP writes. ``mangle`` edits the framed bytes after signing (forgery/corruption)."""
-    trailer = framing is not SIGNED
-    headers = {
-        "content-encoding": content_encoding,
-        "x-amz-decoded-content-length": str(
-            len(data) if decoded_length is None else decoded_length
-        ),
-    }
-    if trailer and announce_trailer:
-        headers["x-amz-trailer"] = "x-amz-checksum-crc32"
-        headers["x-amz-sdk-checksum-algorithm"] = "CRC32"
-    # Content-Length is not signed by the SigV4 signer, so it can be set after framing.
-    signed = sign(
-        "PUT",
-        shim.endpoint,
-        path,
-        access_key=shim.access_key,
-        secret_key=shim.secret_key,
-        headers=headers,
-        payload_hash=framing.value,
-    )
-    pieces = split_randomly(data, rng, 1, 1024 * 1024) if data else []
-    trailers = [("x-amz-checksum-crc32", trailer_value or crc32_b64(data))] if trailer else None
-    if framing is UNSIGNED_TRAILER:
-        body = b"".join(encode_unsigned_trailer_chunk(p) for p in pieces)
-        body += encode_unsigned_trailer_end(trailers or [])
-    else:
-        seed = re.search(r"Signature=([0-9a-f]{64})", signed["authorization"])
-        assert seed
-        amz_date = signed["x-amz-date"]
-        key = sigv4.signing_key(shim.secret_key, amz_date[:8], "us-east-1")
-        signer = ChunkSigner(
-            chunked.ChunkSigning(
-                signing_key=key,
-                amz_date=amz_date,
-                scope=sigv4.scope(amz_date[:8], "us-east-1"),
-                seed_signature=seed.group(1),
-            )
-        )
-        body = b"".join(signer.chunk(p) for p in pieces) + signer.end(trailers)
-    if mangle is not None:
-        body = mangle(body)
-    signed["content-length"] = str(len(body))
-    writes = split_randomly(body, rng, 1, 300_000) if body else []
-    return send("PUT", shim.endpoint, path, signed, body=writes, timeout=60)
-
-
-def stored(direct: BaseClient, bucket: str, key: str) -> bytes | None:
-    try:
-        data: bytes = direct.get_object(Bucket=bucket, Key=key)["Body"].read()
-    except direct.exceptions.NoSuchKey:
-        return None
-    return data
 
 
 @pytest.mark.parametrize(
@@ -120,7 +32,7 @@ def test_every_framing_decodes_to_the_payload(
     rng = random.Random(f"{framing.name}-{size}")
     data = rng.randbytes(size)
     key = f"framed-{uuid.uuid4()}"
-    reply = framed_upload(shim, f"/{bucket}/{key}", data, framing, rng)
+    reply = RawClient.of(shim).aws_chunked_put(f"/{bucket}/{key}", data, framing, rng)
     assert reply.status == 200, reply.body
     if framing is not SIGNED:
         assert reply.headers["x-amz-checksum-crc32"] == crc32_b64(data)
@@ -244,7 +156,7 @@ def test_malformed_bodies_are_refused_and_nothing_is_stored(
     rng = random.Random(name)
     data = rng.randbytes(size)
     key = f"bad-{uuid.uuid4()}"
-    reply = framed_upload(shim, f"/{bucket}/{key}", data, framing, rng, **kwargs)  # type: ignore[arg-type]
+    reply = RawClient.of(shim).aws_chunked_put(f"/{bucket}/{key}", data, framing, rng, **kwargs)  # type: ignore[arg-type]
     assert (reply.status, reply.code) == (status, code), (name, reply.status, reply.body[:300])
     assert stored(direct, bucket, key) is None
 
@@ -271,8 +183,7 @@ def test_other_content_codings_are_kept(shim: Shim, direct: BaseClient, bucket: 
 
     data = gzip.compress(b"compressible " * 10_000)
     key = f"gz-{uuid.uuid4()}"
-    reply = framed_upload(
-        shim,
+    reply = RawClient.of(shim).aws_chunked_put(
         f"/{bucket}/{key}",
         data,
         UNSIGNED_TRAILER,

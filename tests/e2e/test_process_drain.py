@@ -8,26 +8,15 @@ import signal
 import socket
 import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from ..backends import Store
 from ..convex_sequence import MIB, new_bucket
-from ..rawclient import sign
-from ..shim import free_port, run_shim, s3_client
-
-pytestmark = pytest.mark.rgw
-
-
-def get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
+from ..helpers import free_port, host_port, http_get, wait_exit
+from ..rawclient import RawClient, request_head
+from ..shim import run_shim, s3_client
 
 
 def test_sigterm_drains_an_upload_in_flight(rgw_store: Store, tmp_path: Path) -> None:
@@ -45,12 +34,9 @@ def test_sigterm_drains_an_upload_in_flight(rgw_store: Store, tmp_path: Path) ->
     ) as s:
         proc_pid = s.pid
         path = f"/{bucket}/draining"
-        h = sign(
+        h = RawClient.of(s).sign(
             "PUT",
-            s.endpoint,
             path,
-            access_key=s.access_key,
-            secret_key=s.secret_key,
             payload_hash="UNSIGNED-PAYLOAD",
             headers={"content-length": str(len(body))},
         )
@@ -58,10 +44,8 @@ def test_sigterm_drains_an_upload_in_flight(rgw_store: Store, tmp_path: Path) ->
         result: dict[str, object] = {}
 
         def upload() -> None:
-            host, port = s.endpoint.rsplit("/", 1)[1].split(":")
-            with socket.create_connection((host, int(port)), timeout=60) as sock:
-                head = f"PUT {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in h.items())
-                sock.sendall(head.encode() + b"\r\n" + body[:half])
+            with socket.create_connection(host_port(s.endpoint), timeout=60) as sock:
+                sock.sendall(request_head("PUT", path, h) + body[:half])
                 result["first_half_sent"] = True
                 while "go" not in result:
                     time.sleep(0.05)
@@ -75,14 +59,14 @@ def test_sigterm_drains_an_upload_in_flight(rgw_store: Store, tmp_path: Path) ->
         time.sleep(0.3)  # the request is in the handler, streaming to the store
         os.kill(proc_pid, signal.SIGTERM)
         time.sleep(0.5)
-        port = int(s.endpoint.rsplit(":", 1)[1])
+        _, port = host_port(s.endpoint)
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", port), timeout=2).close()
-        assert get(s.admin + "/readyz") == (503, "draining\n")  # out of the load balancer
+        assert http_get(s.admin + "/readyz") == (503, "draining\n")  # out of the load balancer
         result["go"] = True
         t.join(60)
         assert bytes(result["answer"]).startswith(b"HTTP/1.1 200")  # type: ignore[arg-type]
-        exited = _wait_exit(proc_pid)
+        exited = wait_exit(proc_pid)
         assert exited == 0
     assert direct.get_object(Bucket=bucket, Key="draining")["Body"].read() == body
     log = tmp_path / next(p.name for p in tmp_path.iterdir() if p.name.startswith("s3shim"))
@@ -90,23 +74,9 @@ def test_sigterm_drains_an_upload_in_flight(rgw_store: Store, tmp_path: Path) ->
     assert "draining" in events and events[-1] == "stopped"
 
 
-def _wait_exit(pid: int, timeout: float = 30) -> int | None:
-    """Exit status of a child that run_shim started (reaped through /proc polling)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            done, status = os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            return 0  # already reaped
-        if done:
-            return os.waitstatus_to_exitcode(status)
-        time.sleep(0.05)
-    return None
-
-
 def test_sighup_without_tls_does_not_stop_s3shim(tmp_path: Path) -> None:
     dead = f"http://127.0.0.1:{free_port()}"
     with run_shim(dead, "AKID", "secret", tmp_path) as s:
         os.kill(s.pid, signal.SIGHUP)
         s.log_entries(until="sighup_ignored")
-        assert get(s.admin + "/healthz") == (200, "ok\n")
+        assert http_get(s.admin + "/healthz") == (200, "ok\n")

@@ -8,22 +8,12 @@ import time
 import uuid
 from pathlib import Path
 
-import pytest
 from botocore.client import BaseClient
 
 from ..backends import Store
-from ..rawclient import sign
+from ..helpers import host_port, stored
+from ..rawclient import RawClient, request_head
 from ..shim import Shim, run_shim
-
-pytestmark = pytest.mark.rgw
-
-
-def _stored(direct: BaseClient, bucket: str, key: str) -> bytes | None:
-    try:
-        data: bytes = direct.get_object(Bucket=bucket, Key=key)["Body"].read()
-    except direct.exceptions.NoSuchKey:
-        return None
-    return data
 
 
 def test_stalled_body_gets_request_timeout_and_nothing_stored(
@@ -42,25 +32,19 @@ def test_stalled_body_gets_request_timeout_and_nothing_stored(
         for size in (100, 3 * 1024 * 1024):  # whole-body path and streamed path
             key = f"stall-{size}-{uuid.uuid4()}"
             body = b"s" * size
-            h = sign(
+            h = RawClient.of(s).sign(
                 "PUT",
-                s.endpoint,
                 f"/{bucket}/{key}",
-                access_key=s.access_key,
-                secret_key=s.secret_key,
                 payload_hash="UNSIGNED-PAYLOAD",
                 headers={"content-length": str(size)},
             )
-            port = int(s.endpoint.rsplit(":", 1)[1])
+            _, port = host_port(s.endpoint)
             with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
-                head = f"PUT /{bucket}/{key} HTTP/1.1\r\n" + "".join(
-                    f"{k}: {v}\r\n" for k, v in h.items()
-                )
-                sock.sendall(head.encode() + b"\r\n" + body[: size // 2])
+                sock.sendall(request_head("PUT", f"/{bucket}/{key}", h) + body[: size // 2])
                 answer = sock.recv(65536)
             assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
             assert b"<Code>RequestTimeout</Code>" in answer
-            assert _stored(direct, bucket, key) is None
+            assert stored(direct, bucket, key) is None
 
 
 def test_silent_connection_is_closed_and_connections_are_capped(
@@ -75,7 +59,7 @@ def test_silent_connection_is_closed_and_connections_are_capped(
         tmp_path,
         env={"S3SHIM_CLIENT_TIMEOUT_SECONDS": "2", "S3SHIM_MAX_CONNECTIONS": "2"},
     ) as s:
-        port = int(s.endpoint.rsplit(":", 1)[1])
+        _, port = host_port(s.endpoint)
         first = socket.create_connection(("127.0.0.1", port), timeout=10)
         second = socket.create_connection(("127.0.0.1", port), timeout=10)
         first.sendall(b"GET /b/k HTTP/1.1\r\nhost: x\r\n")  # a head that never ends
@@ -91,8 +75,7 @@ def test_silent_connection_is_closed_and_connections_are_capped(
 
 
 def test_oversize_header_gets_s3_xml(shim: Shim) -> None:
-    host, port = shim.endpoint.rsplit("/", 1)[1].split(":")
-    with socket.create_connection((host, int(port)), timeout=10) as sock:
+    with socket.create_connection(host_port(shim.endpoint), timeout=10) as sock:
         sock.sendall(b"GET /b/k HTTP/1.1\r\nhost: x\r\nx-big: " + b"a" * 20000 + b"\r\n\r\n")
         answer = sock.recv(65536)
     assert answer.startswith(b"HTTP/1.0 400") or answer.startswith(b"HTTP/1.1 400")

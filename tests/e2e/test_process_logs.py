@@ -11,9 +11,8 @@ from botocore.exceptions import ClientError
 
 from ..backends import Store
 from ..convex_sequence import new_bucket, read_back
-from ..shim import Shim, free_port, run_shim
-
-pytestmark = pytest.mark.rgw
+from ..helpers import free_port
+from ..shim import Shim, run_shim
 
 
 def test_shim_log_is_json_without_secrets(shim: Shim, rgw_store: Store, tmp_path: Path) -> None:

@@ -4,13 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from ..backends import Store
 from ..convex_sequence import MIB, new_bucket, payload
 from ..shim import Shim
-
-pytestmark = pytest.mark.rgw
 
 
 def test_memory_stays_flat_for_large_objects(shim: Shim, rgw_store: Store) -> None:

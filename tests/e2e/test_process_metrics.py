@@ -3,24 +3,11 @@
 from __future__ import annotations
 
 import os
-import urllib.error
-import urllib.request
-
-import pytest
 
 from ..convex_sequence import new_bucket
-from ..rawclient import send, sign
+from ..helpers import http_get
+from ..rawclient import RawClient, send, sign
 from ..shim import Shim
-
-pytestmark = pytest.mark.rgw
-
-
-def get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
 
 
 def metric(text: str, name: str, **labels: str) -> float:
@@ -40,7 +27,7 @@ def metric(text: str, name: str, **labels: str) -> float:
 def test_metrics_count_requests_bytes_rewrites_and_failures(shim: Shim) -> None:
     client = shim.client()
     bucket = new_bucket(client)
-    before = get(shim.admin + "/metrics")[1]
+    before = http_get(shim.admin + "/metrics")[1]
     body = os.urandom(100_000)
     client.put_object(Bucket=bucket, Key="m", Body=body, ServerSideEncryption="AES256")
     assert client.get_object(Bucket=bucket, Key="m")["Body"].read() == body
@@ -48,17 +35,14 @@ def test_metrics_count_requests_bytes_rewrites_and_failures(shim: Shim) -> None:
         "GET", shim.endpoint, f"/{bucket}/m", access_key=shim.access_key, secret_key="wrong"
     )
     assert send("GET", shim.endpoint, f"/{bucket}/m", forged).status == 403
-    bad = sign(
+    bad = RawClient.of(shim).sign(
         "PUT",
-        shim.endpoint,
         f"/{bucket}/bad",
-        access_key=shim.access_key,
-        secret_key=shim.secret_key,
         payload_hash="UNSIGNED-PAYLOAD",
         headers={"x-amz-checksum-crc32": "AAAAAA==", "content-length": "3"},
     )
     assert send("PUT", shim.endpoint, f"/{bucket}/bad", bad, body=b"abc").status == 400
-    after = get(shim.admin + "/metrics")[1]
+    after = http_get(shim.admin + "/metrics")[1]
 
     def delta(name: str, **labels: str) -> float:
         return metric(after, name, **labels) - metric(before, name, **labels)

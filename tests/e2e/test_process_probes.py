@@ -2,29 +2,18 @@
 
 from __future__ import annotations
 
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError
 
-from ..shim import Shim, free_port, run_shim
-
-pytestmark = pytest.mark.rgw
-
-
-def get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
+from ..helpers import free_port, http_get
+from ..shim import Shim, run_shim
 
 
 def test_probes(shim: Shim) -> None:
-    assert get(shim.admin + "/healthz") == (200, "ok\n")
-    assert get(shim.admin + "/readyz") == (200, "ready\n")
+    assert http_get(shim.admin + "/healthz") == (200, "ok\n")
+    assert http_get(shim.admin + "/readyz") == (200, "ready\n")
 
 
 def test_healthz_is_a_bucket_on_the_s3_port(shim: Shim) -> None:
@@ -42,8 +31,8 @@ def test_unreachable_store(tmp_path: Path) -> None:
     """Store down: readiness fails, requests get a retryable S3 error, liveness holds."""
     dead = f"http://127.0.0.1:{free_port()}"
     with run_shim(dead, "AKID", "secret", tmp_path) as s:
-        assert get(s.admin + "/healthz")[0] == 200
-        assert get(s.admin + "/readyz") == (503, "store unreachable\n")
+        assert http_get(s.admin + "/healthz")[0] == 200
+        assert http_get(s.admin + "/readyz") == (503, "store unreachable\n")
         with pytest.raises(ClientError) as info:
             s.client().list_buckets()
         assert info.value.response["Error"]["Code"] == "ServiceUnavailable"

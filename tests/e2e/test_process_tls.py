@@ -7,8 +7,6 @@ import json
 import os
 import signal
 import socket
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,18 +15,9 @@ from botocore.exceptions import ClientError
 
 from ..backends import Store
 from ..convex_sequence import MIB, new_bucket, run_sequence
+from ..helpers import host_port, http_get
 from ..shim import Shim, run_shim
 from ..tls import TlsFiles, make_tls
-
-pytestmark = pytest.mark.rgw
-
-
-def get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +51,7 @@ def test_tls_to_store_with_private_ca(https_store: Shim, tls: TlsFiles, tmp_path
         tmp_path,
         env={"S3SHIM_UPSTREAM_CA_BUNDLE": tls.ca},
     ) as s:
-        assert get(s.admin + "/readyz")[0] == 200
+        assert http_get(s.admin + "/readyz")[0] == 200
         client = s.client()
         run_sequence(client, new_bucket(client), 5 * MIB + 1)
 
@@ -71,7 +60,7 @@ def test_tls_to_store_is_verified_by_default(https_store: Shim, tmp_path: Path) 
     with run_shim(
         https_store.endpoint, https_store.access_key, https_store.secret_key, tmp_path
     ) as s:
-        assert get(s.admin + "/readyz")[0] == 503
+        assert http_get(s.admin + "/readyz")[0] == 503
         with pytest.raises(ClientError) as info:
             s.client().list_buckets()
         assert info.value.response["Error"]["Code"] == "ServiceUnavailable"
@@ -111,7 +100,7 @@ def test_sighup_reloads_the_tls_certificate(rgw_store: Store, tmp_path: Path) ->
         tmp_path,
         tls=(str(cert), str(key)),
     ) as s:
-        port = int(s.endpoint.rsplit(":", 1)[1])
+        _, port = host_port(s.endpoint)
 
         def handshake(ca: str) -> bool:
             ctx = ssl.create_default_context(cafile=ca)

@@ -5,30 +5,12 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 from pathlib import Path
-
-import pytest
 
 from ..backends import Store
 from ..convex_sequence import new_bucket
+from ..helpers import wait_exit
 from ..shim import run_shim
-
-pytestmark = pytest.mark.rgw
-
-
-def _wait_exit(pid: int, timeout: float = 30) -> int | None:
-    """Exit status of a child that run_shim started (reaped through /proc polling)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            done, status = os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            return 0  # already reaped
-        if done:
-            return os.waitstatus_to_exitcode(status)
-        time.sleep(0.05)
-    return None
 
 
 def test_two_workers_share_the_port(rgw_store: Store, tmp_path: Path) -> None:
@@ -58,7 +40,7 @@ def test_two_workers_share_the_port(rgw_store: Store, tmp_path: Path) -> None:
         ]
         assert len(starts) == 2
         os.kill(s.pid, signal.SIGTERM)
-        assert _wait_exit(s.pid) == 0
+        assert wait_exit(s.pid) == 0
         assert not Path(f"/proc/{children[0]}").exists() or _zombie(children[0])
 
 
