@@ -23,10 +23,19 @@ UploadPart of 64 MiB, or 4 concurrent GETs of one 256 MiB object, each on a new 
 aggregate MB/s, CPU summed over every s3shim process, peak RSS per process, and how many
 connections each process accepted.
 
+Opt-in, interleaved with the rounds: the read-verification cost (``--integrity``, or alone
+with ``--only integrity``). ``integrity-put-crc32``: one PutObject of ``--size-mib`` through
+s3shim with ``x-amz-checksum-crc32``, so that s3shim records ``CRC32:<b64>`` with it (checked by
+a HEAD on RGW); ``integrity-get-<path>``: GETs of that object direct, through nginx, through an
+s3shim with S3SHIM_VERIFY_READS=true (``verify-on``) and one with =false (``verify-off``);
+the control ``integrity-put-nosum`` / ``integrity-get-nosum-verify-on``: the same without a
+client checksum (no record), read through the verifying s3shim.
+
     .venv/bin/python bench/run.py                          # 1 GiB, 64 MiB parts, 3 rounds
     .venv/bin/python bench/run.py --size-mib 256 --repeat 1   # quick
     .venv/bin/python bench/run.py --only s3shim --profile     # + py-spy profile of s3shim
     .venv/bin/python bench/run.py --only workers              # workers comparison (~70 s)
+    .venv/bin/python bench/run.py --only integrity            # read-verification cost
 
 See bench/README.md for the columns and the traps this avoids.
 """
@@ -90,6 +99,24 @@ ALL_CASES = (
 # s3shim with S3SHIM_WORKERS=1 and =2.
 WORKER_PATHS = ("direct", "s3shim-1w", "s3shim-2w")
 WORKER_CASES = tuple(f"workers-{op}-{p}" for op in ("put", "get") for p in WORKER_PATHS)
+# The read-verification cost (opt-in: --integrity, or an --only word starting "integrity"):
+# case -> the process whose CPU is the proxy's (None: direct). The GETs of the recorded object
+# differ only in the process they pass through; two s3shims of their own serve the verify-on
+# and verify-off GETs (nothing else), so neither carries the other cases' history.
+INTEGRITY_PROXY: dict[str, str | None] = {
+    "integrity-put-crc32": "s3shim",  # PutObject + x-amz-checksum-crc32 -> record CRC32
+    "integrity-get-direct": None,
+    "integrity-get-nginx": "nginx",
+    "integrity-get-verify-on": "s3shim-verify-on",  # S3SHIM_VERIFY_READS=true
+    "integrity-get-verify-off": "s3shim-verify-off",  # S3SHIM_VERIFY_READS=false
+    "integrity-put-nosum": "s3shim",  # control: no client checksum, > 1 MiB -> no record
+    "integrity-get-nosum-verify-on": "s3shim-verify-on",
+}
+INTEGRITY_CASES = tuple(INTEGRITY_PROXY)
+INTEGRITY_RECORDED = INTEGRITY_CASES[:5]  # the cases of the recorded object
+INTEGRITY_CONTROL = INTEGRITY_CASES[5:]  # the cases of the unrecorded one
+INTEGRITY_SHIMS = {"s3shim-verify-on": "true", "s3shim-verify-off": "false"}
+RECORD_HEADER = "x-amz-meta-s3shim-checksum"  # s3shim/integrity.py's RECORD_HEADER
 
 
 def log(msg: str) -> None:
@@ -135,6 +162,22 @@ def read_counters(pid: int) -> ProcCounters:
     user = int(f[14 - 3]) + int(f[16 - 3])
     system = int(f[15 - 3]) + int(f[17 - 3])
     return ProcCounters(user / CLK_TCK, system / CLK_TCK, minflt)
+
+
+def run_ns(pids: Sequence[int]) -> int:
+    """CPU time of every thread of these processes, in ns (/proc/PID/task/*/schedstat).
+
+    The scheduler's own runtime, exact to the ns: the 10 ms ticks of /proc/PID/stat are
+    ±0.04 CPU-s/GiB at 256 MiB, as large as the difference the integrity cases look for.
+    A thread that exits during a case takes its share with it (s3shim's threads live on).
+    """
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                with contextlib.suppress(OSError, ValueError, IndexError):
+                    total += int((task / "schedstat").read_text().split()[0])
+    return total
 
 
 def children_of(pid: int) -> list[int]:
@@ -377,8 +420,14 @@ class Client:
         ]
         self.complete_multipart(key, upload_id, etags)
 
-    def put_object(self, key: str, data: memoryview) -> None:
-        self.request("PUT", f"/{BUCKET}/{key}", body=data, payload_hash=sigv4.UNSIGNED_PAYLOAD)
+    def put_object(self, key: str, data: memoryview, headers: dict[str, str] | None = None) -> None:
+        self.request(
+            "PUT",
+            f"/{BUCKET}/{key}",
+            body=data,
+            headers=headers,
+            payload_hash=sigv4.UNSIGNED_PAYLOAD,
+        )
 
     def delete_object(self, key: str) -> None:
         self.request("DELETE", f"/{BUCKET}/{key}")
@@ -433,6 +482,12 @@ def frame_chunked_put(client: Client, key: str, data: memoryview) -> FramedPut:
 
 # ------------------------------------------------------------------------------- the stack
 @dataclass
+class ExtraShim:
+    proc: subprocess.Popen[bytes]
+    port: int
+
+
+@dataclass
 class Stack:
     state: Path
     rgw_port: int
@@ -446,9 +501,13 @@ class Stack:
     shim2: subprocess.Popen[bytes] | None = None  # S3SHIM_WORKERS=2, for the workers comparison
     shim2_port: int = 0
     shim2_pids: list[int] = field(default_factory=list)  # the first process, then its fork
+    # More 1-worker s3shims by path name (the integrity cases' verify-on and verify-off).
+    extra: dict[str, ExtraShim] = field(default_factory=dict)
     rgw_started: bool = False
 
     def port(self, path: str) -> int:
+        if path in self.extra:
+            return self.extra[path].port
         return {
             "direct": self.rgw_port,
             "nginx": self.nginx_port,
@@ -461,6 +520,8 @@ class Stack:
         """The processes of one s3shim: the one it was started as, then the forked workers."""
         if path == "s3shim-2w":
             return self.shim2_pids
+        if path in self.extra:
+            return [self.extra[path].proc.pid]
         return [self.shim.pid] if self.shim is not None else []
 
     def watched(self) -> Watched:
@@ -471,6 +532,8 @@ class Stack:
             w.groups["s3shim"] = [self.shim.pid]
         if self.shim2_pids:
             w.groups["s3shim-2w"] = self.shim2_pids
+        for name, extra in self.extra.items():
+            w.groups[name] = [extra.proc.pid]
         return w
 
     def gc(self) -> None:
@@ -534,8 +597,16 @@ def start_nginx(stack: Stack, work: Path) -> None:
     log(f"nginx on 127.0.0.1:{port}, pids {stack.nginx_pids}")
 
 
-def start_shim(stack: Stack, work: Path, workers: int = 1) -> None:
-    """Start s3shim with ``workers`` processes: stack.shim for 1, stack.shim2 for more."""
+def start_shim(
+    stack: Stack,
+    work: Path,
+    workers: int = 1,
+    *,
+    name: str | None = None,
+    env_extra: dict[str, str] | None = None,
+) -> None:
+    """Start s3shim with ``workers`` processes: stack.shim for 1, stack.shim2 for more;
+    with ``name``, a 1-worker one in stack.extra[name], with ``env_extra`` on top."""
     port = free_port()
     # Nothing inherited may tune s3shim: its own startup sets the malloc thresholds.
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "S3SHIM_", "AWS_"))}
@@ -551,7 +622,9 @@ def start_shim(stack: Stack, work: Path, workers: int = 1) -> None:
         AWS_S3_DISABLE_CHECKSUMS="true",
         S3SHIM_LOG_FORMAT="json",
     )
-    out = (work / ("s3shim.log" if workers == 1 else f"s3shim-{workers}w.log")).open("wb")
+    env.update(env_extra or {})
+    log_name = f"{name}.log" if name else "s3shim.log" if workers == 1 else f"s3shim-{workers}w.log"
+    out = (work / log_name).open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "s3shim"],
         env=env,
@@ -561,7 +634,9 @@ def start_shim(stack: Stack, work: Path, workers: int = 1) -> None:
         start_new_session=True,
     )
     out.close()
-    if workers == 1:
+    if name is not None:
+        stack.extra[name] = ExtraShim(proc, port)
+    elif workers == 1:
         stack.shim, stack.shim_port = proc, port
     else:
         stack.shim2, stack.shim2_port = proc, port
@@ -577,7 +652,8 @@ def start_shim(stack: Stack, work: Path, workers: int = 1) -> None:
         raise RuntimeError(f"s3shim with {workers} workers has processes {pids}")
     if workers > 1:
         stack.shim2_pids = pids
-    log(f"s3shim ({workers} worker{'s' * (workers > 1)}) on 127.0.0.1:{port}, pids {pids}")
+    what = f"{name}, " if name else ""
+    log(f"s3shim ({what}{workers} worker{'s' * (workers > 1)}) on 127.0.0.1:{port}, pids {pids}")
 
 
 def stop_all(stack: Stack | None, keep: bool, work: Path) -> None:
@@ -585,6 +661,7 @@ def stop_all(stack: Stack | None, keep: bool, work: Path) -> None:
         for proc, sig in (
             (stack.shim, signal.SIGTERM),
             (stack.shim2, signal.SIGTERM),  # the first process forwards it to the others
+            *((extra.proc, signal.SIGTERM) for extra in stack.extra.values()),
             (stack.nginx, signal.SIGQUIT),
         ):
             if proc is None or proc.poll() is not None:
@@ -616,6 +693,7 @@ class Sample:
     sys_s: dict[str, float]
     minflt: dict[str, int]
     shim_hwm_kib: int | None
+    proxy_run_s: float | None = None  # the proxy's CPU from schedstat (integrity cases only)
 
     @property
     def mbps(self) -> float:
@@ -627,6 +705,7 @@ class CaseResult:
     name: str
     samples: list[Sample] = field(default_factory=list)
     verified: str = ""
+    record: str = ""  # integrity cases: the object's x-amz-meta-s3shim-checksum on RGW
 
     def median(self, fn: Callable[[Sample], float]) -> float:
         return statistics.median(fn(s) for s in self.samples)
@@ -640,15 +719,28 @@ def proxy_of(case: str) -> str | None:
     return None
 
 
-def measure(stack: Stack, case: str, nbytes: int, op: Callable[[], object]) -> Sample:
+def measure(
+    stack: Stack,
+    case: str,
+    nbytes: int,
+    op: Callable[[], object],
+    rss_pid: int | None = None,
+    exact_pids: Sequence[int] = (),
+) -> Sample:
+    """One timed case. ``rss_pid``: the s3shim whose peak RSS to report (default: stack.shim
+    for ``*-s3shim`` cases); ``exact_pids``: the processes whose schedstat CPU to sum."""
     watched = stack.watched()
     shim_pid = stack.shim.pid if stack.shim is not None and case.endswith("-s3shim") else None
+    if rss_pid is not None:
+        shim_pid = rss_pid
     if shim_pid is not None:
         reset_peak_rss(shim_pid)
     before = watched.snapshot()
+    ns_before = run_ns(exact_pids) if exact_pids else 0
     t0 = time.perf_counter()
     op()
     seconds = time.perf_counter() - t0
+    ns_after = run_ns(exact_pids) if exact_pids else 0
     after = watched.snapshot()
     hwm = status_kib(shim_pid, "VmHWM") if shim_pid is not None else None
     return Sample(
@@ -658,6 +750,7 @@ def measure(stack: Stack, case: str, nbytes: int, op: Callable[[], object]) -> S
         sys_s={r: after[r].sys_s - before[r].sys_s for r in after},
         minflt={r: after[r].minflt - before[r].minflt for r in after},
         shim_hwm_kib=hwm,
+        proxy_run_s=(ns_after - ns_before) / 1e9 if exact_pids else None,
     )
 
 
@@ -679,13 +772,16 @@ def verify(client: Client, key: str, expected: tuple[int, str]) -> str:
     return f"{n} bytes, sha256 {h.hexdigest()[:16]}... OK"
 
 
-def select_cases(only: Sequence[str], workers_compare: bool = False) -> tuple[list[str], list[str]]:
-    """(regular cases, workers cases). Words starting with "workers" pick workers cases (and
-    no regular ones); the others pick regular cases; --workers-compare adds every workers case.
-    """
+def select_cases(
+    only: Sequence[str], workers_compare: bool = False, integrity: bool = False
+) -> tuple[list[str], list[str], list[str]]:
+    """(regular cases, workers cases, integrity cases). Words starting with "workers" or
+    "integrity" pick from those groups (and no regular cases); the others pick regular cases;
+    --workers-compare and --integrity add every case of their group."""
     words = [w for item in only for w in item.split(",") if w]
     wwords = [w for w in words if w.startswith("workers")]
-    rwords = [w for w in words if not w.startswith("workers")]
+    iwords = [w for w in words if w.startswith("integrity")]
+    rwords = [w for w in words if not w.startswith(("workers", "integrity"))]
     if not words:
         regular = list(ALL_CASES)
     else:
@@ -694,11 +790,14 @@ def select_cases(only: Sequence[str], workers_compare: bool = False) -> tuple[li
         workers = list(WORKER_CASES)
     else:
         workers = [c for c in WORKER_CASES if any(w in c for w in wwords)]
-    if words and not regular and not workers:
-        raise SystemExit(
-            f"--only {','.join(words)} matches none of {', '.join(ALL_CASES + WORKER_CASES)}"
-        )
-    return regular, workers
+    if integrity:
+        integ = list(INTEGRITY_CASES)
+    else:
+        integ = [c for c in INTEGRITY_CASES if any(w in c for w in iwords)]
+    if words and not regular and not workers and not integ:
+        every = ALL_CASES + WORKER_CASES + INTEGRITY_CASES
+        raise SystemExit(f"--only {','.join(words)} matches none of {', '.join(every)}")
+    return regular, workers, integ
 
 
 def run_round(
@@ -782,6 +881,286 @@ def run_round(
         direct.delete_object(key)
         stack.gc()
     direct.close()
+
+
+# ----------------------------------------------------------------- read-verification cost
+PROBE_KEY = "integrity-probe"
+
+
+def probe_verification(stack: Stack) -> dict[str, str]:
+    """Show that the verify-on s3shim checks reads and the verify-off one does not, before
+    measuring the difference: an object planted directly on RGW with a record that does not
+    match its bytes (s3shim never writes one, and drops the name from every client request)
+    must be cut short by the first and come whole through the second."""
+    body = os.urandom(256 * 1024)
+    wrong = base64.b64encode((zlib.crc32(body) ^ 1).to_bytes(4, "big")).decode()
+    direct = Client(stack.rgw_port)
+    direct.request(
+        "PUT", f"/{BUCKET}/{PROBE_KEY}", body=body, headers={RECORD_HEADER: f"CRC32:{wrong}"}
+    )
+    outcome: dict[str, str] = {}
+    try:
+        for path, want_cut in (("s3shim-verify-on", True), ("s3shim-verify-off", False)):
+            if path not in stack.extra:
+                continue
+            client = Client(stack.port(path))
+            try:
+                n = client.get_into_sink(f"/{BUCKET}/{PROBE_KEY}")
+                cut, seen = n != len(body), f"{n} of {len(body)} bytes"
+            except (http.client.HTTPException, OSError) as exc:
+                cut, seen = True, f"cut short ({type(exc).__name__})"
+            finally:
+                client.close()
+            if cut != want_cut:
+                raise RuntimeError(
+                    f"{path}: a GET of an object whose record does not match gave {seen}: "
+                    f"its S3SHIM_VERIFY_READS={INTEGRITY_SHIMS[path]} is not in effect"
+                )
+            outcome[path] = seen
+            log(f"integrity probe, mismatching record through {path}: {seen}")
+    finally:
+        direct.delete_object(PROBE_KEY)
+        direct.close()
+    return outcome
+
+
+def run_integrity_round(
+    stack: Stack,
+    rnd: int,
+    cases: list[str],
+    results: dict[str, CaseResult],
+    data: memoryview,
+    expected: tuple[int, str],
+    crc32_b64: str,
+    label: str = "",
+) -> None:
+    """One round of the integrity cases: the recorded object (uploaded through s3shim with
+    its CRC32 in a header, then read by every path), then the unrecorded control."""
+    size = len(data)
+    label = label or f"round {rnd + 1}"
+    direct = Client(stack.rgw_port)
+    uploader = Client(stack.shim_port)  # the regular s3shim: both GET s3shims only read
+
+    def run(case: str, op: Callable[[], object]) -> None:
+        role = INTEGRITY_PROXY[case]
+        pids = stack.watched().groups.get(role, []) if role else []
+        rss = stack.shim_pids(role)[0] if role and role.startswith("s3shim") else None
+        s = measure(stack, case, size, op, rss_pid=rss, exact_pids=pids)
+        results[case].samples.append(s)
+        extra = ""
+        if role and s.proxy_run_s is not None:
+            extra = f", {role} {s.proxy_run_s / (size / GIB):.3f} CPU-s/GiB"
+        log(f"{label} {case:29s} {s.mbps:8.1f} MB/s ({s.seconds:.2f} s{extra})")
+
+    def record_of(key: str) -> str | None:
+        """The record as RGW keeps it (boto3: head_object()["Metadata"]["s3shim-checksum"])."""
+        _, headers, _ = direct.request("HEAD", f"/{BUCKET}/{key}")
+        return headers.get(RECORD_HEADER)
+
+    def get_op(client: Client, key: str) -> Callable[[], object]:
+        def op() -> None:
+            n = client.get_into_sink(f"/{BUCKET}/{key}")
+            if n != size:
+                raise S3Error(f"GET {key}: {n} bytes, expected {size}")
+
+        return op
+
+    def upload(case: str, key: str, headers: dict[str, str] | None) -> None:
+        put = functools.partial(uploader.put_object, key, data, headers)
+        if case in cases:
+            run(case, put)
+        else:
+            put()  # untimed: the GETs need the object
+
+    clients: dict[str, Client] = {}
+
+    def client_of(case: str) -> Client:
+        path = INTEGRITY_PROXY[case] or "direct"
+        if path not in clients:
+            clients[path] = Client(stack.port(path))
+        return clients[path]
+
+    if any(c in cases for c in INTEGRITY_RECORDED):
+        key = f"integrity-crc32-{rnd}"
+        crc = {"x-amz-checksum-crc32": crc32_b64, "x-amz-sdk-checksum-algorithm": "CRC32"}
+        upload("integrity-put-crc32", key, crc)
+        want = f"CRC32:{crc32_b64}"
+        if (got := record_of(key)) != want:
+            raise RuntimeError(f"{key}: record {got!r} on RGW, expected {want!r}")
+        # direct and nginx rotate; verify-on and verify-off alternate, each beside a reference.
+        refs = ["integrity-get-direct", "integrity-get-nginx"]
+        shims = ["integrity-get-verify-on", "integrity-get-verify-off"]
+        if rnd % 2:
+            refs.reverse()
+            shims.reverse()
+        for case in (refs[0], shims[0], refs[1], shims[1]):
+            if case in cases:
+                run(case, get_op(client_of(case), key))
+        for case in INTEGRITY_RECORDED:
+            if case not in cases:
+                continue
+            results[case].record = want
+            if not results[case].verified:
+                reader = direct if case.startswith("integrity-put") else client_of(case)
+                results[case].verified = verify(reader, key, expected)
+        direct.delete_object(key)
+        stack.gc()
+
+    if any(c in cases for c in INTEGRITY_CONTROL):
+        key = f"integrity-nosum-{rnd}"
+        upload("integrity-put-nosum", key, None)
+        if (got := record_of(key)) is not None:
+            raise RuntimeError(f"{key}: record {got!r} on RGW for a PutObject without checksum")
+        case = "integrity-get-nosum-verify-on"
+        if case in cases:
+            run(case, get_op(client_of(case), key))
+        for case in INTEGRITY_CONTROL:
+            if case not in cases:
+                continue
+            results[case].record = "none"
+            if not results[case].verified:
+                reader = direct if case.startswith("integrity-put") else client_of(case)
+                results[case].verified = verify(reader, key, expected)
+        direct.delete_object(key)
+        stack.gc()
+    for client in (*clients.values(), uploader, direct):
+        client.close()
+
+
+def build_integrity_report(
+    cases: list[str], results: dict[str, CaseResult], size: int
+) -> dict[str, Any]:
+    rows: dict[str, dict[str, Any]] = {}
+    for case in cases:
+        r = results[case]
+        if not r.samples:
+            continue
+        gib = r.samples[0].nbytes / GIB
+        role = INTEGRITY_PROXY[case]
+        row = case_row(r, role)
+        row["proxy_run_s_per_gib"] = (
+            round(statistics.median(s.proxy_run_s or 0.0 for s in r.samples) / gib, 3)
+            if role
+            else None
+        )
+        row["proxy_run_s_per_gib_all"] = (
+            [round((s.proxy_run_s or 0.0) / gib, 3) for s in r.samples] if role else None
+        )
+        row["mbps_range"] = [min(row["mbps_all"]), max(row["mbps_all"])]
+        row["record"] = r.record
+        rows[case] = row
+
+    def paired(case: str, other: str, fn: Callable[[Sample, Sample], float]) -> float | None:
+        a, b = results.get(case), results.get(other)
+        if a is None or b is None or not a.samples or len(a.samples) != len(b.samples):
+            return None
+        return round(
+            statistics.median(fn(x, y) for x, y in zip(a.samples, b.samples, strict=True)), 3
+        )
+
+    def ratio(x: Sample, y: Sample) -> float:
+        return x.mbps / y.mbps
+
+    for case, row in rows.items():
+        if not case.startswith("integrity-get-"):
+            continue
+        for ref, name in (
+            ("integrity-get-direct", "vs_direct"),
+            ("integrity-get-nginx", "vs_nginx"),
+        ):
+            base = rows.get(ref)
+            row[name] = round(row["mbps_median"] / base["mbps_median"], 3) if base else None
+            row[f"{name}_paired"] = paired(case, ref, ratio) if base else None
+    on, off = rows.get("integrity-get-verify-on"), rows.get("integrity-get-verify-off")
+    verification: dict[str, Any] | None = None
+    if on is not None and off is not None:
+        gib = size / GIB
+
+        def cost(x: Sample, y: Sample) -> float:
+            return ((x.proxy_run_s or 0.0) - (y.proxy_run_s or 0.0)) / gib
+
+        verification = {
+            "what": "s3shim CPU-s/GiB of a full GET of a recorded object (CRC32), "
+            "S3SHIM_VERIFY_READS=true minus =false; CPU from /proc/PID/task/*/schedstat",
+            "on_cpu_s_per_gib": on["proxy_run_s_per_gib"],
+            "off_cpu_s_per_gib": off["proxy_run_s_per_gib"],
+            "cost_cpu_s_per_gib": round(on["proxy_run_s_per_gib"] - off["proxy_run_s_per_gib"], 3),
+            "cost_cpu_s_per_gib_paired": paired(
+                "integrity-get-verify-on", "integrity-get-verify-off", cost
+            ),
+            "on_ticks_cpu_s_per_gib": on["proxy_cpu_s_per_gib"],
+            "off_ticks_cpu_s_per_gib": off["proxy_cpu_s_per_gib"],
+            "on_vs_off_mbps": round(on["mbps_median"] / off["mbps_median"], 3),
+            "on_vs_off_mbps_paired": paired(
+                "integrity-get-verify-on", "integrity-get-verify-off", ratio
+            ),
+            "on_one_core_ceiling_mbps": round(GIB / on["proxy_run_s_per_gib"] / 1e6),
+            "off_one_core_ceiling_mbps": round(GIB / off["proxy_run_s_per_gib"] / 1e6),
+        }
+        ctl = rows.get("integrity-get-nosum-verify-on")
+        if ctl is not None:
+            verification["unrecorded_on_cpu_s_per_gib"] = ctl["proxy_run_s_per_gib"]
+    return {
+        "description": (
+            f"one PutObject of {size // MIB} MiB through s3shim with x-amz-checksum-crc32 "
+            "(UNSIGNED-PAYLOAD), so s3shim records CRC32 with it (HEAD on RGW checked); GETs "
+            "of it direct, through nginx, and through two s3shims of their own with "
+            "S3SHIM_VERIFY_READS=true and =false (on/off alternate every round); control: "
+            "the same PutObject without a checksum (no record) read through the verifying one"
+        ),
+        "cases": rows,
+        "verification": verification,
+    }
+
+
+def print_integrity_table(report: dict[str, Any], probe: dict[str, str] | None) -> None:
+    print(f"\nintegrity: {report['description']}")
+    print(
+        "MB/s = median of rounds (range); xdirect/xnginx = ratio of the median MB/s to the same "
+        "object's direct/nginx GET;\nproxyCPU = CPU-s/GiB of the proxy (10 ms ticks, as above), "
+        "runCPU = the same from schedstat (ns); record = what RGW keeps"
+    )
+    head = (
+        f"{'case':29s} {'MB/s':>5s} {'(range)':>11s} {'xdirect':>7s} {'xnginx':>7s} "
+        f"{'proxyCPU':>8s} {'runCPU':>6s} {'minflt':>6s} {'shimRSS':>7s} {'rgwCPU':>6s} "
+        f"{'osdCPU':>6s} {'cliCPU':>6s}  record"
+    )
+    print(head)
+    print("-" * len(head))
+    for case, r in report["cases"].items():
+        rng = f"({r['mbps_range'][0]:.0f}-{r['mbps_range'][1]:.0f})"
+        print(
+            f"{case:29s} {r['mbps_median']:5.0f} {rng:>11s} {fmt(r.get('vs_direct'), '7.2f')} "
+            f"{fmt(r.get('vs_nginx'), '7.2f')} {fmt(r['proxy_cpu_s_per_gib'], '8.2f')} "
+            f"{fmt(r['proxy_run_s_per_gib'], '6.3f')} {fmt(r['proxy_minflt_per_gib'], '6.0f')} "
+            f"{fmt(r['s3shim_peak_rss_mib'], '7.1f')} {fmt(r['rgw_cpu_s_per_gib'], '6.2f')} "
+            f"{fmt(r['osd_cpu_s_per_gib'], '6.2f')} {fmt(r['client_cpu_s_per_gib'], '6.2f')}  "
+            f"{r['record'].split(':')[0]}"
+        )
+    v = report["verification"]
+    if v is not None:
+        paired_cost = v["cost_cpu_s_per_gib_paired"]
+        print(
+            "\nverification cost, S3SHIM_VERIFY_READS on - off (same object, same rounds):\n"
+            f"  s3shim {v['on_cpu_s_per_gib']:.3f} - {v['off_cpu_s_per_gib']:.3f} = "
+            f"{v['cost_cpu_s_per_gib']:+.3f} CPU-s/GiB (paired per round "
+            f"{'-' if paired_cost is None else format(paired_cost, '+.3f')}); in ticks "
+            f"{fmt(v['on_ticks_cpu_s_per_gib'], '.2f')} vs "
+            f"{fmt(v['off_ticks_cpu_s_per_gib'], '.2f')}\n"
+            f"  MB/s on / off = {v['on_vs_off_mbps']:.2f}, paired per round "
+            f"{fmt(v['on_vs_off_mbps_paired'], '.2f')}; one-core ceiling "
+            f"{v['on_one_core_ceiling_mbps']} vs {v['off_one_core_ceiling_mbps']} MB/s"
+        )
+        if "unrecorded_on_cpu_s_per_gib" in v:
+            print(
+                "  control, the unrecorded object through the verifying s3shim: "
+                f"{v['unrecorded_on_cpu_s_per_gib']:.3f} CPU-s/GiB (nothing to verify)"
+            )
+    if probe:
+        print(
+            "probe, an object on RGW whose record does not match: "
+            + "; ".join(f"{k} {v}" for k, v in probe.items())
+        )
 
 
 # ---------------------------------------------------------------------- workers comparison
@@ -1154,6 +1533,35 @@ def summarize_profile(raw: Path, top: int = 15) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------- report
+def case_row(r: CaseResult, proxy: str | None) -> dict[str, Any]:
+    """One case's medians over its rounds (the JSON row; the table prints some of them)."""
+    gib = r.samples[0].nbytes / GIB
+
+    def per_gib(role: str, sys_only: bool = False) -> float | None:
+        if role not in r.samples[0].cpu_s:
+            return None
+        values = (s.sys_s[role] if sys_only else s.cpu_s[role] for s in r.samples)
+        return round(statistics.median(values) / gib, 3)
+
+    hwms = [s.shim_hwm_kib for s in r.samples if s.shim_hwm_kib is not None]
+    return {
+        "mbps_median": round(r.median(lambda s: s.mbps), 1),
+        "mbps_all": [round(s.mbps, 1) for s in r.samples],
+        "seconds_all": [round(s.seconds, 3) for s in r.samples],
+        "proxy": proxy,
+        "proxy_cpu_s_per_gib": per_gib(proxy) if proxy else None,
+        "proxy_sys_s_per_gib": per_gib(proxy, sys_only=True) if proxy else None,
+        "proxy_minflt_per_gib": (
+            round(statistics.median(s.minflt[proxy] for s in r.samples) / gib) if proxy else None
+        ),
+        "rgw_cpu_s_per_gib": per_gib("rgw"),
+        "osd_cpu_s_per_gib": per_gib("osd"),
+        "client_cpu_s_per_gib": per_gib("client"),
+        "s3shim_peak_rss_mib": round(max(hwms) / 1024, 1) if hwms else None,
+        "verified": r.verified,
+    }
+
+
 def build_report(
     args: argparse.Namespace,
     cases: list[str],
@@ -1165,36 +1573,7 @@ def build_report(
         r = results[case]
         if not r.samples:
             continue
-        gib = r.samples[0].nbytes / GIB
-        proxy = proxy_of(case)
-
-        def per_gib(
-            role: str, r: CaseResult = r, gib: float = gib, sys_only: bool = False
-        ) -> float | None:
-            if role not in r.samples[0].cpu_s:
-                return None
-            values = (s.sys_s[role] if sys_only else s.cpu_s[role] for s in r.samples)
-            return round(statistics.median(values) / gib, 3)
-
-        hwms = [s.shim_hwm_kib for s in r.samples if s.shim_hwm_kib is not None]
-        rows[case] = {
-            "mbps_median": round(r.median(lambda s: s.mbps), 1),
-            "mbps_all": [round(s.mbps, 1) for s in r.samples],
-            "seconds_all": [round(s.seconds, 3) for s in r.samples],
-            "proxy": proxy,
-            "proxy_cpu_s_per_gib": per_gib(proxy) if proxy else None,
-            "proxy_sys_s_per_gib": per_gib(proxy, sys_only=True) if proxy else None,
-            "proxy_minflt_per_gib": (
-                round(statistics.median(s.minflt[proxy] for s in r.samples) / gib)
-                if proxy
-                else None
-            ),
-            "rgw_cpu_s_per_gib": per_gib("rgw"),
-            "osd_cpu_s_per_gib": per_gib("osd"),
-            "client_cpu_s_per_gib": per_gib("client"),
-            "s3shim_peak_rss_mib": round(max(hwms) / 1024, 1) if hwms else None,
-            "verified": r.verified,
-        }
+        rows[case] = case_row(r, proxy_of(case))
 
     def paired(case: str, other: str) -> float | None:
         """Median over rounds of the ratio within each round (both ran minutes apart)."""
@@ -1355,7 +1734,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=[],
         help="run only cases whose name contains one of these words (comma-separated, "
         f"repeatable); cases: {', '.join(ALL_CASES)}; words starting with 'workers' pick "
-        "from the workers comparison's cases instead (--only workers: it alone)",
+        "from the workers comparison's cases instead (--only workers: it alone), words "
+        "starting with 'integrity' from the integrity cases (--only integrity: them alone)",
+    )
+    p.add_argument(
+        "--integrity",
+        action="store_true",
+        help="add the integrity cases (read verification on vs off) to every round: "
+        + ", ".join(INTEGRITY_CASES),
     )
     p.add_argument(
         "--profile",
@@ -1401,13 +1787,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    cases, wcases = select_cases(args.only, args.workers_compare)
+    cases, wcases, icases = select_cases(args.only, args.workers_compare, args.integrity)
     need = {p for p in PATHS if any(c.endswith(f"-{p}") for c in cases)}
     need |= {worker_path(c) for c in wcases}
+    need |= {p for c in icases if (p := INTEGRITY_PROXY[c]) is not None}
+    if icases:
+        need.add("s3shim")  # the integrity objects are uploaded through the regular s3shim
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if args.profile and not Path(py_spy).exists():
         raise SystemExit("--profile needs py-spy: .venv/bin/pip install py-spy")
-    size = args.size_mib * MIB if cases else 0
+    size = args.size_mib * MIB if cases or icases else 0
     wcfg = WorkersConfig(
         streams=args.workers_streams,
         get_bytes=args.workers_get_mib * MIB,
@@ -1417,18 +1806,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     out_dir = args.output.parent
     out_dir.mkdir(parents=True, exist_ok=True)
     meta = machine_meta()
-    log(f"cases: {', '.join(cases + wcases)}")
+    log(f"cases: {', '.join(cases + icases + wcases)}")
 
     total = max([size, *((wcfg.get_bytes, wcfg.put_total) if wcases else ())])
     log(f"generating {total // MIB} MiB of random data")
     all_data = memoryview(os.urandom(total))
     data = all_data[:size]
-    expected = (size, hashlib.sha256(data).hexdigest()) if cases else (0, "")
+    expected = (size, hashlib.sha256(data).hexdigest()) if cases or icases else (0, "")
+    crc32_b64 = base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode() if icases else ""
 
     work = Path(tempfile.mkdtemp(prefix="s3shim-bench-"))
     stack: Stack | None = None
     results = {c: CaseResult(c) for c in cases}
     wresults = {c: WorkersResult(c) for c in wcases}
+    iresults = {c: CaseResult(c) for c in icases}
+    probe: dict[str, str] | None = None
     t_start = time.monotonic()
     try:
         # One object lives at a time (deleted and garbage-collected after each case); the
@@ -1446,6 +1838,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             start_shim(stack, work)
         if "s3shim-2w" in need:
             start_shim(stack, work, workers=2)
+        for name, verify_reads in INTEGRITY_SHIMS.items():
+            if name in need:
+                start_shim(stack, work, name=name, env_extra={"S3SHIM_VERIFY_READS": verify_reads})
         assert stack.shim is None or stack.shim.pid
         Client(stack.rgw_port).request("PUT", f"/{BUCKET}")
         if stack.shim is not None:
@@ -1453,15 +1848,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Warm-up, untimed: a fresh cluster is still settling (placement groups, first
         # allocations in the memstore), and every process's first request pays for imports
         # and connection set-up. Smaller objects, same code paths, results thrown away.
-        if cases:
+        if cases or icases:
             warm = data[: min(size, WARMUP_SIZE)]
             warm_expected = (len(warm), hashlib.sha256(warm).hexdigest())
-            warm_results = {c: CaseResult(c) for c in cases}
-            part = min(args.part_mib * MIB, len(warm))
-            run_round(stack, 0, cases, warm_results, warm, warm_expected, part, label="warm-up")
+            if cases:
+                warm_results = {c: CaseResult(c) for c in cases}
+                part = min(args.part_mib * MIB, len(warm))
+                run_round(stack, 0, cases, warm_results, warm, warm_expected, part, label="warm-up")
+            if icases:
+                if stack.extra:
+                    probe = probe_verification(stack)
+                    meta["integrity_probe"] = probe
+                warm_crc = base64.b64encode(zlib.crc32(warm).to_bytes(4, "big")).decode()
+                warm_i = {c: CaseResult(c) for c in icases}
+                run_integrity_round(
+                    stack, 0, icases, warm_i, warm, warm_expected, warm_crc, label="warm-up"
+                )
             meta["idle_cpu_per_s"] = idle_cpu(stack)
             for rnd in range(args.repeat):
-                run_round(stack, rnd, cases, results, data, expected, args.part_mib * MIB)
+                if cases:
+                    run_round(stack, rnd, cases, results, data, expected, args.part_mib * MIB)
+                if icases:
+                    run_integrity_round(stack, rnd, icases, iresults, data, expected, crc32_b64)
             meta["timed_seconds"] = round(time.monotonic() - t_start, 1)
         if wcases:
             # After the regular rounds, so that they run exactly as without the comparison
@@ -1478,7 +1886,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 meta["s3shim_2w_idle_rss_mib"] = [
                     round(status_kib(p, "VmRSS") / 1024, 1) for p in stack.shim2_pids
                 ]
-            if not cases:
+            if not cases and not icases:
                 meta["idle_cpu_per_s"] = idle_cpu(stack)
             for rnd in range(wcfg.repeat):
                 run_workers_round(stack, rnd, wcases, wresults, all_data, wcfg)
@@ -1488,13 +1896,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             profiler = py_spy_profiler(stack, out_dir, py_spy)
             run_round(stack, 0, cases, results, data, expected, args.part_mib * MIB, profiler)
         meta["loadavg_end"] = Path("/proc/loadavg").read_text().split()[:3]
-        for proc in (stack.shim, stack.shim2):
+        for proc in (stack.shim, stack.shim2, *(e.proc for e in stack.extra.values())):
             if proc is not None and proc.poll() is not None:
                 raise RuntimeError("s3shim exited during the run")
     finally:
         stop_all(stack, args.keep_state, work)
 
     report = build_report(args, cases, results, meta)
+    if icases:
+        report["integrity"] = build_integrity_report(icases, iresults, size)
     if wcases:
         report["workers"] = build_workers_report(wcases, wresults, wcfg)
     if args.profile:
@@ -1506,11 +1916,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.output.write_text(json.dumps(report, indent=2) + "\n")
     if cases:
         print_table(report)
+    if icases:
+        print_integrity_table(report["integrity"], probe)
     if wcases:
         print_workers_table(report["workers"])
-        if not cases:
-            idle = report["meta"].get("idle_cpu_per_s")
-            print("idle CPU-s per second: " + ", ".join(f"{k} {v}" for k, v in idle.items()))
+    if (icases or wcases) and not cases:
+        idle = report["meta"].get("idle_cpu_per_s")
+        print("idle CPU-s per second: " + ", ".join(f"{k} {v}" for k, v in idle.items()))
+        print(
+            "load average: "
+            + " -> ".join(" ".join(meta[k]) for k in ("loadavg_start", "loadavg_end") if k in meta)
+        )
     for case, prof in report.get("profiles", {}).items():
         print(f"\npy-spy {case} ({prof['samples']} samples), self time %:")
         for frame, share in prof["self"][:10]:
