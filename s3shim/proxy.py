@@ -152,15 +152,7 @@ class Proxy:
         self.metrics = metrics
         self.session = session
         self.active = 0  # requests being handled, for draining on SIGTERM
-        auto = config.disable_checksums  # what the tri-state integrity settings follow
-        self.policy = Policy(
-            config.disable_sse,
-            config.disable_checksums,
-            allow_anonymous=config.allow_anonymous,
-            allow_sigv2=config.allow_sigv2,
-            record_checksums=auto if config.record_checksums is None else config.record_checksums,
-            verify_reads=auto if config.verify_reads is None else config.verify_reads,
-        )
+        self.policy = Policy.of(config)
         self.regions = frozenset(config.allowed_regions) or None
         self.log = logs.get()
         self._by_status: dict[tuple[str, int], Any] = {}

@@ -11,9 +11,13 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .checksums import HEADER_PREFIX, SDK_ALGORITHM_HEADER, SETTING_HEADERS, TRAILER_HEADER
 from .integrity import RECORD_HEADER
+
+if TYPE_CHECKING:
+    from .config import Config
 
 
 class Group(enum.Enum):
@@ -105,6 +109,19 @@ class Policy:
     # reads against it.
     record_checksums: bool = False
     verify_reads: bool = False
+
+    @classmethod
+    def of(cls, config: Config) -> Policy:
+        """The policy a configuration asks for; tri-state settings resolved here, once."""
+        auto = config.disable_checksums  # what the integrity settings follow by default
+        return cls(
+            config.disable_sse,
+            config.disable_checksums,
+            allow_anonymous=config.allow_anonymous,
+            allow_sigv2=config.allow_sigv2,
+            record_checksums=auto if config.record_checksums is None else config.record_checksums,
+            verify_reads=auto if config.verify_reads is None else config.verify_reads,
+        )
 
     def is_dropped(self, name: str) -> Group | None:
         """Why a (lowercase) client header is dropped, or None when it is forwarded."""

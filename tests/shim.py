@@ -107,7 +107,11 @@ def run_shim(
             [sys.executable, "-m", "s3shim"], env=child_env, stdout=out, stderr=subprocess.STDOUT
         )
     try:
+        # Every listener a test may use: the admin port comes up just after the S3 port,
+        # and a slower machine showed the gap (Connection refused on /metrics).
         wait_port(port, proc, log)
+        if child_env["S3SHIM_ADMIN_PORT"] != "0":
+            wait_port(int(child_env["S3SHIM_ADMIN_PORT"]), proc, log)
         scheme = "https" if tls else "http"
         yield Shim(
             f"{scheme}://127.0.0.1:{port}",

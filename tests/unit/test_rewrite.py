@@ -126,3 +126,31 @@ def test_with_aws_chunked_encoding() -> None:
     assert with_aws_chunked_encoding([("content-encoding", "gzip")]) == [
         ("content-encoding", "aws-chunked,gzip")
     ]
+
+
+def test_the_policy_of_a_configuration_resolves_the_tri_states() -> None:
+    from s3shim.config import load
+    from s3shim.rewrite import Policy
+
+    base = {
+        "S3SHIM_UPSTREAM_URL": "http://h:1",
+        "AWS_ACCESS_KEY_ID": "a",
+        "AWS_SECRET_ACCESS_KEY": "s",
+    }
+    on = Policy.of(load([], {**base, "AWS_S3_DISABLE_CHECKSUMS": "true"}))
+    assert on.record_checksums and on.verify_reads and on.disable_checksums
+    off = Policy.of(load([], base))
+    assert not off.record_checksums and not off.verify_reads
+    forced = Policy.of(
+        load(
+            [],
+            {
+                **base,
+                "S3SHIM_RECORD_CHECKSUMS": "true",
+                "S3SHIM_ALLOW_ANONYMOUS": "false",
+                "S3SHIM_ALLOW_SIGV2": "no",
+            },
+        )
+    )
+    assert forced.record_checksums and not forced.verify_reads
+    assert not forced.allow_anonymous and not forced.allow_sigv2
