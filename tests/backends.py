@@ -63,8 +63,8 @@ class Store:
 
 def s3_client(store: Store, config: Any = None) -> Any:
     """A boto3 S3 client for the store itself (path-style; ``config`` merges on top)."""
-    import boto3  # type: ignore[import-untyped]
-    from botocore.config import Config  # type: ignore[import-untyped]
+    import boto3
+    from botocore.config import Config
 
     cfg = Config(s3={"addressing_style": "path"})
     if config is not None:

@@ -103,6 +103,7 @@ def send(
 ) -> Reply:
     """Send exactly these headers (and Host); ``raw_query`` is used as sent, unquoted."""
     parts = urlsplit(endpoint)
+    assert parts.hostname is not None, endpoint
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
     qs = (
         raw_query

@@ -50,7 +50,7 @@ class Shim:
 
 
 def s3_client(endpoint: str, access_key: str, secret_key: str, **config: object) -> BaseClient:
-    cfg = BotoConfig(retries={"max_attempts": 1, "mode": "standard"}, **config)  # type: ignore[arg-type]
+    cfg = BotoConfig(retries={"max_attempts": 1, "mode": "standard"}, **config)
     return boto3.client(
         "s3",
         endpoint_url=endpoint,

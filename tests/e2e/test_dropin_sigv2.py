@@ -33,7 +33,7 @@ def v2_client(endpoint: str, store: Store, **config: object) -> BaseClient:
         aws_access_key_id=store.access_key,
         aws_secret_access_key=store.secret_key,
         region_name="us-east-1",
-        config=BotoConfig(signature_version="s3", s3={"addressing_style": "path"}, **config),  # type: ignore[arg-type]
+        config=BotoConfig(signature_version="s3", s3={"addressing_style": "path"}, **config),
     )
 
 

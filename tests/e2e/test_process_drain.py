@@ -65,7 +65,8 @@ def test_sigterm_drains_an_upload_in_flight(rgw_store: Store, tmp_path: Path) ->
         assert http_get(s.admin + "/readyz") == (503, "draining\n")  # out of the load balancer
         result["go"] = True
         t.join(60)
-        assert bytes(result["answer"]).startswith(b"HTTP/1.1 200")  # type: ignore[arg-type]
+        answer = result.get("answer")
+        assert isinstance(answer, bytes) and answer.startswith(b"HTTP/1.1 200"), answer
         exited = wait_exit(proc_pid)
         assert exited == 0
     assert direct.get_object(Bucket=bucket, Key="draining")["Body"].read() == body

@@ -39,7 +39,7 @@ def bucket(direct: BaseClient) -> str:
 def corrupt(direct: BaseClient, bucket: str, key: str) -> bytes:
     """Rewrite the object inside the store: same metadata, one byte different."""
     head = direct.head_object(Bucket=bucket, Key=key)
-    good = direct.get_object(Bucket=bucket, Key=key)["Body"].read()
+    good = bytes(direct.get_object(Bucket=bucket, Key=key)["Body"].read())
     bad = bytes([good[0] ^ 0xFF]) + good[1:]
     direct.put_object(Bucket=bucket, Key=key, Body=bad, Metadata=head["Metadata"])
     assert direct.head_object(Bucket=bucket, Key=key)["Metadata"] == head["Metadata"]

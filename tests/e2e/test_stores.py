@@ -6,7 +6,7 @@ import os
 from collections.abc import Callable
 
 import pytest
-from botocore.exceptions import ClientError  # type: ignore[import-untyped]
+from botocore.exceptions import ClientError
 
 from ..backends import Store, s3_client
 

@@ -28,9 +28,9 @@ from urllib.parse import quote
 
 import pytest
 import structlog
-from botocore.auth import S3SigV4Auth  # type: ignore[import-untyped]
-from botocore.awsrequest import AWSRequest  # type: ignore[import-untyped]
-from botocore.credentials import Credentials as BotoCredentials  # type: ignore[import-untyped]
+from botocore.auth import S3SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials as BotoCredentials
 
 from s3shim import config as config_mod
 from s3shim import logs

@@ -11,7 +11,7 @@ import random
 from collections.abc import Iterable
 
 import pytest
-from botocore.httpchecksum import (  # type: ignore[import-untyped]
+from botocore.httpchecksum import (
     AwsChunkedWrapper,
     Crc32Checksum,
     CrtCrc32cChecksum,

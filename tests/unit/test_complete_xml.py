@@ -6,11 +6,11 @@ import xml.etree.ElementTree as ET
 from typing import Any
 from xml.sax.saxutils import escape
 
-import boto3  # type: ignore[import-untyped]
-import botocore.awsrequest  # type: ignore[import-untyped]
-import botocore.session  # type: ignore[import-untyped]
+import boto3
+import botocore.awsrequest
+import botocore.session
 import pytest
-from botocore.serialize import create_serializer  # type: ignore[import-untyped]
+from botocore.serialize import create_serializer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

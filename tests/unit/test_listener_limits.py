@@ -213,9 +213,9 @@ def test_tally_counts_every_refusal_once_at_a_bounded_rate(
             for r, n in tally.due(t):
                 lines[r].append((t, n))
             continue
-        n = tally.refuse(reason, t)
-        if n is not None:
-            lines[reason].append((t, n))
+        refused = tally.refuse(reason, t)
+        if refused is not None:
+            lines[reason].append((t, refused))
     end = 100.0
     for r, n in tally.due(end):
         lines[r].append((end, n))

@@ -6,9 +6,9 @@ The store is the recording fake: "never contacted" is read off its connection co
 
 from __future__ import annotations
 
-import boto3  # type: ignore[import-untyped]
+import boto3
 import pytest
-from botocore.config import Config as BotoConfig  # type: ignore[import-untyped]
+from botocore.config import Config as BotoConfig
 
 from ..rawclient import amz_now
 from .conftest import (

@@ -65,7 +65,7 @@ async def test_every_check_reuses_one_session_and_tls_context(
         made.append(ctx)
         return ctx
 
-    monkeypatch.setattr(server.ssl, "create_default_context", counting)
+    monkeypatch.setattr(ssl, "create_default_context", counting)  # the module server uses
     monkeypatch.setattr(server, "READY_CACHE_SECONDS", 0.0)  # every call really checks
     health = server.Health(cfg)
     try:

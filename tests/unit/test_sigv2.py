@@ -317,7 +317,7 @@ def test_documented_query_string_example() -> None:
 # -- botocore's HmacV1Auth / HmacV1QueryAuth, randomized -----------------------------------
 
 
-class _FixedDateV1(HmacV1Auth):
+class _FixedDateV1(HmacV1Auth):  # type: ignore[misc]  # botocore is untyped (Any)
     def __init__(self, creds: Credentials, date: str) -> None:
         super().__init__(creds)
         self._date = date
@@ -326,7 +326,7 @@ class _FixedDateV1(HmacV1Auth):
         return self._date
 
 
-class _FixedExpiresV1Query(HmacV1QueryAuth):
+class _FixedExpiresV1Query(HmacV1QueryAuth):  # type: ignore[misc]  # botocore is untyped
     def __init__(self, creds: Credentials, expires_at: int) -> None:
         super().__init__(creds)
         self._at = expires_at

@@ -186,7 +186,7 @@ def test_matches_botocore_paths(key: str) -> None:
 
 
 text = st.text(
-    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00\r\n"),
+    alphabet=st.characters(blacklist_categories=["Cs"], blacklist_characters="\x00\r\n"),
     min_size=1,
     max_size=30,
 )
