@@ -59,11 +59,12 @@ from pathlib import Path
 from typing import Any
 
 BENCH = Path(__file__).resolve().parent
-sys.path.insert(0, str(BENCH))  # bench/ is not a package: bench/run.py is imported by name
+# `python bench/small.py` puts only bench/ on sys.path: with the repo root first, bench/run.py
+# is imported as bench.run, the name mypy (explicit_package_bases) and `-m bench.small` use.
+sys.path.insert(0, str(BENCH.parent))
 
-import run as byte_bench  # noqa: E402  (bench/run.py: stack, process accounting, signer setup)
-
-from s3shim import sigv4  # noqa: E402  (run.py puts the repo root on sys.path)
+from bench import run as byte_bench  # noqa: E402  (stack, process accounting, signer setup)
+from s3shim import sigv4  # noqa: E402
 
 OBJECT_SIZE = 1024
 GET_KEY = "small-1k"

@@ -63,21 +63,17 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from awscrt import checksums as crt  # type: ignore[import-untyped,unused-ignore]
+from awscrt import checksums as crt
 
 from bench.faultrelay import Fault, RunningRelay, running_relay
 from s3shim import sigv4
 from s3shim.chunked import ChunkSigning
+from s3shim.testing import ChunkSigner
 from tests.backends import Store, start_rgw
 from tests.backends import s3_client as store_client
 from tests.rawclient import Reply, send, sign
 from tests.shim import Shim, run_shim
 from tests.shim import s3_client as shim_client
-
-try:  # the chunk signer is moving to s3shim.testing (test-only helpers)
-    from s3shim.testing import ChunkSigner  # type: ignore[import-not-found,unused-ignore]
-except ImportError:
-    from s3shim.chunked import ChunkSigner  # type: ignore[attr-defined,no-redef,unused-ignore]
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -532,7 +528,7 @@ def _reply_answer(reply: Reply) -> Answer:
 
 
 def _boto_call(fn: Callable[..., Any], **kwargs: Any) -> tuple[Answer, Any]:
-    from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
+    from botocore.exceptions import BotoCoreError, ClientError
 
     try:
         resp = fn(**kwargs)
@@ -831,7 +827,7 @@ class Soak:
     def direct(self) -> Any:
         c = getattr(self.local, "direct", None)
         if c is None:
-            from botocore.config import Config as BotoConfig  # type: ignore[import-untyped]
+            from botocore.config import Config as BotoConfig
 
             with self.client_lock:
                 c = store_client(self.store, BotoConfig(retries={"max_attempts": 5}))

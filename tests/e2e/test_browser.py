@@ -23,7 +23,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
-from botocore.client import BaseClient  # type: ignore[import-untyped]
+from botocore.client import BaseClient
 
 from ..backends import Store, free_port, new_bucket, s3_client
 from ..shim import Shim, run_shim

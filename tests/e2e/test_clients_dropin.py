@@ -26,7 +26,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
-from botocore.client import BaseClient  # type: ignore[import-untyped]
+from botocore.client import BaseClient
 from minio import Minio
 from minio.error import S3Error
 
