@@ -91,7 +91,13 @@ class BodyPipeline:
 
     def client_ended_early(self) -> errors.S3Error:
         """The client's connection failed mid-body: the body is refused as incomplete."""
-        self.failure = errors.incomplete_body()
+        return self.refuse(errors.incomplete_body())
+
+    def refuse(self, err: errors.S3Error) -> errors.S3Error:
+        """The body is refused for a reason found outside the pipeline (a client timeout);
+        the first reason stands."""
+        if self.failure is None:
+            self.failure = err
         return self.failure
 
     def _feed(self, data: bytes) -> bytes:

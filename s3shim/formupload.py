@@ -57,6 +57,15 @@ class FormUpload:
         self.content_length: int | None = None  # of the store's body, once the head is known
         self.failure: errors.S3Error | None = None
 
+    def refuse(self, err: errors.S3Error) -> errors.S3Error:
+        """Refused for a reason found outside (a client timeout); the first reason stands."""
+        if self.failure is None:
+            self.failure = err
+        return self.failure
+
+    def client_ended_early(self) -> errors.S3Error:
+        return self.refuse(errors.incomplete_body())
+
     @property
     def access_key(self) -> str | None:
         return self.verified.access_key if self.verified is not None else None

@@ -371,11 +371,10 @@ class Proxy:
                         yield out
                 tail = upload.finish()
             except errors.S3Error as err:
-                if upload.failure is None:  # a timeout: the one refusal not raised by upload
-                    upload.failure = err
+                upload.refuse(err)  # a timeout: the one refusal not raised by upload itself
                 raise
             except (aiohttp.ClientError, OSError) as exc:
-                upload.failure = errors.incomplete_body()
+                upload.client_ended_early()
                 raise aiohttp.ClientPayloadError("the client's body ended early") from exc
             if tail:
                 yield tail
@@ -485,8 +484,7 @@ class Proxy:
             tail = pipeline.finish()
         except errors.S3Error as err:
             # A timeout is the one refusal not raised by the pipeline itself.
-            if pipeline.failure is None:
-                pipeline.failure = err
+            pipeline.refuse(err)
             raise
         except (aiohttp.ClientError, OSError) as exc:
             pipeline.client_ended_early()
