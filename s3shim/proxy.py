@@ -305,6 +305,8 @@ class Proxy:
                 stream = self._stream(request, pipeline, rec)
                 data = self._reframe(p.reframing, stream, pipeline)
                 headers, payload_hash = p.headers, p.payload_hash
+            case BodyMode.FORM:  # plan() never gives it: form uploads go to _post_object
+                raise RuntimeError("a form upload reached the plain request path")
         creds = self.config.clients[ctx.access_key].upstream if ctx is not None else None
         upstream = await self._send(head, p, creds, headers, payload_hash, data, pipeline, rec)
         return await self._respond(
