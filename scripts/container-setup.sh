@@ -261,6 +261,11 @@ if awk -v root="$rootfs" 'index($2, root "/") == 1 { found = 1 } END { exit !fou
   die "file systems still mounted below $rootfs"
 fi
 say "debootstrap done; adapting the rootfs"
+# mktemp -d made the rootfs 0700, and tar records "." with that mode: the image's / would be
+# 0700. The overlay driver hides it (its merged root has its own mode); vfs keeps it, and then
+# the image's non-root user cannot reach its entrypoint ("stat /opt/venv/bin/s3shim:
+# permission denied", measured). python:3.11-slim's / is 0755.
+"${SUDO[@]}" chmod 0755 "$rootfs"
 
 # Make it behave like python:3.11-slim where the Dockerfile relies on it: pip may install
 # outside a venv (the official image has no PEP 668 marker), pip is on /usr/local/bin.

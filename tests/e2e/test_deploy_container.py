@@ -187,22 +187,23 @@ def container(
         )
         + "\n"
     )
-    podman(
-        "run",
-        "--detach",
-        "--name",
-        name,
-        "--network=host",
-        "--read-only",
-        "--read-only-tmpfs=false",  # like Kubernetes' readOnlyRootFilesystem: no /tmp either
-        "--cap-drop=ALL",
-        "--security-opt=no-new-privileges",
-        "--health-interval=disable",  # no systemd timers here; run by hand below
-        "--env-file",
-        str(env_file),
-        image,
-    )
     try:
+        # Inside the try: a `podman run` that fails to start leaves a created container.
+        podman(
+            "run",
+            "--detach",
+            "--name",
+            name,
+            "--network=host",
+            "--read-only",
+            "--read-only-tmpfs=false",  # like Kubernetes' readOnlyRootFilesystem: no /tmp
+            "--cap-drop=ALL",
+            "--security-opt=no-new-privileges",
+            "--health-interval=disable",  # no systemd timers here; run by hand below
+            "--env-file",
+            str(env_file),
+            image,
+        )
         deadline = time.monotonic() + 30
         admin_url = f"http://127.0.0.1:{admin}"
         while True:
