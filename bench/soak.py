@@ -708,8 +708,8 @@ def send_cut(
 
 def raw_get(
     endpoint: str, path: str, rng_header: str | None, *, access_key: str, secret_key: str
-) -> tuple[int, str | None, bytes | None]:
-    """(status, Content-Range, body or None when the read was cut)."""
+) -> tuple[int, str | None, bytes | None, str]:
+    """(status, Content-Range, body or None when the read was cut, how it was cut)."""
     headers = sign(
         "GET",
         endpoint,
@@ -732,11 +732,17 @@ def raw_get(
         resp = conn.getresponse()
         status = resp.status
         body = resp.read()  # http.client raises IncompleteRead on a short body
-        return status, resp.getheader("content-range"), body
-    except (OSError, http.client.HTTPException):
-        return status, None, None
+        return status, resp.getheader("content-range"), body, ""
+    except (OSError, http.client.HTTPException) as exc:
+        return status, None, None, _cut_how(status, exc)
     finally:
         conn.close()
+
+
+def _cut_how(status: int, exc: BaseException) -> str:
+    """'no answer: X' (nothing served) or 'cut after 206: X' (a response broken mid-body)."""
+    where = f"cut after {status}" if status else "no answer"
+    return f"{where}: {type(exc).__name__}"
 
 
 # ----------------------------------------------------------------------------- the soak
@@ -1382,9 +1388,9 @@ class Soak:
                 fault = self._relay_fault(plan, token, rng, len(expected), reading=True)
             gen, shim = self.runner.current()
             if plan.framing == "boto3":
-                got_status, got_range, body = self._boto_get(gen, shim, key, rng_header)
+                got_status, got_range, body, how = self._boto_get(gen, shim, key, rng_header)
             else:
-                got_status, got_range, body = raw_get(
+                got_status, got_range, body, how = raw_get(
                     shim.endpoint,
                     f"/{self.bucket}/{key}",
                     rng_header,
@@ -1403,6 +1409,9 @@ class Soak:
                 body=body,
                 faulted=this_fired or self.runner.generation != gen0,
             )
+            if cls[0] != "READ-OK":  # which read, and how it broke
+                what = rng_header or "whole object"
+                cls = (cls[0], f"read {i + 1}/{reads} ({what}): {how or cls[1] or got_status}")
             result = worst(result, cls)
         self.delete(key)
         return Outcome(
@@ -1440,7 +1449,7 @@ class Soak:
 
     def _boto_get(
         self, gen: int, shim: Shim, key: str, rng_header: str | None
-    ) -> tuple[int, str | None, bytes | None]:
+    ) -> tuple[int, str | None, bytes | None, str]:
         from botocore.exceptions import BotoCoreError, ClientError
 
         client = self.shim_boto(gen, shim)
@@ -1450,15 +1459,16 @@ class Soak:
         try:
             resp = client.get_object(**kwargs)
         except ClientError as e:
-            return int(e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)), None, b""
-        except (BotoCoreError, OSError, http.client.HTTPException):
-            return 0, None, None
+            status = int(e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+            return status, None, b"", e.response.get("Error", {}).get("Code") or ""
+        except (BotoCoreError, OSError, http.client.HTTPException) as exc:
+            return 0, None, None, _cut_how(0, exc)
         status = int(resp["ResponseMetadata"]["HTTPStatusCode"])
         try:
             body = resp["Body"].read()
-        except Exception:  # urllib3 and botocore raise several types for a cut body
-            return status, resp.get("ContentRange"), None
-        return status, resp.get("ContentRange"), body
+        except Exception as exc:  # urllib3 and botocore raise several types for a cut body
+            return status, resp.get("ContentRange"), None, _cut_how(status, exc)
+        return status, resp.get("ContentRange"), body, ""
 
     # -- side threads and the end -----------------------------------------------------
     def _gc_loop(self) -> None:
