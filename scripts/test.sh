@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command: installs what is missing (scripts/bootstrap.sh), then lints
 # (ruff), type-checks (mypy, config in pyproject.toml) and runs pytest. Extra arguments go to
-# pytest, e.g. `scripts/test.sh tests/test_backends.py -x`. Every step runs; the exit status is
+# pytest, e.g. `scripts/test.sh tests/unit -x`. Every step runs; the exit status is
 # non-zero when any of them failed. With CI=true a store that cannot start fails its tests.
 set -euo pipefail
 
