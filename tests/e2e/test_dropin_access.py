@@ -26,11 +26,13 @@ def store(rgw_store: Store) -> BaseClient:
     return s3_client(rgw_store)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=[True, False], ids=["flags-on", "flags-off"])
 def tapped(
-    rgw_store: Store, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest, rgw_store: Store, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Shim, Tap]]:
-    """s3shim (both flags on) in front of RGW, through a wire tap that records what RGW gets."""
+    """s3shim in front of RGW, both flags on and both off (every store user keeping its own
+    key), through a wire tap that records what RGW gets."""
+    flags: bool = request.param
     with (
         wire_tap(rgw_store.endpoint) as tap,
         run_shim(
@@ -38,9 +40,15 @@ def tapped(
             rgw_store.access_key,
             rgw_store.secret_key,
             tmp_path_factory.mktemp("dropin"),
+            disable_sse=flags,
+            disable_checksums=flags,
         ) as shim,
     ):
         yield shim, tap
+
+
+def flags_on(shim: Shim) -> bool:
+    return '"disable_checksums": true' in shim.log_text()
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +151,9 @@ def test_anonymous_put_into_a_public_bucket_stores_the_same_bytes(
     # No credential of any kind reached the store with it.
     wire = tap.to_store()[before:].lower()
     assert b"authorization:" not in wire and b"x-amz-date:" not in wire
-    assert b"x-amz-content-sha256:" not in wire and b"x-amz-checksum-crc32:" not in wire
+    assert b"x-amz-content-sha256:" not in wire
+    # The flag drops the (verified) checksum; without it the store gets the client's header.
+    assert (b"x-amz-checksum-crc32:" in wire) is not flags_on(shim)
 
 
 def test_an_anonymous_put_with_a_wrong_checksum_is_refused_and_nothing_stored(
