@@ -46,7 +46,7 @@ test: ## the CI entry, scripts/test.sh: bootstrap, ruff, mypy, the whole pytest 
 bench: | $(STAMP) ## bench/run.py with its defaults (1 GiB, 3 rounds, ~2 min; bench/README.md)
 	$(VENV)/bin/python bench/run.py $(ARGS)
 
-soak: | $(STAMP) ## bench/soak.py with its defaults (1000 operations with faults)
+soak: | $(STAMP) ## bench/soak.py defaults (1000 ops, random seed); bench/SOAK.md: ARGS="--ops 10000 --seed 20261201"
 	$(VENV)/bin/python -m bench.soak $(ARGS)
 
 demo: ## scripts/demo.sh: Convex's call sequence fails on RGW, passes through s3shim
