@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar, cast, dataclass_transform
 from urllib.parse import urlsplit
 
+from . import __version__
 from .sigv4 import Credentials
 
 T = TypeVar("T")
@@ -711,6 +712,7 @@ def _parser() -> argparse.ArgumentParser:
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     for opt in OPTIONS:
         p.add_argument(opt.flag, dest=opt.field, metavar=opt.parse.metavar, help=opt.help_line())
     return p
