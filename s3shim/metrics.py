@@ -80,6 +80,13 @@ class Metrics:
             ["kind"],
             registry=r,
         )
+        self.auth = Counter(
+            "s3shim_auth_requests",
+            "Requests by how they were authenticated: sigv4, presigned, sigv2, sigv2-presigned, "
+            "form-sigv4, form-sigv2, or forwarded unsigned: anonymous, preflight, form-anonymous.",
+            ["auth"],
+            registry=r,
+        )
         self.auth_failures = Counter(
             "s3shim_auth_failures",
             "Requests refused before reaching the store, by S3 code.",

@@ -204,6 +204,8 @@ class Proxy:
             per_op.bytes_in.inc(rec.bytes_in)
         if rec.bytes_out:
             per_op.bytes_out.inc(rec.bytes_out)
+        if rec.auth is not None:
+            m.auth.labels(rec.auth).inc()
         for kind in rec.rewrites or ():
             m.rewrites.labels(kind).inc()
         if rec.auth_failure is not None:

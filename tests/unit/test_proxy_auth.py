@@ -117,6 +117,8 @@ async def test_an_anonymous_request_reaches_the_store_with_no_credentials_at_all
     assert STORE_KEY not in repr(rec.headers)
     (line,) = await inproc.logs.request_lines()
     assert line["auth"] == "anonymous" and "access_key" not in line
+    assert inproc.metric("s3shim_auth_requests_total", auth="anonymous") == 1
+    assert inproc.metric("s3shim_auth_requests_total", auth="sigv4") == 0
 
 
 async def test_a_presigned_get_reaches_the_store_header_signed_without_the_presign_query(
