@@ -57,15 +57,22 @@ def fetch(url: str, method: str = "GET", data: bytes | None = None) -> tuple[int
         return err.code, err.read()
 
 
-@pytest.fixture(scope="module")
-def shim2(rgw_store: Store, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shim]:
+@pytest.fixture(scope="module", params=[True, False], ids=["flags-on", "flags-off"])
+def shim2(
+    request: pytest.FixtureRequest, rgw_store: Store, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Shim]:
+    """s3shim in front of RGW with both flags on, and with both off."""
+    flags: bool = request.param
     with run_shim(
         rgw_store.endpoint,
         rgw_store.access_key,
         rgw_store.secret_key,
         tmp_path_factory.mktemp("sigv2"),
+        disable_sse=flags,
+        disable_checksums=flags,
     ) as shim:
         yield shim
+
 
 
 @pytest.fixture(scope="module")
