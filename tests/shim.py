@@ -128,3 +128,24 @@ def run_shim(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+# Drop-in tests run their module once with both flags on and once with both off.
+FLAGS = [True, False]
+FLAG_IDS = ["flags-on", "flags-off"]
+
+
+def flags_on(shim: Shim) -> bool:
+    """Whether this s3shim runs with AWS_S3_DISABLE_CHECKSUMS (read from its startup line)."""
+    return '"disable_checksums": true' in shim.log_text()
+
+
+@contextlib.contextmanager
+def run_shim_flags(
+    upstream: str, access_key: str, secret_key: str, log_dir: Path, flags: bool
+) -> Iterator[Shim]:
+    """run_shim with both flags set to ``flags`` (a fixture's param from FLAGS)."""
+    with run_shim(
+        upstream, access_key, secret_key, log_dir, disable_sse=flags, disable_checksums=flags
+    ) as shim:
+        yield shim

@@ -14,7 +14,7 @@ from botocore.client import BaseClient
 from ..backends import Store, new_bucket, s3_client
 from ..helpers import crc32_b64, stored
 from ..rawclient import Reply, send, sign
-from ..shim import Shim, run_shim
+from ..shim import FLAG_IDS, FLAGS, Shim, flags_on, run_shim, run_shim_flags
 from ..tap import Tap, wire_tap
 
 ORIGIN = "http://app.test:8000"
@@ -26,29 +26,23 @@ def store(rgw_store: Store) -> BaseClient:
     return s3_client(rgw_store)
 
 
-@pytest.fixture(scope="module", params=[True, False], ids=["flags-on", "flags-off"])
+@pytest.fixture(scope="module", params=FLAGS, ids=FLAG_IDS)
 def tapped(
     request: pytest.FixtureRequest, rgw_store: Store, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Shim, Tap]]:
     """s3shim in front of RGW, both flags on and both off (every store user keeping its own
     key), through a wire tap that records what RGW gets."""
-    flags: bool = request.param
     with (
         wire_tap(rgw_store.endpoint) as tap,
-        run_shim(
+        run_shim_flags(
             tap.endpoint,
             rgw_store.access_key,
             rgw_store.secret_key,
             tmp_path_factory.mktemp("dropin"),
-            disable_sse=flags,
-            disable_checksums=flags,
+            request.param,
         ) as shim,
     ):
         yield shim, tap
-
-
-def flags_on(shim: Shim) -> bool:
-    return '"disable_checksums": true' in shim.log_text()
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from botocore.config import Config as BotoConfig
 
 from ..backends import Store, new_bucket, s3_client
 from ..helpers import crc32_b64, stored
-from ..shim import Shim, run_shim
+from ..shim import FLAG_IDS, FLAGS, Shim, flags_on, run_shim_flags
 
 
 def presigner(endpoint: str, store: Store, version: str = "s3v4") -> BaseClient:
@@ -61,25 +61,19 @@ def code(resp: requests.Response) -> str | None:
     return body[start + 6 : body.find(b"</Code>")].decode() if start >= 0 else None
 
 
-@pytest.fixture(scope="module", params=[True, False], ids=["flags-on", "flags-off"])
+@pytest.fixture(scope="module", params=FLAGS, ids=FLAG_IDS)
 def shim_form(
     request: pytest.FixtureRequest, rgw_store: Store, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Shim]:
     """s3shim in front of RGW with both flags on, and with both off."""
-    flags: bool = request.param
-    with run_shim(
+    with run_shim_flags(
         rgw_store.endpoint,
         rgw_store.access_key,
         rgw_store.secret_key,
         tmp_path_factory.mktemp("form"),
-        disable_sse=flags,
-        disable_checksums=flags,
+        request.param,
     ) as shim:
         yield shim
-
-
-def flags_on(shim: Shim) -> bool:
-    return '"disable_checksums": true' in shim.log_text()
 
 
 @pytest.fixture(scope="module")

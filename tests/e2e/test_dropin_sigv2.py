@@ -23,7 +23,7 @@ from s3shim import sigv2
 
 from ..backends import Store, new_bucket, s3_client
 from ..rawclient import send
-from ..shim import Shim, run_shim
+from ..shim import FLAG_IDS, FLAGS, Shim, run_shim, run_shim_flags
 
 
 def v2_client(endpoint: str, store: Store, **config: object) -> BaseClient:
@@ -57,22 +57,19 @@ def fetch(url: str, method: str = "GET", data: bytes | None = None) -> tuple[int
         return err.code, err.read()
 
 
-@pytest.fixture(scope="module", params=[True, False], ids=["flags-on", "flags-off"])
+@pytest.fixture(scope="module", params=FLAGS, ids=FLAG_IDS)
 def shim2(
     request: pytest.FixtureRequest, rgw_store: Store, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Shim]:
     """s3shim in front of RGW with both flags on, and with both off."""
-    flags: bool = request.param
-    with run_shim(
+    with run_shim_flags(
         rgw_store.endpoint,
         rgw_store.access_key,
         rgw_store.secret_key,
         tmp_path_factory.mktemp("sigv2"),
-        disable_sse=flags,
-        disable_checksums=flags,
+        request.param,
     ) as shim:
         yield shim
-
 
 
 @pytest.fixture(scope="module")
