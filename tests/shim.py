@@ -85,33 +85,49 @@ def run_shim(
     tls: tuple[str, str] | None = None,
     env: dict[str, str] | None = None,
 ) -> Iterator[Shim]:
-    port, admin_port = free_port(), free_port()
     log_dir.mkdir(parents=True, exist_ok=True)
-    log = log_dir / f"s3shim-{port}.log"
-    child_env = {
-        "PATH": os.environ.get("PATH", ""),
-        "S3SHIM_UPSTREAM_URL": upstream,
-        "AWS_ACCESS_KEY_ID": access_key,
-        "AWS_SECRET_ACCESS_KEY": secret_key,
-        "S3SHIM_LISTEN_PORT": str(port),
-        "S3SHIM_ADMIN_PORT": str(admin_port),
-        "AWS_S3_DISABLE_SSE": str(disable_sse).lower(),
-        "AWS_S3_DISABLE_CHECKSUMS": str(disable_checksums).lower(),
-        "S3SHIM_LOG_FORMAT": "json",
-        **(env or {}),
-    }
-    if tls:
-        child_env["S3SHIM_TLS_CERT"], child_env["S3SHIM_TLS_KEY"] = tls
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "s3shim"], env=child_env, stdout=out, stderr=subprocess.STDOUT
-        )
+    # free_port() only finds a port free *now*: another process may take it before s3shim
+    # binds (seen once in CI as "address already in use"). Then try again with new ports.
+    for attempt in range(5):
+        port, admin_port = free_port(), free_port()
+        log = log_dir / f"s3shim-{port}.log"
+        child_env = {
+            "PATH": os.environ.get("PATH", ""),
+            "S3SHIM_UPSTREAM_URL": upstream,
+            "AWS_ACCESS_KEY_ID": access_key,
+            "AWS_SECRET_ACCESS_KEY": secret_key,
+            "S3SHIM_LISTEN_PORT": str(port),
+            "S3SHIM_ADMIN_PORT": str(admin_port),
+            "AWS_S3_DISABLE_SSE": str(disable_sse).lower(),
+            "AWS_S3_DISABLE_CHECKSUMS": str(disable_checksums).lower(),
+            "S3SHIM_LOG_FORMAT": "json",
+            **(env or {}),
+        }
+        port = int(child_env["S3SHIM_LISTEN_PORT"])
+        admin_port = int(child_env["S3SHIM_ADMIN_PORT"])
+        if tls:
+            child_env["S3SHIM_TLS_CERT"], child_env["S3SHIM_TLS_KEY"] = tls
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "s3shim"],
+                env=child_env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            # Every listener a test may use: the admin port comes up just after the S3 port,
+            # and a slower machine showed the gap (Connection refused on /metrics).
+            wait_port(port, proc, log)
+            if admin_port:
+                wait_port(admin_port, proc, log)
+            break
+        except RuntimeError:
+            proc.kill()
+            proc.wait()
+            raced = "address already in use" in log.read_text(errors="replace")
+            if not raced or attempt == 4 or "S3SHIM_LISTEN_PORT" in (env or {}):
+                raise
     try:
-        # Every listener a test may use: the admin port comes up just after the S3 port,
-        # and a slower machine showed the gap (Connection refused on /metrics).
-        wait_port(port, proc, log)
-        if child_env["S3SHIM_ADMIN_PORT"] != "0":
-            wait_port(int(child_env["S3SHIM_ADMIN_PORT"]), proc, log)
         scheme = "https" if tls else "http"
         yield Shim(
             f"{scheme}://127.0.0.1:{port}",
