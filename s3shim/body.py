@@ -48,7 +48,7 @@ class BodyPipeline:
             if spec.framing is not None
             else None
         )
-        self._held = b""
+        self._held: bytes | memoryview = b""
         self._seen = 0  # payload bytes produced so far
         self._trailers: dict[str, str] = {}
         self._ended = self._decoder is None
@@ -61,7 +61,7 @@ class BodyPipeline:
     def checksum_algorithm(self) -> Algorithm | None:
         return self._spec.checksum.algorithm if self._spec.checksum is not None else None
 
-    def _payload(self, data: bytes) -> bytes:
+    def _payload(self, data: bytes | memoryview) -> bytes | memoryview:
         """Account for payload bytes and return the part that may be released now."""
         self._seen += len(data)
         if self._spec.length is not None and self._seen > self._spec.length:
@@ -106,7 +106,7 @@ class BodyPipeline:
         if self._sha256 is not None:
             self._sha256.update(data)
         if self._decoder is None:
-            return self._payload(data)
+            return bytes(self._payload(data))  # the held previous input: bytes(), no copy
         parts = []
         for event in self._decoder.feed(data):
             if isinstance(event, chunked.Data):
@@ -116,7 +116,8 @@ class BodyPipeline:
                 self._trailers[event.name] = event.value
             else:
                 self._ended = True
-        return b"".join(parts) if len(parts) != 1 else parts[0]
+        # The decoder's Data are mostly views of its input: the one copy of the payload.
+        return b"".join(parts) if len(parts) != 1 else bytes(parts[0])
 
     def _finish(self) -> bytes:
         if self._decoder is not None:
@@ -141,4 +142,4 @@ class BodyPipeline:
             expected.verify(self._checksum.digest(), trailer)
             self.computed_checksum = self._checksum.b64digest()
         tail, self._held = self._held, b""
-        return tail
+        return bytes(tail)

@@ -179,7 +179,10 @@ class Limits:
 
 @dataclass(frozen=True, slots=True)
 class Data:
-    data: bytes
+    # Payload bytes, often a memoryview of the bytes that were fed (never of a caller's
+    # mutable buffer: feed() copies those first), so that the payload is not copied on its
+    # way to the store; whoever keeps it keeps that input alive.
+    data: bytes | memoryview
 
 
 @dataclass(frozen=True, slots=True)
@@ -552,7 +555,7 @@ class AwsChunkedDecoder:
             self._pieces.append(piece)
             self._pending += take
         else:
-            events.append(Data(data if take == len(data) else data[pos : pos + take]))
+            events.append(Data(data if take == len(data) else memoryview(data)[pos : pos + take]))
         self._chunk_left -= take
         if self._chunk_left == 0:
             if self._signed:
@@ -634,8 +637,7 @@ class AwsChunkedDecoder:
     def _release_signed_chunk(self) -> Data:
         self._verify_chunk(self._hasher.hexdigest())
         pieces = self._pieces
-        first = pieces[0]
-        chunk = first if len(pieces) == 1 and isinstance(first, bytes) else b"".join(pieces)
+        chunk = pieces[0] if len(pieces) == 1 else b"".join(pieces)
         self._pieces = []
         self._pending = 0
         return Data(chunk)
