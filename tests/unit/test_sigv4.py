@@ -9,7 +9,7 @@ import pytest
 from botocore.auth import S3SigV4Auth, S3SigV4QueryAuth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials as BotoCredentials
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from s3shim import sigv4
@@ -252,3 +252,30 @@ def test_the_fast_paths_of_percent_coding_agree_with_urllib(value: str, keep_sla
     assert sigv4.percent_decode(value) == unquote_to_bytes(value).decode(
         "utf-8", errors="surrogateescape"
     )
+
+
+_SPACES = (
+    " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f\x85\xa0\u1680\u2000\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+
+
+@given(st.text(alphabet=st.sampled_from("ab,=" + _SPACES)) | st.text())
+@example("a  b")
+@example(" a")
+@example("a ")
+@example("a\u00a0b")
+@example("a\u3000b")
+def test_fold_value_fast_path_is_the_same_folding(value: str) -> None:
+    # The fast path must give exactly what botocore's ' '.join(value.split()) gives.
+    assert sigv4.fold_value(value) == " ".join(value.split())
+
+
+def test_canonical_query_of_nothing() -> None:
+    assert sigv4.canonical_query(()) == sigv4.canonical_query(iter(())) == ""
+
+
+def test_every_whitespace_but_space_is_unprintable() -> None:
+    # The premise of fold_value's fast path, over every code point.
+    spaces = [chr(c) for c in range(0x110000) if chr(c).isspace()]
+    assert [s for s in spaces if s != " " and s.isprintable()] == []
+    assert " ".join(f"a{''.join(spaces)}b".split()) == "a b"
