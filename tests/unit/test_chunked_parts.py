@@ -420,6 +420,29 @@ def test_the_chain_depends_on_key_date_and_scope() -> None:
         assert SignatureChain(other).next_chunk(CHUNK_SHA256[0]) != base
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    key=st.binary(max_size=150),  # the chain's own HMAC pads: short, block-sized, long keys
+    date=st.text(alphabet="0123456789TZ", max_size=20),
+    hashes=st.lists(st.binary(min_size=32, max_size=32).map(bytes.hex), max_size=4),
+    trailers=st.lists(st.tuples(st.sampled_from([CRC32, "x-amz-checksum-sha1"]), st.text())),
+)
+def test_the_chain_signs_exactly_as_hmac_does(
+    key: bytes, date: str, hashes: list[str], trailers: list[tuple[str, str]]
+) -> None:
+    chain = SignatureChain(ChunkSigning(key, date, SCOPE, SIGNING.seed_signature))
+    previous = SIGNING.seed_signature
+    empty = hashlib.sha256(b"").hexdigest()
+    for data_sha256 in hashes:
+        to_sign = "\n".join(["AWS4-HMAC-SHA256-PAYLOAD", date, SCOPE, previous, empty, data_sha256])
+        previous = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+        assert chain.next_chunk(data_sha256) == previous
+    canonical = "".join(f"{name}:{value}\n" for name, value in sorted(trailers))
+    digest = hashlib.sha256(canonical.encode()).hexdigest()
+    to_sign = "\n".join(["AWS4-HMAC-SHA256-TRAILER", date, SCOPE, previous, digest])
+    assert chain.trailer(trailers) == hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+
+
 def test_the_test_signer_writes_the_chains_signatures() -> None:
     signer, chain = ChunkSigner(TRAILER_SIGNING), SignatureChain(TRAILER_SIGNING)
     chunk = signer.chunk(b"a" * 1024)
