@@ -284,6 +284,7 @@ class _Connection(asyncio.Protocol):
         "_read_paused",
         "_read_timeout",
         "_reason",
+        "_remaining",
         "_response",
         "_reusable",
         "_until_eof",
@@ -313,6 +314,8 @@ class _Connection(asyncio.Protocol):
         self._buffered = 0
         self.idle_since = 0.0
         self._active = False  # an exchange is under way (until release)
+        self._headers: CIMultiDict[str] = CIMultiDict()  # new for each message (on_message_begin)
+        self._reason = b""
         self._begin(False)
 
     def _begin(self, head_only: bool) -> None:
@@ -326,10 +329,9 @@ class _Connection(asyncio.Protocol):
         self._complete = False
         self._keep_alive = False
         self._until_eof = False
+        self._remaining = -1  # body bytes still due, for a Content-Length body
         self._informational = False
         self._head_buf = b""
-        self._headers: CIMultiDict[str] = CIMultiDict()
-        self._reason = b""
 
     # The exchange (coroutines, called by Upstream and Response)
 
@@ -526,6 +528,9 @@ class _Connection(asyncio.Protocol):
                 self.transport.abort()
             return
         self._got_bytes = True
+        if self._remaining > 0:
+            self._take(data)
+            return
         if self._head_only and self._response is None:
             self._feed_head(data)
             return
@@ -620,17 +625,40 @@ class _Connection(asyncio.Protocol):
         headers = CIMultiDictProxy(self._headers)
         reason = self._reason.decode("utf-8", "surrogateescape")
         self._response = Response(self, status, reason, headers)
-        if self._head_only:
-            # Asked here: once a message is complete llhttp has reset what this reads.
-            self._keep_alive = self._parser.should_keep_alive()
-        self._until_eof = (
-            status not in _NO_BODY
-            and "content-length" not in headers
-            and not _chunked(headers.get("transfer-encoding"))
-        )
+        # Asked here: once a message is complete llhttp has reset what this reads.
+        self._keep_alive = self._parser.should_keep_alive()
+        if not self._head_only and status not in _NO_BODY:
+            length = headers.get("content-length")
+            if _chunked(headers.get("transfer-encoding")):
+                pass
+            elif length is None:
+                self._until_eof = True
+            elif length.isdigit():  # (llhttp has refused any other value)
+                self._remaining = int(length)
         self._wake()
 
+    def _take(self, data: bytes) -> None:
+        """A read in the middle of a Content-Length body: kept as it is, not parsed.
+
+        llhttp would only copy it out again (measured, a 256 MiB GET from nginx: 0.35-0.51
+        CPU-s/GiB for the client instead of 0.60-0.70). The parser, which still expects
+        those bytes, is replaced at the body's end.
+        """
+        if len(data) > self._remaining:  # more than the response: framing off
+            data = data[: self._remaining]
+            self._reusable = False
+        self._remaining -= len(data)
+        self._append(data)
+        if not self._remaining:
+            self._parser = httptools.HttpResponseParser(self)
+            self._message_done()
+
     def on_body(self, body: bytes) -> None:
+        if self._remaining > 0:
+            self._remaining -= len(body)
+        self._append(body)
+
+    def _append(self, body: bytes) -> None:
         self._pieces.append(body)
         self._buffered += len(body)
         if self._buffered > self._high and not self._read_paused:

@@ -892,6 +892,7 @@ class Reply:
     framing: str  # length | chunked | eof
     chunks: tuple[int, ...]  # chunk boundaries (chunked)
     head_only: bool
+    extra: bytes  # sent after the response (never part of an EOF-delimited body)
 
     def framing_header(self) -> tuple[tuple[str, str], ...]:
         if self.framing == "length":
@@ -906,13 +907,15 @@ class Reply:
         lines += [f"{n}: {v}" for n, v in (*self.headers, *self.framing_header())]
         out += ("\r\n".join(lines) + "\r\n\r\n").encode()
         if self.head_only:
-            return out
-        if self.framing != "chunked":
+            return out + self.extra
+        if self.framing == "eof":
             return out + self.body
+        if self.framing == "length":
+            return out + self.body + self.extra
         cuts = sorted({0, len(self.body), *(c % (len(self.body) + 1) for c in self.chunks)})
         for a, b in itertools.pairwise(cuts):
             out += b"%x\r\n" % (b - a) + self.body[a:b] + b"\r\n"
-        return out + b"0\r\nX-Trailer: t\r\n\r\n"
+        return out + b"0\r\nX-Trailer: t\r\n\r\n" + self.extra
 
 
 _NAMES = st.from_regex(r"[A-Za-z][A-Za-z0-9-]{0,10}", fullmatch=True).filter(
@@ -932,6 +935,10 @@ REPLIES = st.builds(
     framing=st.sampled_from(["length", "chunked", "eof"]),
     chunks=st.lists(st.integers(0, 5000), max_size=5).map(tuple),
     head_only=st.booleans(),
+    # (llhttp skips a stray CR LF between responses: harmless, and not drawn here)
+    extra=st.one_of(st.just(b""), st.binary(min_size=1, max_size=8)).filter(
+        lambda b: b[:1] not in (b"\r", b"\n")
+    ),
 )
 
 
@@ -971,7 +978,7 @@ def test_any_split_of_a_response_parses_as_what_was_sent(reply: Reply, cuts: lis
         reply.reason,
         (*reply.headers, *reply.framing_header()),
         b"" if reply.head_only else reply.body,
-        reply.framing != "eof",
+        reply.framing != "eof" and not reply.extra,  # back to the pool
     )
     assert parse(reply, []) == expected
     assert parse(reply, cuts) == expected
