@@ -229,6 +229,10 @@ def _chunk_too_large(size: int, limit: int) -> ChunkedBodyError:
 _SIZE_RE: Final = re.compile(rb"[0-9A-Fa-f]{1,16}")
 _SIG_RE: Final = re.compile(rb"[0-9a-fA-F]{64}")
 _SIG_TEXT_RE: Final = re.compile(r"[0-9a-fA-F]{64}")
+# A size line as every SDK writes it, signed or not: parsed by one regex, not step by step.
+_COMMON_SIZE_LINE_RE: Final = re.compile(
+    rb"([0-9A-Fa-f]{1,16})(?:;chunk-signature=([0-9a-fA-F]{64}))?\r\n"
+)
 _TOKEN_RE: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9a-z]+")
 _VALUE_RE: Final = re.compile(r"[\x20-\x7e\t]*")
 TRAILER_SIGNATURE_HEADER: Final = "x-amz-trailer-signature"
@@ -615,16 +619,9 @@ class AwsChunkedDecoder:
     # -- what the lines and chunks mean ------------------------------------------------
 
     def _on_size_line(self, line: bytes) -> None:
-        if not line.endswith(b"\r\n"):
-            raise _incomplete("chunk size line is not terminated by CRLF")
-        content = line[:-2]
-        semi = content.find(b";")
-        size_hex = content if semi < 0 else content[:semi]
-        if _SIZE_RE.fullmatch(size_hex) is None:
-            raise _incomplete(f"invalid chunk size {size_hex[:32]!r}")
-        size = int(size_hex, 16)
-        if self._signed:
-            self._chunk_sig = _chunk_signature_of(content[semi + 1 :] if semi >= 0 else b"")
+        size, signature = _parse_size_line(line, self._signed)
+        if signature is not None:
+            self._chunk_sig = signature
             if size > self._max_chunk_size:
                 raise _chunk_too_large(size, self._max_chunk_size)
         # Unsigned chunks are streamed, never buffered, so their size needs no limit (aws-c-s3
@@ -733,6 +730,30 @@ class AwsChunkedDecoder:
         events: list[Event] = [Trailer(name, value) for name, value in self._trailers.items()]
         events.append(End())
         return events
+
+
+def _parse_size_line(line: bytes, signed: bool) -> tuple[int, str | None]:
+    """A chunk-size line's size and, for signed framings, its chunk signature (lower case)."""
+    common = _COMMON_SIZE_LINE_RE.fullmatch(line)
+    if common is not None and (common[2] is not None or not signed):
+        # What every SDK writes, in one regex: _parse_any_size_line gives the same for it.
+        return int(common[1], 16), common[2].decode("ascii").lower() if signed else None
+    return _parse_any_size_line(line, signed)
+
+
+def _parse_any_size_line(line: bytes, signed: bool) -> tuple[int, str | None]:
+    """:func:`_parse_size_line` step by step, for any line: extensions, and every error."""
+    if not line.endswith(b"\r\n"):
+        raise _incomplete("chunk size line is not terminated by CRLF")
+    content = line[:-2]
+    semi = content.find(b";")
+    size_hex = content if semi < 0 else content[:semi]
+    if _SIZE_RE.fullmatch(size_hex) is None:
+        raise _incomplete(f"invalid chunk size {size_hex[:32]!r}")
+    size = int(size_hex, 16)
+    if not signed:
+        return size, None
+    return size, _chunk_signature_of(content[semi + 1 :] if semi >= 0 else b"")
 
 
 def _chunk_signature_of(extensions: bytes) -> str:
