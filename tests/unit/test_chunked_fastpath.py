@@ -1,23 +1,42 @@
 """The aws-chunked decoder's shortcuts give exactly what its general steps give.
 
-The decoder parses the size line every SDK writes with one regex and falls back to the
-step-by-step parse for anything else; these tests hold the two to the same sizes,
-signatures and errors on any line.
+* The size line every SDK writes is parsed with one regex, anything else step by step: the
+  two give the same sizes, signatures and errors on any line.
+* A signed chunk whose data is all in one input is hashed and handed on as a view of it, and
+  the steps of a chunk are chained without the dispatch: any split of any body, intact or
+  broken (bad chunk signature, altered data, wrong trailer, truncation, a flipped bit),
+  gives the events and the refusal that feeding it byte by byte gives.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import itertools
+import re
+import zlib
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from s3shim.chunked import (
     _COMMON_SIZE_LINE_RE,
+    AwsChunkedDecoder,
     ChunkedBodyError,
+    ChunkSigning,
+    Data,
+    End,
+    Event,
+    Framing,
+    State,
+    Trailer,
     _parse_any_size_line,
     _parse_size_line,
 )
+from s3shim.testing import encode_unsigned_trailer_chunk, encode_unsigned_trailer_end, sign_chunks
 
 SETTINGS = settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -82,3 +101,140 @@ def test_the_lines_sdks_write_take_the_one_regex() -> None:
         b"FFFF\r\n",
     ]:
         assert _COMMON_SIZE_LINE_RE.fullmatch(line) is not None
+
+
+# --- the decoder: the same outcome whatever the split ------------------------------------------
+#
+# Bytewise feeding walks the general steps one byte at a time (lines buffered, signed chunks
+# collected piece by piece); one whole feed takes every shortcut (a whole signed chunk hashed
+# and handed on as a view, the steps chained without the dispatch); random splits mix them.
+
+
+def _signing_key() -> bytes:
+    key = b"AWS4" + b"wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+    for part in ("20261201", "us-east-1", "s3", "aws4_request"):
+        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+    return key
+
+
+SIGNING = ChunkSigning(
+    _signing_key(), "20261201T000000Z", "20261201/us-east-1/s3/aws4_request", "ab" * 32
+)
+TRAILER = "x-amz-checksum-crc32"
+
+
+def crc32_b64(data: bytes) -> str:
+    return base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+
+
+@dataclass(frozen=True)
+class Outcome:
+    released: bytes  # payload handed out before the end or the refusal
+    signed_chunks: tuple[int, ...]  # signed framings: the size of each Data (one per chunk)
+    trailers: tuple[tuple[str, str], ...]
+    ended: bool
+    error: tuple[str, int, str] | None
+    state: State
+
+
+def decode(dec: AwsChunkedDecoder, pieces: list[bytes]) -> Outcome:
+    events: list[Event] = []
+    error = None
+    try:
+        for piece in pieces:
+            events += dec.feed(piece)
+        events += dec.eof()
+    except ChunkedBodyError as err:
+        error = (err.code, err.status, err.message)
+    data = [e.data for e in events if isinstance(e, Data)]
+    return Outcome(
+        released=b"".join(data),
+        signed_chunks=tuple(len(d) for d in data) if dec.framing.signed else (),
+        trailers=tuple((e.name, e.value) for e in events if isinstance(e, Trailer)),
+        ended=any(isinstance(e, End) for e in events),
+        error=error,
+        state=dec.state,
+    )
+
+
+def split(body: bytes, cuts: list[int]) -> list[bytes]:
+    points = sorted({c % (len(body) + 1) for c in cuts})
+    return [body[a:b] for a, b in itertools.pairwise([0, *points, len(body)])]
+
+
+def frame(framing: Framing, chunks: list[bytes], trailers: list[tuple[str, str]]) -> bytes:
+    if framing is Framing.UNSIGNED_TRAILER:
+        body = b"".join(encode_unsigned_trailer_chunk(c) for c in chunks)
+        return body + encode_unsigned_trailer_end(trailers)
+    return sign_chunks(chunks, SIGNING, None if framing is Framing.SIGNED else trailers)
+
+
+@st.composite
+def bodies(draw: st.DrawFn) -> tuple[Framing, bytes, bytes, str]:
+    """(framing, payload, framed body, what was done to it): intact or broken on purpose."""
+    framing = draw(st.sampled_from(list(Framing)))
+    payload = draw(st.binary(max_size=3000))
+    sizes = draw(st.lists(st.integers(1, 1200), min_size=1, max_size=5))
+    chunks, pos, i = [], 0, 0
+    while pos < len(payload):
+        chunks.append(payload[pos : pos + sizes[i % len(sizes)]])
+        pos += sizes[i % len(sizes)]
+        i += 1
+    wrong_trailer = draw(st.booleans())
+    value = crc32_b64(b"other" if wrong_trailer else payload)
+    trailers = [] if framing is Framing.SIGNED else [(TRAILER, value)]
+    body = bytearray(frame(framing, chunks, trailers))
+    damage = draw(st.sampled_from(["none", "signature", "data", "truncate", "flip"]))
+    at = draw(st.integers(0, 10_000))
+    signatures = [m.start(1) for m in re.finditer(rb"signature[=:]([0-9a-f]{64})", body)]
+    if damage == "signature" and signatures:
+        where = signatures[at % len(signatures)] + at % 64
+        body[where] = ord("0") if body[where] != ord("0") else ord("1")
+    elif damage == "data" and payload:
+        starts = [
+            m.end() for m in re.finditer(rb"[0-9a-f]+(;chunk-signature=[0-9a-f]{64})?\r\n", body)
+        ]
+        body[starts[at % len(starts)]] ^= 1
+    elif damage == "truncate":
+        del body[at % (len(body) + 1) :]
+    elif damage == "flip" and body:
+        body[at % len(body)] ^= 1 << (at % 8)
+    what = damage + (", wrong trailer value" if wrong_trailer and trailers else "")
+    return framing, payload, bytes(body), what
+
+
+@SETTINGS
+@given(body=bodies(), cuts=st.lists(st.integers(0, 10_000), max_size=12))
+def test_every_split_gives_the_events_and_the_refusal_of_bytewise_feeding(
+    body: tuple[Framing, bytes, bytes, str], cuts: list[int]
+) -> None:
+    framing, payload, framed, what = body
+    names = frozenset({TRAILER}) if framing is not Framing.SIGNED else frozenset()
+
+    def new() -> AwsChunkedDecoder:
+        signing = SIGNING if framing.signed else None
+        return AwsChunkedDecoder(
+            framing, signing, decoded_length=len(payload), expected_trailers=names
+        )
+
+    bytewise = decode(new(), [framed[i : i + 1] for i in range(len(framed))])
+    event(f"{framing.name}, {what}: {bytewise.error[0] if bytewise.error else 'decoded'}")
+    for pieces in ([framed], split(framed, cuts)):
+        got = decode(new(), pieces)
+        assert (got.error, got.state, got.ended, got.trailers) == (
+            bytewise.error,
+            bytewise.state,
+            bytewise.ended,
+            bytewise.trailers,
+        )
+        if bytewise.error is None:
+            assert got.released == bytewise.released
+            assert got.signed_chunks == bytewise.signed_chunks
+            if framing.signed:  # whatever survived tampering changed no payload byte
+                assert got.released == payload
+        else:
+            # A refused feed returns nothing, so a split may have handed out less; never
+            # other bytes, and of a signed body only verified chunks.
+            assert bytewise.released.startswith(got.released)
+            if framing.signed:
+                assert payload.startswith(bytewise.released)
