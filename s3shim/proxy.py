@@ -18,13 +18,12 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
 from aiohttp.streams import StreamReader
 from aiohttp.web_request import BaseRequest
-from multidict import CIMultiDict
-from yarl import URL
 
 from . import auth, chunked, errors, logs, sigv2, sigv4
 from .body import BodyPipeline
@@ -46,6 +45,7 @@ from .plan import (
     unverified,
 )
 from .rewrite import REQUEST_ID_HEADER, SERVER_NAME, Policy
+from .upstream import Response, Upstream, UpstreamError
 
 READ_SIZE = 256 * 1024  # measured sweet spot for throughput vs per-stream memory
 SMALL_RESPONSE = 64 * 1024  # bodies up to this are answered in one write with their head
@@ -147,10 +147,10 @@ def error_response(
 
 
 class Proxy:
-    def __init__(self, config: Config, metrics: Metrics, session: aiohttp.ClientSession) -> None:
+    def __init__(self, config: Config, metrics: Metrics, upstream: Upstream) -> None:
         self.config = config
         self.metrics = metrics
-        self.session = session
+        self.upstream = upstream
         self.active = 0  # requests being handled, for draining on SIGTERM
         self.policy = Policy.of(config)
         self.regions = frozenset(config.allowed_regions) or None
@@ -397,9 +397,8 @@ class Proxy:
         data: bytes | AsyncIterator[bytes] | None,
         body: _Refusable,
         rec: RequestRecord,
-    ) -> aiohttp.ClientResponse:
+    ) -> Response:
         cfg = self.config
-        out_headers = CIMultiDict(headers)
         if creds is not None:
             signed = sigv4.sign_headers(
                 method=head.method,
@@ -412,29 +411,23 @@ class Proxy:
                 region=cfg.upstream_region,
                 amz_date=self._store_date(),
             )
-            out_headers.update(signed.headers)
+            # Appended, not merged: the plan never forwards these names (TRANSPORT_DROPS).
+            # Host is left out: Upstream sends its host_header, the cfg.upstream_host signed.
+            headers = (*headers, *((n, v) for n, v in signed.headers.items() if n != "host"))
         # else: forwarded unverified, so with no credentials at all (plan.unverified).
-        # Built from the fixed upstream and the canonical path and query the signature
-        # covers, sent without re-quoting: what is signed is exactly what is sent.
+        # The canonical path and query the signature covers, sent without re-quoting: what
+        # is signed is exactly what is sent.
         qs = sigv4.canonical_query(p.query)
-        path = sigv4.canonical_uri(p.path)
-        url = URL(cfg.upstream_url + path + ("?" + qs if qs else ""), encoded=True)
+        target = sigv4.canonical_uri(p.path) + ("?" + qs if qs else "")
         sent = time.monotonic()
         try:
-            upstream = await self.session.request(
-                head.method,
-                url,
-                headers=out_headers,
-                data=data,
-                allow_redirects=False,
-                skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type", "Accept"),
-            )
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            upstream = await self.upstream.request(head.method, target, headers, data)
+        except UpstreamError as exc:
             if body.failure is not None:
                 # The body was refused mid-stream and the upstream request aborted with it.
                 rec.integrity_failure = body.failure.code
                 raise body.failure from None
-            rec.upstream_error = type(exc).__name__
+            rec.upstream_error = type(exc.__cause__ or exc).__name__
             self.metrics.upstream_errors.inc()
             raise errors.bad_gateway() from None
         self.metrics.upstream_latency.labels(p.op.value).observe(time.monotonic() - sent)
@@ -509,7 +502,7 @@ class Proxy:
 
     @staticmethod
     async def _cut(
-        request: BaseRequest, upstream: aiohttp.ClientResponse, headers: list[tuple[str, str]]
+        request: BaseRequest, upstream: Response, headers: list[tuple[str, str]]
     ) -> web.StreamResponse:
         """The store failed mid-body: send the head, then cut, so the body is seen short."""
         resp = web.StreamResponse(status=upstream.status, reason=upstream.reason)
@@ -527,7 +520,7 @@ class Proxy:
     async def _respond(
         self,
         request: BaseRequest,
-        upstream: aiohttp.ClientResponse,
+        upstream: Response,
         p: UpstreamPlan,
         computed_checksum: str | None,
         rec: RequestRecord,
@@ -576,7 +569,7 @@ class Proxy:
             try:
                 await resp.prepare(request)
                 if request.method != "HEAD" and upstream.status not in (204, 304):
-                    while (piece := await _next_buffer(upstream.content)) is not None:
+                    while (piece := await upstream.next_buffer()) is not None:
                         if verifier is not None:
                             piece = verifier.feed(piece)
                         rec.bytes_out += len(piece)
@@ -603,22 +596,31 @@ class Proxy:
             return resp
 
 
-def _upstream_ssl(config: Config) -> ssl.SSLContext | bool:
+def _upstream_ssl(config: Config) -> ssl.SSLContext | None:
     if config.upstream_scheme != "https":
-        return True
-    if config.upstream_insecure:
-        return False
-    if config.upstream_ca_bundle:
-        return ssl.create_default_context(cafile=config.upstream_ca_bundle)
-    return True
+        return None
+    ctx = ssl.create_default_context(cafile=config.upstream_ca_bundle or None)
+    if config.upstream_insecure:  # logged as a warning at startup
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
 
 
-def new_upstream_session(config: Config) -> aiohttp.ClientSession:
-    """The one client session to the store (call inside the running loop)."""
-    return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=0, ssl=_upstream_ssl(config)),
-        auto_decompress=False,  # bodies pass through byte for byte
-        read_bufsize=READ_SIZE,
-        timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=300),
-        cookie_jar=aiohttp.DummyCookieJar(),
+UPSTREAM_CONNECT_TIMEOUT = 10.0
+UPSTREAM_READ_TIMEOUT = 300.0  # no byte from the store for this long: an error, or a cut body
+
+
+def new_upstream(config: Config) -> Upstream:
+    """The one client to the store (call inside the running loop)."""
+    parts = urlsplit(config.upstream_url)
+    https = parts.scheme == "https"
+    assert parts.hostname is not None  # config.http_origin refuses a URL without one
+    return Upstream(
+        host=parts.hostname,
+        port=parts.port or (443 if https else 80),
+        host_header=config.upstream_host,
+        ssl=_upstream_ssl(config),
+        connect_timeout=UPSTREAM_CONNECT_TIMEOUT,
+        read_timeout=UPSTREAM_READ_TIMEOUT,
+        read_size=READ_SIZE,
     )

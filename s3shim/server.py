@@ -23,7 +23,7 @@ from . import logs
 from .config import Config
 from .listener import DEFAULT_PER_PEER_EXEMPT, Limits, S3Server
 from .metrics import Metrics, process_gone, share_across_processes
-from .proxy import READ_SIZE, Proxy, new_upstream_session
+from .proxy import READ_SIZE, Proxy, new_upstream
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
@@ -206,10 +206,10 @@ async def run(cfg: Config) -> None:
     log = logs.get()
     metrics = Metrics()
     health = Health(cfg)
-    session = new_upstream_session(cfg)
+    upstream = new_upstream(cfg)
     relief = MemoryRelief()
     try:
-        proxy = Proxy(cfg, metrics, session)
+        proxy = Proxy(cfg, metrics, upstream)
         server = S3Server(
             proxy.handle,
             limits=_limits(cfg),
@@ -298,7 +298,7 @@ async def run(cfg: Config) -> None:
     finally:
         relief.cancel()
         await health.close()
-        await session.close()
+        await upstream.close()
 
 
 def _limits(cfg: Config) -> Limits:

@@ -337,16 +337,16 @@ async def serve_in_process(cfg: Config) -> AsyncIterator[tuple[Proxy, Metrics, i
 
     from s3shim.listener import S3Server
     from s3shim.metrics import Metrics
-    from s3shim.proxy import READ_SIZE, Proxy, new_upstream_session
+    from s3shim.proxy import READ_SIZE, Proxy, new_upstream
     from s3shim.server import MemoryRelief, _exception_handler, _limits
 
     metrics = Metrics()
-    session = new_upstream_session(cfg)
+    upstream = new_upstream(cfg)
     relief = MemoryRelief()
     loop = asyncio.get_running_loop()
     previous_handler = loop.get_exception_handler()
     try:
-        proxy = Proxy(cfg, metrics, session)
+        proxy = Proxy(cfg, metrics, upstream)
         server = S3Server(
             proxy.handle,
             limits=_limits(cfg),
@@ -370,7 +370,7 @@ async def serve_in_process(cfg: Config) -> AsyncIterator[tuple[Proxy, Metrics, i
     finally:
         loop.set_exception_handler(previous_handler)
         relief.cancel()
-        await session.close()
+        await upstream.close()
 
 
 MakeShim = Callable[..., Awaitable[InProcessShim]]
