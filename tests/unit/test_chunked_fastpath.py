@@ -1,27 +1,31 @@
-"""The aws-chunked decoder's shortcuts give exactly what its general steps give.
+"""The byte path's shortcuts give exactly what the general steps give.
 
 * The size line every SDK writes is parsed with one regex, anything else step by step: the
   two give the same sizes, signatures and errors on any line.
 * A signed chunk whose data is all in one input is hashed and handed on as a view of it, and
   the steps of a chunk are chained without the dispatch: any split of any body, intact or
   broken (bad chunk signature, altered data, wrong trailer, truncation, a flipped bit),
-  gives the events and the refusal that feeding it byte by byte gives.
+  gives the events and the refusal that feeding it byte by byte gives;
+* :class:`~s3shim.body.BodyPipeline` joins those views once per feed: for those bodies and for
+  plain ones, every split forwards the same bytes, with the same hold-back, and refuses with
+  the same error as byte-by-byte feeding.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import itertools
 import re
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from s3shim import errors
+from s3shim.body import BodyPipeline, BodySpec
+from s3shim.checksums import Algorithm, ExpectedChecksum
 from s3shim.chunked import (
     _COMMON_SIZE_LINE_RE,
     AwsChunkedDecoder,
@@ -38,7 +42,10 @@ from s3shim.chunked import (
 )
 from s3shim.testing import encode_unsigned_trailer_chunk, encode_unsigned_trailer_end, sign_chunks
 
+from ..helpers import crc32_b64
+
 SETTINGS = settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FEWER = settings(SETTINGS, max_examples=300)  # each example feeds a body byte by byte
 
 _HEX = "0123456789abcdefABCDEF"
 _hex = st.text(alphabet=_HEX, min_size=0, max_size=18)
@@ -121,10 +128,6 @@ SIGNING = ChunkSigning(
     _signing_key(), "20261201T000000Z", "20261201/us-east-1/s3/aws4_request", "ab" * 32
 )
 TRAILER = "x-amz-checksum-crc32"
-
-
-def crc32_b64(data: bytes) -> str:
-    return base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
 
 
 @dataclass(frozen=True)
@@ -238,3 +241,93 @@ def test_every_split_gives_the_events_and_the_refusal_of_bytewise_feeding(
             assert bytewise.released.startswith(got.released)
             if framing.signed:
                 assert payload.startswith(bytewise.released)
+
+
+# --- BodyPipeline: the same bytes and refusal whatever the split --------------------------------
+#
+# The pipeline joins the decoder's views once per feed and holds the last piece back: the same
+# bytes to the store, the same error (kept in ``failure``), the same computed checksum as
+# byte-by-byte feeding, and the store at least one byte short until finish() said yes.
+
+
+@dataclass(frozen=True)
+class PipelineOutcome:
+    released: bytes  # what feed() let through, before finish()
+    tail: bytes | None  # what finish() let through; None when the body was refused
+    error: tuple[str, int, str] | None
+    checksum: str | None  # computed_checksum
+
+
+def run_pipeline(spec: BodySpec, pieces: list[bytes]) -> PipelineOutcome:
+    pipeline = BodyPipeline(spec)
+    released: list[bytes] = []
+    try:
+        for piece in pieces:
+            out = pipeline.feed(piece)
+            assert type(out) is bytes  # what the proxy forwards, never a view
+            released.append(out)
+        tail = pipeline.finish()
+    except errors.S3Error as err:
+        assert pipeline.failure is err
+        return PipelineOutcome(b"".join(released), None, (err.code, err.status, err.message), None)
+    assert pipeline.failure is None
+    return PipelineOutcome(b"".join(released), tail, None, pipeline.computed_checksum)
+
+
+def check_splits(spec: BodySpec, body: bytes, cuts: list[int]) -> PipelineOutcome:
+    bytewise = run_pipeline(spec, [body[i : i + 1] for i in range(len(body))])
+    event(bytewise.error[0] if bytewise.error else "forwarded")
+    assert spec.length is not None
+    for pieces in ([body], split(body, cuts)):
+        got = run_pipeline(spec, pieces)
+        assert (got.error, got.checksum) == (bytewise.error, bytewise.checksum)
+        if got.error is None:
+            assert got.released + (got.tail or b"") == bytewise.released + (bytewise.tail or b"")
+        # Hold-back: until finish() said yes, the store never had the whole body.
+        assert len(got.released) < spec.length or spec.length == 0
+        assert bytewise.released.startswith(got.released) or got.error is None
+    return bytewise
+
+
+@FEWER
+@given(body=bodies(), cuts=st.lists(st.integers(0, 10_000), max_size=12))
+def test_aws_chunked_bodies_give_the_same_bytes_and_refusal_for_every_split(
+    body: tuple[Framing, bytes, bytes, str], cuts: list[int]
+) -> None:
+    framing, payload, framed, _ = body
+    trailer = framing is not Framing.SIGNED
+    spec = BodySpec(
+        length=len(payload),
+        # A signed body without trailer carries its checksum as a header (the value of the
+        # payload): checked all the same.
+        checksum=ExpectedChecksum(Algorithm.CRC32, None if trailer else crc32_b64(payload)),
+        framing=framing,
+        chunk_signing=SIGNING if framing.signed else None,
+        trailers=frozenset({TRAILER}) if trailer else frozenset(),
+    )
+    outcome = check_splits(spec, framed, cuts)
+    if outcome.error is None and framing.signed:
+        assert outcome.released + (outcome.tail or b"") == payload
+        assert outcome.checksum == crc32_b64(payload)
+
+
+@FEWER
+@given(
+    payload=st.binary(max_size=3000),
+    promise=st.sampled_from(["crc32", "sha256", "both", "none"]),
+    wrong=st.sampled_from(["none", "crc32", "sha256", "length"]),
+    cuts=st.lists(st.integers(0, 10_000), max_size=12),
+)
+def test_plain_bodies_give_the_same_bytes_and_refusal_for_every_split(
+    payload: bytes, promise: str, wrong: str, cuts: list[int]
+) -> None:
+    crc = crc32_b64(b"other" if wrong == "crc32" else payload)
+    sha = hashlib.sha256(b"other" if wrong == "sha256" else payload).hexdigest()
+    spec = BodySpec(
+        length=len(payload) + (1 if wrong == "length" else 0),
+        sha256_hex=sha if promise in ("sha256", "both") else None,
+        checksum=ExpectedChecksum(Algorithm.CRC32, crc) if promise in ("crc32", "both") else None,
+    )
+    outcome = check_splits(spec, payload, cuts)
+    if outcome.error is None:
+        assert outcome.released + (outcome.tail or b"") == payload
