@@ -33,7 +33,9 @@ import httptools  # type: ignore[import-untyped]
 from multidict import CIMultiDict, CIMultiDictProxy
 
 _ONE_WRITE = 64 * 1024  # a bytes body up to this is copied behind the head: one send
-_MAX_HEAD = 64 * 1024  # the longest response head the HEAD path buffers while looking for its end
+# The longest response head taken (1xx heads before it included): a store that never ends
+# its head must not make s3shim buffer without bound. S3 allows 2 KB of user metadata.
+_MAX_HEAD = 64 * 1024
 _PARSE_ERRORS = (httptools.HttpParserError, httptools.HttpParserUpgrade)
 _NO_BODY = (204, 304)
 
@@ -268,7 +270,6 @@ class _Connection(asyncio.Protocol):
         "_complete",
         "_drain_waiter",
         "_error",
-        "_got_bytes",
         "_head_buf",
         "_head_only",
         "_headers",
@@ -284,6 +285,7 @@ class _Connection(asyncio.Protocol):
         "_read_paused",
         "_read_timeout",
         "_reason",
+        "_received",
         "_remaining",
         "_response",
         "_reusable",
@@ -320,7 +322,7 @@ class _Connection(asyncio.Protocol):
 
     def _begin(self, head_only: bool) -> None:
         self._head_only = head_only
-        self._got_bytes = False
+        self._received = 0  # bytes before the response's head was complete
         self._error: UpstreamError | None = None
         self._body_error: UpstreamError | None = None
         self._body_sent = True
@@ -527,13 +529,15 @@ class _Connection(asyncio.Protocol):
             if not self._active:
                 self.transport.abort()
             return
-        self._got_bytes = True
-        if self._remaining > 0:
-            self._take(data)
-            return
-        if self._head_only and self._response is None:
-            self._feed_head(data)
-            return
+        if self._response is not None:
+            if self._remaining > 0:
+                self._take(data)
+                return
+        else:
+            self._received += len(data)
+            if self._head_only:
+                self._feed_head(data)
+                return
         try:
             self._parser.feed_data(data)
         except _PARSE_ERRORS as exc:
@@ -541,6 +545,9 @@ class _Connection(asyncio.Protocol):
                 self._reusable = False
             else:
                 self._fail(_error(UpstreamError, f"bad response from the store: {exc}", exc))
+            return
+        if self._response is None and self._received > _MAX_HEAD:
+            self._fail(UpstreamError("the store's response head is too long"))
 
     def _feed_head(self, data: bytes) -> None:
         """A HEAD response: parse its head only, whatever Content-Length it declares.
@@ -553,7 +560,7 @@ class _Connection(asyncio.Protocol):
         while self._response is None:
             end = buf.find(b"\r\n\r\n")  # llhttp refuses bare LF line ends anyway
             if end < 0:
-                if len(buf) > _MAX_HEAD:
+                if self._received > _MAX_HEAD:
                     self._fail(UpstreamError("the store's response head is too long"))
                 else:
                     self._head_buf = buf
@@ -582,7 +589,7 @@ class _Connection(asyncio.Protocol):
                 self._keep_alive = False  # a body delimited by the end of the connection
                 self._message_done()
             elif self._error is None:
-                if self._response is None and not self._got_bytes:
+                if self._response is None and not self._received:
                     why = "the store closed the connection before answering"
                     self._error = _error(_Closed, why, exc)
                 else:

@@ -544,6 +544,28 @@ async def test_a_reset_after_an_unframed_body_is_a_cut_not_its_end() -> None:
                     pass
 
 
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+async def test_a_response_head_that_never_ends_is_refused_not_buffered(method: str) -> None:
+    async def endless(conn: StoreConn) -> None:
+        await conn.read_request()
+        await conn.send(b"HTTP/1.1 200 OK\r\nX-Big: ")
+        with contextlib.suppress(ConnectionError):
+            while True:
+                await conn.send(b"a" * 65536)
+
+    async with store_and_client(endless) as (_, up):
+        with pytest.raises(UpstreamError, match="too long"):
+            await up.request(method, "/b/k", (), None)
+
+
+async def test_a_long_head_and_body_in_one_read_are_fine() -> None:
+    head = b"HTTP/1.1 200 OK\r\nX-Meta: %s\r\nContent-Length: 200000\r\n\r\n" % (b"m" * 60000)
+    body = b"b" * 200_000
+    async with store_and_client(answering(head + body)) as (_, up):
+        r, got = await get(up)
+    assert got == body and len(r.headers["x-meta"]) == 60000
+
+
 async def test_garbage_from_the_store_is_an_error() -> None:
     async with store_and_client(answering(b"SSH-2.0-OpenSSH\r\n\r\n")) as (_, up):
         with pytest.raises(UpstreamError) as info:
