@@ -121,6 +121,10 @@ class Response:
         self.release()
 
 
+# RFC 9110 9.2.2: repeating one of these has the effect of sending it once.
+_IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
+
+
 class Upstream:
     """A keep-alive pool of HTTP/1.1 connections to ``host:port`` (TLS with ``ssl``).
 
@@ -182,10 +186,12 @@ class Upstream:
             try:
                 return await conn.exchange(head, body, length, head_only)
             except _Closed:
-                # The store closed this idle connection as the request went out. A body
-                # still in hand is sent once more on a fresh connection; a streamed one is
-                # partly consumed and cannot be.
-                if body is not None and not isinstance(body, bytes):
+                # The store closed this idle connection as the request went out. An
+                # idempotent request with its body still in hand is sent once more on a fresh
+                # connection; a streamed body is partly consumed, and a POST (Complete
+                # multipart upload, DeleteObjects) may have been carried out before the store
+                # closed: sending it again could turn a success into NoSuchUpload.
+                if method not in _IDEMPOTENT or (body is not None and not isinstance(body, bytes)):
                     raise
         conn = await self._connect()
         return await conn.exchange(head, body, length, head_only)

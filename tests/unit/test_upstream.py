@@ -754,6 +754,22 @@ async def test_a_request_on_a_connection_the_store_just_closed_is_sent_again(
     assert [r.body for r in store.requests] == [b"", sent, sent]
 
 
+async def test_a_post_is_never_sent_twice() -> None:
+    # The store may have carried it out (completed an upload) before it closed.
+    async def closing(conn: StoreConn) -> None:
+        await conn.read_request()
+        await conn.send(OK)
+        await conn.read_request()
+        conn.writer.close()
+
+    async with store_and_client(closing) as (store, up):
+        await get(up)
+        with pytest.raises(UpstreamError):
+            await up.request("POST", "/b/k?uploadId=1", [("content-length", "3")], b"xml")
+    assert store.accepted == 1
+    assert [r.body for r in store.requests] == [b"", b"xml"]
+
+
 async def test_a_streamed_body_is_never_sent_twice() -> None:
     async def closing(conn: StoreConn) -> None:
         await conn.read_request()
