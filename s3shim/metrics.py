@@ -9,6 +9,7 @@ adds them up, so it counts every worker.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -33,6 +34,27 @@ def process_gone(pid: int) -> None:
     """A worker exited: its live gauges (in flight, open connections) no longer count."""
     if os.environ.get(_MULTIPROC_ENV):
         multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
+
+
+class Children:
+    """A labelled metric's children, each made once.
+
+    ``labels()`` takes a lock and builds its key on every call; a request touches five or
+    six labelled metrics, so the proxy asks this cache instead. Label values come from
+    closed sets (operations, statuses, auth kinds, S3 codes), so it stays small.
+    """
+
+    __slots__ = ("_made", "_metric")
+
+    def __init__(self, metric: Any) -> None:
+        self._metric = metric
+        self._made: dict[tuple[str, ...], Any] = {}
+
+    def __call__(self, *values: str) -> Any:
+        child = self._made.get(values)
+        if child is None:
+            child = self._made[values] = self._metric.labels(*values)
+        return child
 
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)

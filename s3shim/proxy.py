@@ -31,7 +31,7 @@ from .classify import Target, bucket_from_host, classify
 from .config import Config
 from .formupload import FormUpload
 from .head import CONTENT_LENGTH, RequestHead, parse_head
-from .metrics import Metrics
+from .metrics import Children, Metrics
 from .plan import (
     BodyMode,
     UpstreamPlan,
@@ -50,13 +50,6 @@ from .upstream import Response, Upstream, UpstreamError
 READ_SIZE = 256 * 1024  # measured sweet spot for throughput vs per-stream memory
 SMALL_RESPONSE = 64 * 1024  # bodies up to this are answered in one write with their head
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-
-
-@dataclass(frozen=True, slots=True)
-class _OpMetrics:
-    latency: Any
-    bytes_in: Any
-    bytes_out: Any
 
 
 class _Refusable(Protocol):
@@ -155,8 +148,12 @@ class Proxy:
         self.policy = Policy.of(config)
         self.regions = frozenset(config.allowed_regions) or None
         self.log = logs.get()
-        self._by_status: dict[tuple[str, int], Any] = {}
-        self._by_op: dict[str, _OpMetrics] = {}
+        m = metrics
+        self._requests, self._latency = Children(m.requests), Children(m.latency)
+        self._bytes_in, self._bytes_out = Children(m.bytes_in), Children(m.bytes_out)
+        self._upstream_latency, self._auth = Children(m.upstream_latency), Children(m.auth)
+        self._rewrites, self._auth_failures = Children(m.rewrites), Children(m.auth_failures)
+        self._integrity_failures = Children(m.integrity_failures)
         self._amz_date = (0, "")  # the store's x-amz-date, formatted once a second
 
     async def handle(self, request: BaseRequest) -> web.StreamResponse:
@@ -187,31 +184,21 @@ class Proxy:
         return resp
 
     def _record(self, rec: RequestRecord, duration: float, exc: BaseException | None) -> None:
-        m = self.metrics
-        # labels() takes a lock and builds a key each call: the children are cached instead.
-        key = (rec.op, rec.status or 0)
-        counter = self._by_status.get(key)
-        if counter is None:
-            counter = self._by_status[key] = m.requests.labels(rec.op, str(rec.status))
-        counter.inc()
-        per_op = self._by_op.get(rec.op)
-        if per_op is None:
-            per_op = self._by_op[rec.op] = _OpMetrics(
-                m.latency.labels(rec.op), m.bytes_in.labels(rec.op), m.bytes_out.labels(rec.op)
-            )
-        per_op.latency.observe(duration)
+        op = rec.op
+        self._requests(op, str(rec.status)).inc()
+        self._latency(op).observe(duration)
         if rec.bytes_in:
-            per_op.bytes_in.inc(rec.bytes_in)
+            self._bytes_in(op).inc(rec.bytes_in)
         if rec.bytes_out:
-            per_op.bytes_out.inc(rec.bytes_out)
+            self._bytes_out(op).inc(rec.bytes_out)
         if rec.auth is not None:
-            m.auth.labels(rec.auth).inc()
+            self._auth(rec.auth).inc()
         for kind in rec.rewrites or ():
-            m.rewrites.labels(kind).inc()
+            self._rewrites(kind).inc()
         if rec.auth_failure is not None:
-            m.auth_failures.labels(rec.auth_failure).inc()
+            self._auth_failures(rec.auth_failure).inc()
         if rec.integrity_failure is not None:
-            m.integrity_failures.labels(rec.integrity_failure).inc()
+            self._integrity_failures(rec.integrity_failure).inc()
         line = rec.log_fields()
         if exc is not None:
             self.log.error("request", exc_info=exc, **line)
@@ -430,7 +417,7 @@ class Proxy:
             rec.upstream_error = type(exc.__cause__ or exc).__name__
             self.metrics.upstream_errors.inc()
             raise errors.bad_gateway() from None
-        self.metrics.upstream_latency.labels(p.op.value).observe(time.monotonic() - sent)
+        self._upstream_latency(p.op.value).observe(time.monotonic() - sent)
         rec.upstream_status = upstream.status
         rec.upstream_request_id = upstream.headers.get("x-amz-request-id")
         return upstream
