@@ -75,6 +75,7 @@ UPSTREAMS = ("instant", "rgw")
 PRESIGN_EXPIRES = 3600
 LUA = BENCH / "lua" / "replay.lua"
 PROFILE_CASE = "presigned-instant-s3shim"
+FLOOR_MODES = ("answer", "relay-aiohttp", "relay-lean")  # bench/floor.py, INSTANT get only
 PERF_SECONDS = 5
 
 
@@ -177,7 +178,7 @@ def check_once(port: int, req: Rendered, expect_body: bytes) -> dict[str, Any]:
 class Target:
     """Where the load generator connects, and whose CPU is the proxy's there."""
 
-    path: str  # s3shim, s3shim-2w, nginx, direct
+    path: str  # s3shim, s3shim-2w, nginx, direct, floor-<mode> (bench/floor.py)
     port: int
     proxy_pids: list[int]
 
@@ -191,6 +192,7 @@ class Upstream:
     work: Path
     targets: dict[str, Target] = field(default_factory=dict)
     instant: subprocess.Popen[bytes] | None = None
+    floors: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
 
 def start_instant(work: Path) -> tuple[subprocess.Popen[bytes], int, list[int]]:
@@ -228,7 +230,12 @@ def start_instant(work: Path) -> tuple[subprocess.Popen[bytes], int, list[int]]:
 
 
 def build_upstream(
-    name: str, work: Path, data: bytes, with_2w: bool, ups: dict[str, Upstream]
+    name: str,
+    work: Path,
+    data: bytes,
+    with_2w: bool,
+    floors: Sequence[str],
+    ups: dict[str, Upstream],
 ) -> None:
     """The upstream, then nginx and s3shim in front of it (bench/run.py's own starters).
 
@@ -260,9 +267,41 @@ def build_upstream(
     if with_2w:
         byte_bench.start_shim(stack, work, workers=2)
         up.targets["s3shim-2w"] = Target("s3shim-2w", stack.shim2_port, stack.shim2_pids)
+    for mode in floors:
+        proc, port = start_floor(mode, up.port, work)
+        up.floors.append(proc)
+        up.targets[f"floor-{mode}"] = Target(f"floor-{mode}", port, [proc.pid])
+
+
+def start_floor(mode: str, upstream_port: int, work: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """One of bench/floor.py's servers: the framework's own cost, without s3shim's work."""
+    port = byte_bench.free_port()
+    out = (work / f"floor-{mode}.log").open("wb")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bench.floor",
+            mode,
+            str(port),
+            str(upstream_port),
+            str(work / "www" / BUCKET / GET_KEY),
+        ],
+        cwd=BENCH.parent,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    out.close()
+    byte_bench.wait_port(port, lambda: proc.poll() is None, f"floor {mode}")
+    byte_bench.log(f"floor {mode} on 127.0.0.1:{port}, pid {proc.pid}")
+    return proc, port
 
 
 def stop_upstream(up: Upstream, keep: bool) -> None:
+    for proc in up.floors:
+        proc.kill()
+        proc.wait()
     if up.instant is not None and up.instant.poll() is None:
         up.instant.send_signal(signal.SIGQUIT)
         try:
@@ -403,6 +442,7 @@ def all_cases(direct: bool) -> list[Case]:
             paths = ["s3shim", "nginx"] if i % 2 == 0 else ["nginx", "s3shim"]
             if upstream == "instant" and op == "get":
                 paths.insert(paths.index("s3shim") + 1, "s3shim-2w")
+                paths += [f"floor-{mode}" for mode in FLOOR_MODES]
             if direct:
                 paths.append("direct")
             cases += [Case(f"{op}-{upstream}-{p}", op, upstream, p) for p in paths]
@@ -777,6 +817,20 @@ def ratios(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
                         ),
                     }
                 )
+    for mode in FLOOR_MODES:
+        s, f = by.get("get-instant-s3shim"), by.get(f"get-instant-floor-{mode}")
+        if s is not None and f is not None:
+            out.append(
+                {
+                    "pair": f"get-instant: s3shim / floor-{mode}",
+                    "rps": _ratio(s["rps"], f["rps"]),
+                    "p50": _ratio(s["p50_ms"], f["p50_ms"]),
+                    "p99": _ratio(s["p99_ms"], f["p99_ms"]),
+                    "proxy_cpu_per_req": _ratio(
+                        s["proxy_cpu_us_per_req"], f["proxy_cpu_us_per_req"]
+                    ),
+                }
+            )
     one, two = by.get("get-instant-s3shim"), by.get("get-instant-s3shim-2w")
     if one is not None and two is not None:
         out.append(
@@ -972,8 +1026,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         for name in UPSTREAMS:
             if name in needed:
-                with_2w = any(c.path == "s3shim-2w" for c in cases if c.upstream == name)
-                build_upstream(name, work / name, data, with_2w, ups)
+                paths = {c.path for c in cases if c.upstream == name}
+                floors = [m for m in FLOOR_MODES if f"floor-{m}" in paths]
+                build_upstream(name, work / name, data, "s3shim-2w" in paths, floors, ups)
         meta["autogroup_nice"] = {"boost": args.boost, "bench_session_before": own_nice}
         if args.boost:
             pids = [os.getpid()]
