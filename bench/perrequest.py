@@ -67,7 +67,7 @@ def make_proxy() -> Proxy:
             "AWS_S3_DISABLE_CHECKSUMS": "true",
         },
     )
-    return Proxy(cfg, Metrics(), session=None)  # type: ignore[arg-type]  # never sends
+    return Proxy(cfg, Metrics(), upstream=None)  # type: ignore[arg-type]  # never sends
 
 
 def one_request(proxy: Proxy, req: small.Rendered, clock: Callable[[], int]) -> list[int]:
