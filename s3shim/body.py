@@ -48,6 +48,9 @@ class BodyPipeline:
             if spec.framing is not None
             else None
         )
+        # The last payload piece, released only by the next feed or finish(). For aws-chunked
+        # bodies it is a view of the decoder's input, so one input stays alive between feeds
+        # (as a plain body's last input does).
         self._held: bytes | memoryview = b""
         self._seen = 0  # payload bytes produced so far
         self._trailers: dict[str, str] = {}
