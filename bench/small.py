@@ -573,6 +573,7 @@ PROFILE_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
         ("(s3shim/head.py", "(s3shim/classify.py", "(s3shim/plan.py", "(s3shim/rewrite.py"),
     ),
     ("socket writes (aiohttp StreamWriter)", ("(aiohttp/http_writer.py",)),
+    ("store client (s3shim/upstream.py, httptools)", ("(s3shim/upstream.py",)),
     (
         "aiohttp client request (session.request, response parsing)",
         (
