@@ -23,6 +23,8 @@ Framing rules that matter for a proxy in front of a store:
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import re
 import ssl as _ssl
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
@@ -38,6 +40,10 @@ _ONE_WRITE = 64 * 1024  # a bytes body up to this is copied behind the head: one
 _MAX_HEAD = 64 * 1024
 _PARSE_ERRORS = (httptools.HttpParserError, httptools.HttpParserUpgrade)
 _NO_BODY = (204, 304)
+# Controls a store's parser may end a line or a field at (CR and LF are counted apart).
+_CTL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_TARGET_BAD = re.compile(r"[\x00-\x20\x7f]")
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 
 class UpstreamError(OSError):
@@ -173,11 +179,10 @@ class Upstream:
         :class:`UpstreamError` (:class:`UpstreamBodyError` when the body failed).
         """
         head, length = self._head(method, target, headers)
-        if isinstance(body, bytes):
-            if not body:
-                body = None
-            elif length != len(body):
+        if isinstance(body, bytes) or body is None:
+            if (len(body) if body else 0) != (length or 0):
                 raise ValueError("a bytes body needs its exact Content-Length")
+            body = body or None
         elif body is not None and length is None:
             raise ValueError("a streamed body needs a Content-Length")
         head_only = method == "HEAD"
@@ -203,8 +208,16 @@ class Upstream:
         length: str | None = None
         for name, value in headers:
             parts += (name, ": ", value, "\r\n")
-            if len(name) == 14 and name.lower() == "content-length":
-                length = value
+            if len(name) in (4, 14, 17):
+                lname = name.lower()
+                if lname == "content-length":
+                    if length is not None:
+                        raise ValueError("two Content-Length headers")
+                    length = value
+                elif lname in ("host", "transfer-encoding"):
+                    raise ValueError(f"{name} is the client's to set")
+            if not _TOKEN.fullmatch(name):
+                raise ValueError("a header name that is not a token")
         parts.append("\r\n")
         text = "".join(parts)
         # One CR LF per line and none elsewhere: a CR or LF inside a name, a value, the
@@ -212,8 +225,10 @@ class Upstream:
         lines = len(headers) + 3
         if text.count("\n") != lines or text.count("\r") != lines:
             raise ValueError("CR or LF in the request line or a header")
-        if " " in target or " " in method:
-            raise ValueError("a space in the method or target")
+        if _TARGET_BAD.search(target) or not _TOKEN.fullmatch(method) or target[:1] != "/":
+            raise ValueError("a space in the method or target, or a target not in origin-form")
+        if _CTL.search(text):
+            raise ValueError("a control character in the request line or a header")
         if length is None:
             return text.encode("utf-8", "surrogateescape"), None
         if not (length.isascii() and length.isdigit()):
@@ -271,11 +286,13 @@ class _Connection(asyncio.Protocol):
     __slots__ = (
         "_active",
         "_body_error",
+        "_body_out",
         "_body_sent",
         "_buffered",
         "_complete",
         "_drain_waiter",
         "_error",
+        "_framing",
         "_head_buf",
         "_head_only",
         "_headers",
@@ -332,6 +349,8 @@ class _Connection(asyncio.Protocol):
         self._error: UpstreamError | None = None
         self._body_error: UpstreamError | None = None
         self._body_sent = True
+        self._body_out = True  # the body's last byte was handed to the transport
+        self._framing = 0  # bytes parsed since the last body byte (chunk lines, trailer)
         self._writer: asyncio.Task[None] | None = None
         self._response: Response | None = None
         self._complete = False
@@ -363,7 +382,7 @@ class _Connection(asyncio.Protocol):
         else:
             assert length is not None
             transport.write(head)
-            self._body_sent = False
+            self._body_sent = self._body_out = False
             self._writer = self._loop.create_task(self._send_body(body, length))
         try:
             while self._response is None:
@@ -417,26 +436,47 @@ class _Connection(asyncio.Protocol):
         """Stream the body (a task beside the response), with write flow control."""
         transport = self.transport
         sent = 0
+        it = aiter(body)
         try:
-            async for piece in body:
+            async for piece in it:
                 sent += len(piece)
                 if sent > length:
                     raise ValueError(f"the body is longer than its Content-Length {length}")
+                if sent == length:
+                    # Hold the piece that completes the body until the iterator has ended
+                    # well: a failure or more bytes after it must leave the store short.
+                    async for more in it:
+                        if more:
+                            raise ValueError(f"the body is longer than its Content-Length {length}")
                 if self._lost or self._error is not None:
                     return  # the connection is gone: the response side says why
                 transport.write(piece)
+                if sent == length:
+                    self._body_out = True
                 if self._write_paused:
                     await self._drain()
             if sent != length:
                 raise ValueError(f"the body ended at {sent} of its Content-Length {length}")
-        except asyncio.CancelledError:
-            raise
+        except asyncio.CancelledError as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # release() or _abandon(): the exchange is over
+            self._body_error = _error(UpstreamBodyError, "the request body was cancelled", exc)
+            self._reusable = False
+            transport.abort()
+            self._wake()
+            return
         except Exception as exc:
             self._body_error = _error(UpstreamBodyError, f"the request body failed: {exc}", exc)
             self._reusable = False
             transport.abort()  # the store must see a short body, and commit nothing
             self._wake()
             return
+        finally:
+            aclose = getattr(it, "aclose", None)
+            if aclose is not None:
+                with contextlib.suppress(Exception):
+                    await aclose()
         self._body_sent = True
         self._wake()
 
@@ -544,6 +584,8 @@ class _Connection(asyncio.Protocol):
             if self._head_only:
                 self._feed_head(data)
                 return
+        framing = self._framing + len(data)
+        self._framing = -1  # on_body sets 0 (and counts from there)
         try:
             self._parser.feed_data(data)
         except _PARSE_ERRORS as exc:
@@ -552,8 +594,12 @@ class _Connection(asyncio.Protocol):
             else:
                 self._fail(_error(UpstreamError, f"bad response from the store: {exc}", exc))
             return
+        if self._framing == -1:
+            self._framing = framing
         if self._response is None and self._received > _MAX_HEAD:
             self._fail(UpstreamError("the store's response head is too long"))
+        elif self._framing > _MAX_HEAD and not self._complete:
+            self._fail(UpstreamError("the store's chunk framing or trailer is too long"))
 
     def _feed_head(self, data: bytes) -> None:
         """A HEAD response: parse its head only, whatever Content-Length it declares.
@@ -638,11 +684,25 @@ class _Connection(asyncio.Protocol):
         headers = CIMultiDictProxy(self._headers)
         reason = self._reason.decode("utf-8", "surrogateescape")
         self._response = Response(self, status, reason, headers)
+        if not self._body_out:
+            # An early response: whether the store reads the rest as body or as the next
+            # request cannot be known, so the connection is not used again.
+            self._reusable = False
         # Asked here: once a message is complete llhttp has reset what this reads.
         self._keep_alive = self._parser.should_keep_alive()
+        if self._head_only and not self._keep_alive:
+            # llhttp expects a HEAD response without a length to run to EOF: say it again
+            # from the version and Connection alone.
+            tokens = {
+                t.strip().lower() for v in headers.getall("connection", ()) for t in v.split(",")
+            }
+            if self._parser.get_http_version() == "1.1":
+                self._keep_alive = "close" not in tokens
+            else:
+                self._keep_alive = "keep-alive" in tokens and "close" not in tokens
         if not self._head_only and status not in _NO_BODY:
             length = headers.get("content-length")
-            if _chunked(headers.get("transfer-encoding")):
+            if _chunked(", ".join(headers.getall("transfer-encoding", ()))):
                 pass
             elif length is None:
                 self._until_eof = True
@@ -667,6 +727,7 @@ class _Connection(asyncio.Protocol):
             self._message_done()
 
     def on_body(self, body: bytes) -> None:
+        self._framing = 0  # (approximate: counts from the read's start, not this piece's end)
         if self._remaining > 0:
             self._remaining -= len(body)
         self._append(body)

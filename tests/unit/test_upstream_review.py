@@ -1,9 +1,10 @@
 """An adversarial review of s3shim.upstream: framing, pooling, leaks, stalls, smuggling.
 
-Each ``xfail(strict=True)`` test demonstrates a defect found in review (its reason says
-which). Once the defect is fixed the test passes, strict makes that XPASS fail the suite,
-and the marker is to be removed with the fix. The unmarked tests pin behaviour the review
-checked and found right, on the paths most likely to regress.
+Tests named for a defect (an early response pooled, a refused body reaching the store
+complete, ambiguous framing sent, split Transfer-Encoding, an endless trailer, a cancelled
+body iterator, a HEAD without length not pooled, an iterator left open, bytes a parser may
+split on) failed against the first version of upstream.py and hold its fixes; the rest pin
+behaviour the review checked and found right, on the paths most likely to regress.
 
 Two harnesses: the scripted store of test_upstream.py (real sockets on 127.0.0.1) where what
 the store received matters, and a bare ``_Connection`` fed reads by hand where the exact
@@ -279,12 +280,6 @@ async def test_a_body_after_204_or_304_is_not_taken_for_the_next_response(status
 # -- response framing: defects ----------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="on_headers_complete reads only the first Transfer-Encoding header: with "
-    "'TE: gzip' + 'TE: chunked' llhttp decodes chunks but s3shim thinks the body runs to "
-    "EOF, so a chunked body cut by a FIN is handed on as complete",
-)
 async def test_a_chunked_body_split_over_two_te_headers_cut_by_eof_is_an_error() -> None:
     reply = (
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -296,11 +291,6 @@ async def test_a_chunked_body_split_over_two_te_headers_cut_by_eof_is_an_error()
                 await r.read()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a chunked body's trailer is not bounded: httptools joins a trailer value in "
-    "memory without limit (and quadratically); _MAX_HEAD only applies before the head",
-)
 async def test_an_endless_trailer_is_refused_not_buffered() -> None:
     hand = Hand()
     r = await hand.respond(head(None, "Transfer-Encoding: chunked") + b"5\r\nhello\r\n0\r\nX-T: ")
@@ -312,11 +302,6 @@ async def test_an_endless_trailer_is_refused_not_buffered() -> None:
         await r.next_buffer()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a HEAD response without Content-Length is never pooled: llhttp, not told the "
-    "request was HEAD, expects a body to EOF and says should_keep_alive() False",
-)
 async def test_a_head_response_without_content_length_is_pooled() -> None:
     hand = Hand()
     r = await hand.respond(b"HTTP/1.1 404 Not Found\r\nx-amz-request-id: 1\r\n\r\n", method="HEAD")
@@ -494,12 +479,6 @@ async def ends_badly() -> AsyncIterator[bytes]:
     raise RuntimeError("the body is refused after its last byte")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_send_body writes the piece that completes Content-Length before it knows the "
-    "iterator ended well: a body that fails (or runs longer) right after its last byte has "
-    "already reached the store whole, though the docstring promises a short body",
-)
 @pytest.mark.parametrize(
     "body",
     [ends_badly, lambda: pieces([b"a" * 5000, b"b"])],
@@ -515,12 +494,6 @@ async def test_a_refused_body_never_reaches_the_store_complete(
     assert not s.requests[0].complete  # the store would commit a complete body
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an early response is pooled when the writer happens to finish before release(): "
-    "a keep-alive store that answered early and did not drain takes the body's rest as the "
-    "next request, and its answer goes to the next client's request (response desync)",
-)
 async def test_an_early_response_never_pools_its_connection() -> None:
     smuggled = asyncio.Event()
 
@@ -559,12 +532,6 @@ async def test_an_early_response_never_pools_its_connection() -> None:
         assert (await get(up))[1] == b"GET /b/k HTTP/1.1"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a writer task that ends with CancelledError it did not get from release/_abandon "
-    "(the body iterator's own) sets neither _body_sent nor _body_error: exchange() waits "
-    "with no timeout, for ever",
-)
 async def test_a_body_iterator_raising_cancelled_error_does_not_hang_the_exchange() -> None:
     raised = False
 
@@ -591,12 +558,6 @@ async def test_a_body_iterator_raising_cancelled_error_does_not_hang_the_exchang
                 await call
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the body iterator is never aclose()d when the writer stops at a yield (cancelled "
-    "in _drain, or the early return on a lost connection): it stays suspended, with its "
-    "finally blocks unrun, until the garbage collector gets to it",
-)
 async def test_the_body_iterator_is_closed_when_the_writer_stops() -> None:
     closed = asyncio.Event()
 
@@ -627,12 +588,6 @@ async def test_the_body_iterator_is_closed_when_the_writer_stops() -> None:
 # -- the request head: defects ------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Upstream.request lets through heads the store can frame otherwise than s3shim "
-    "does: a caller's Transfer-Encoding, a second Content-Length, a Content-Length with no "
-    "(or an empty) body; the store then reads the next pooled request as this one's body",
-)
 @pytest.mark.parametrize(
     ("method", "headers", "body"),
     [
@@ -654,12 +609,6 @@ async def test_a_body_framing_the_store_could_read_two_ways_is_refused_before_co
     assert store.accepted == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Upstream._head checks only CR/LF and spaces: NUL and other CTLs in values, "
-    "names that are not tokens, a second Host, a tab in the target or a target not in "
-    "origin-form (which overrides Host, RFC 9112 3.2.2) all go to the store",
-)
 @pytest.mark.parametrize(
     ("target", "headers"),
     [
