@@ -798,6 +798,17 @@ def shim_log_summary(work: Path) -> dict[str, Any]:
     return out
 
 
+def _pair(label: str, a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """Case ``a`` over case ``b``: req/s, latency and proxy CPU per request."""
+    return {
+        "pair": label,
+        "rps": _ratio(a["rps"], b["rps"]),
+        "p50": _ratio(a["p50_ms"], b["p50_ms"]),
+        "p99": _ratio(a["p99_ms"], b["p99_ms"]),
+        "proxy_cpu_per_req": _ratio(a["proxy_cpu_us_per_req"], b["proxy_cpu_us_per_req"]),
+    }
+
+
 def ratios(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     by = {r["case"]: r for r in results}
     out = []
@@ -805,46 +816,16 @@ def ratios(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for op in OPS:
             for shim in ("s3shim", "s3shim-2w"):
                 s, n = by.get(f"{op}-{upstream}-{shim}"), by.get(f"{op}-{upstream}-nginx")
-                if s is None or n is None:
-                    continue
-                out.append(
-                    {
-                        "pair": f"{op}-{upstream}: {shim} / nginx",
-                        "rps": _ratio(s["rps"], n["rps"]),
-                        "p50": _ratio(s["p50_ms"], n["p50_ms"]),
-                        "p99": _ratio(s["p99_ms"], n["p99_ms"]),
-                        "proxy_cpu_per_req": _ratio(
-                            s["proxy_cpu_us_per_req"], n["proxy_cpu_us_per_req"]
-                        ),
-                    }
-                )
+                if s is not None and n is not None:
+                    out.append(_pair(f"{op}-{upstream}: {shim} / nginx", s, n))
+    one = by.get("get-instant-s3shim")
     for mode in FLOOR_MODES:
-        s, f = by.get("get-instant-s3shim"), by.get(f"get-instant-floor-{mode}")
-        if s is not None and f is not None:
-            out.append(
-                {
-                    "pair": f"get-instant: s3shim / floor-{mode}",
-                    "rps": _ratio(s["rps"], f["rps"]),
-                    "p50": _ratio(s["p50_ms"], f["p50_ms"]),
-                    "p99": _ratio(s["p99_ms"], f["p99_ms"]),
-                    "proxy_cpu_per_req": _ratio(
-                        s["proxy_cpu_us_per_req"], f["proxy_cpu_us_per_req"]
-                    ),
-                }
-            )
-    one, two = by.get("get-instant-s3shim"), by.get("get-instant-s3shim-2w")
+        f = by.get(f"get-instant-floor-{mode}")
+        if one is not None and f is not None:
+            out.append(_pair(f"get-instant: s3shim / floor-{mode}", one, f))
+    two = by.get("get-instant-s3shim-2w")
     if one is not None and two is not None:
-        out.append(
-            {
-                "pair": "get-instant: s3shim 2 workers / 1 worker",
-                "rps": _ratio(two["rps"], one["rps"]),
-                "p50": _ratio(two["p50_ms"], one["p50_ms"]),
-                "p99": _ratio(two["p99_ms"], one["p99_ms"]),
-                "proxy_cpu_per_req": _ratio(
-                    two["proxy_cpu_us_per_req"], one["proxy_cpu_us_per_req"]
-                ),
-            }
-        )
+        out.append(_pair("get-instant: s3shim 2 workers / 1 worker", two, one))
     return out
 
 
