@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import os
 import socket
 import time
@@ -18,6 +19,17 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from awscrt import checksums as crt
+
+# AWS's documentation key (the S3 API reference's SigV4 examples use it).
+DOC_SECRET_KEY = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+
+
+def doc_signing_key(date: str, region: str = "us-east-1") -> bytes:
+    """The documentation key's SigV4 signing key, derived here, independently of s3shim."""
+    key = b"AWS4" + DOC_SECRET_KEY.encode()
+    for part in (date, region, "s3", "aws4_request"):
+        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+    return key
 
 
 def b64_int(value: int, size: int) -> str:

@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import hashlib
-import hmac
 import itertools
 import re
 from collections.abc import Callable
@@ -42,7 +41,7 @@ from s3shim.chunked import (
 )
 from s3shim.testing import encode_unsigned_trailer_chunk, encode_unsigned_trailer_end, sign_chunks
 
-from ..helpers import crc32_b64
+from ..helpers import crc32_b64, doc_signing_key
 
 SETTINGS = settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 FEWER = settings(SETTINGS, max_examples=300)  # each example feeds a body byte by byte
@@ -117,15 +116,8 @@ def test_the_lines_sdks_write_take_the_one_regex() -> None:
 # and handed on as a view, the steps chained without the dispatch); random splits mix them.
 
 
-def _signing_key() -> bytes:
-    key = b"AWS4" + b"wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
-    for part in ("20261201", "us-east-1", "s3", "aws4_request"):
-        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
-    return key
-
-
 SIGNING = ChunkSigning(
-    _signing_key(), "20261201T000000Z", "20261201/us-east-1/s3/aws4_request", "ab" * 32
+    doc_signing_key("20261201"), "20261201T000000Z", "20261201/us-east-1/s3/aws4_request", "ab" * 32
 )
 TRAILER = "x-amz-checksum-crc32"
 

@@ -30,16 +30,10 @@ from s3shim.chunked import (
 from s3shim.errors import S3Error
 from s3shim.testing import ChunkSigner, encode_unsigned_trailer_chunk, encode_unsigned_trailer_end
 
-
-def _signing_key() -> bytes:
-    key = b"AWS4" + b"wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
-    for part in ("20130524", "us-east-1", "s3", "aws4_request"):
-        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
-    return key
-
+from ..helpers import doc_signing_key
 
 # The S3 API reference's worked examples (sigv4-streaming, sigv4-streaming-trailers).
-KEY = _signing_key()
+KEY = doc_signing_key("20130524")
 DATE = "20130524T000000Z"
 SCOPE = "20130524/us-east-1/s3/aws4_request"
 SIGNING = ChunkSigning(

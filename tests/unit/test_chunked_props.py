@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import itertools
 
 from hypothesis import HealthCheck, event, given, settings
@@ -22,16 +20,10 @@ from s3shim.chunked import (
 )
 from s3shim.testing import encode_unsigned_trailer_chunk, encode_unsigned_trailer_end, sign_chunks
 
-
-def _signing_key() -> bytes:
-    key = b"AWS4" + b"wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
-    for part in ("20130524", "us-east-1", "s3", "aws4_request"):
-        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
-    return key
-
+from ..helpers import doc_signing_key
 
 SIGNING = ChunkSigning(
-    _signing_key(),
+    doc_signing_key("20130524"),
     "20130524T000000Z",
     "20130524/us-east-1/s3/aws4_request",
     "4f232c4386841ef735655705268965c44a0e4690baa4adea153f7db9fa80a0a9",
