@@ -164,6 +164,9 @@ class Upstream:
         self._idle: deque[_Connection] = deque()
         self._conns: set[_Connection] = set()  # every open connection, for close()
         self._closed = False
+        # Prunes idle connections while no requests come (after a burst, a quiet pool
+        # would otherwise keep every connection open until its next use).
+        self._pruner: asyncio.TimerHandle | None = None
 
     async def request(
         self,
@@ -250,8 +253,24 @@ class Upstream:
             return
         idle = self._idle
         idle.append(conn)
+        self._prune(now)
+        if self._pruner is None:
+            loop = asyncio.get_running_loop()
+            self._pruner = loop.call_at(idle[0].idle_since + self.idle_timeout, self._on_prune)
+
+    def _prune(self, now: float) -> None:
+        idle = self._idle
         while idle and now - idle[0].idle_since >= self.idle_timeout:
             idle.popleft().close()
+
+    def _on_prune(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._pruner = None
+        self._prune(loop.time())
+        if self._idle and not self._closed:
+            self._pruner = loop.call_at(
+                self._idle[0].idle_since + self.idle_timeout, self._on_prune
+            )
 
     async def _connect(self) -> _Connection:
         if self._closed:
@@ -275,6 +294,9 @@ class Upstream:
         """Close every connection, idle or not; later requests fail."""
         self._closed = True
         self._idle.clear()
+        if self._pruner is not None:
+            self._pruner.cancel()
+            self._pruner = None
         for conn in list(self._conns):
             conn.close()
         await asyncio.sleep(0)  # let the transports report connection_lost

@@ -729,6 +729,23 @@ async def test_a_connection_idle_too_long_is_not_used() -> None:
     assert store.accepted == 2
 
 
+async def test_idle_connections_are_closed_while_no_request_comes() -> None:
+    # After a burst, a quiet pool must not keep every connection open until its next use.
+    closed = asyncio.Event()
+
+    async def serve(conn: StoreConn) -> None:
+        await answering(OK)(conn)  # returns when the client closes the connection
+        closed.set()
+
+    async with store_and_client(serve, idle_timeout=0.05) as (store, up):
+        await get(up)
+        await asyncio.wait_for(closed.wait(), WAIT)  # no request needed to close it
+        assert not up._idle and up._pruner is None  # nothing left to prune: no timer
+        await get(up)  # a new connection, and pruning armed again
+        assert up._pruner is not None
+    assert store.accepted == 2
+
+
 @pytest.mark.parametrize("how", ["close", "reset"])
 @pytest.mark.parametrize("body", ["none", "bytes"])
 async def test_a_request_on_a_connection_the_store_just_closed_is_sent_again(
