@@ -471,7 +471,7 @@ def frame_chunked_put(client: Client, key: str, data: memoryview) -> FramedPut:
     pos = 0
     signer = ChunkSigner(signing)
     for start in range(0, len(data), CHUNK_SIZE):
-        piece = signer.chunk(data[start : start + CHUNK_SIZE])  # type: ignore[arg-type]
+        piece = signer.chunk(data[start : start + CHUNK_SIZE])  # type: ignore[arg-type]  # a view
         buf[pos : pos + len(piece)] = piece
         pos += len(piece)
     end = signer.end([("x-amz-checksum-crc32", crc)])

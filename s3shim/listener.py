@@ -397,7 +397,7 @@ class S3Server(web.Server):
             metrics.open_connections.set_function(lambda: self.admission.open)
             metrics.head_bytes.set_function(lambda: self.head_budget.total)
 
-    def __call__(self) -> _Admit:  # type: ignore[override]
+    def __call__(self) -> _Admit:  # type: ignore[override]  # a Protocol, not a RequestHandler
         # The protocol factory TCPSite passes to create_server: asyncio only needs a Protocol,
         # and the admission gate hands admitted connections to a RequestHandler itself.
         return _Admit(self)

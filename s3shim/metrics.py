@@ -27,13 +27,13 @@ _MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 def share_across_processes(directory: str) -> None:
     """Values from now on live in ``directory``, shared by this process and its forks."""
     os.environ[_MULTIPROC_ENV] = directory
-    values.ValueClass = values.MultiProcessValue()  # type: ignore[no-untyped-call]
+    values.ValueClass = values.MultiProcessValue()  # type: ignore[no-untyped-call]  # untyped API
 
 
 def process_gone(pid: int) -> None:
     """A worker exited: its live gauges (in flight, open connections) no longer count."""
     if os.environ.get(_MULTIPROC_ENV):
-        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]  # untyped API
 
 
 class Children:
@@ -158,6 +158,6 @@ class Metrics:
         """The text ``/metrics`` serves: every worker's values when they are shared."""
         if os.environ.get(_MULTIPROC_ENV):
             merged = CollectorRegistry()
-            multiprocess.MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
+            multiprocess.MultiProcessCollector(merged)  # type: ignore[no-untyped-call]  # untyped
             return bytes(generate_latest(merged))
         return bytes(generate_latest(self.registry))

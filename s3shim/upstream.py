@@ -31,7 +31,7 @@ from collections.abc import AsyncIterator, Sequence
 from types import TracebackType
 from typing import Any, cast
 
-import httptools  # type: ignore[import-untyped]
+import httptools  # type: ignore[import-untyped]  # ships no type information
 from multidict import CIMultiDict, CIMultiDictProxy
 
 _ONE_WRITE = 64 * 1024  # a bytes body up to this is copied behind the head: one send

@@ -156,7 +156,7 @@ def test_malformed_bodies_are_refused_and_nothing_is_stored(
     rng = random.Random(name)
     data = rng.randbytes(size)
     key = f"bad-{uuid.uuid4()}"
-    reply = RawClient.of(shim).aws_chunked_put(f"/{bucket}/{key}", data, framing, rng, **kwargs)  # type: ignore[arg-type]
+    reply = RawClient.of(shim).aws_chunked_put(f"/{bucket}/{key}", data, framing, rng, **kwargs)  # type: ignore[arg-type]  # the case's keyword overrides
     assert (reply.status, reply.code) == (status, code), (name, reply.status, reply.body[:300])
     assert stored(direct, bucket, key) is None
 

@@ -83,12 +83,12 @@ def _verify(req: AWSRequest, now: datetime = NOW, **overrides: object) -> auth.A
     if "region" in overrides:  # the deprecated alias replaces regions=
         del kwargs["regions"]
     kwargs.update(overrides)
-    return auth.verify(**kwargs)  # type: ignore[arg-type]
+    return auth.verify(**kwargs)  # type: ignore[arg-type]  # overrides may be any keyword
 
 
 def _error(req: AWSRequest, **kw: object) -> errors.S3Error:
     with pytest.raises(errors.S3Error) as info:
-        _verify(req, **kw)  # type: ignore[arg-type]
+        _verify(req, **kw)  # type: ignore[arg-type]  # passed through to auth.verify
     return info.value
 
 
@@ -732,8 +732,9 @@ def test_fast_date_parse_refuses_off_shape_values(value: str) -> None:
 
 
 def test_fast_date_parse_value() -> None:
-    assert _fast_or_none(STAMP) == NOW
-    assert _fast_or_none(STAMP).tzinfo is UTC  # type: ignore[union-attr]
+    parsed = _fast_or_none(STAMP)
+    assert parsed == NOW
+    assert parsed is not None and parsed.tzinfo is UTC
 
 
 def test_signing_key_cache_hits_in_verify() -> None:

@@ -251,7 +251,8 @@ def test_special_characters_survive() -> None:
         b"</Part></CompleteMultipartUpload>"
     )
     out = strip_part_checksums(body)
-    assert ET.fromstring(out).find("Part/ETag").text == "&<>\r\U0001f600\"'"  # type: ignore[union-attr]
+    etag = ET.fromstring(out).find("Part/ETag")
+    assert etag is not None and etag.text == "&<>\r\U0001f600\"'"
     assert b"<PartNumber> 1 </PartNumber>" in out
 
 

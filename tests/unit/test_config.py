@@ -241,7 +241,7 @@ def test_a_config_built_by_hand_gets_the_table_defaults() -> None:
     with pytest.raises(TypeError):
         Config(**{k: v for k, v in no_default.items() if k != "tls_cert"})
     with pytest.raises(dataclasses.FrozenInstanceError):
-        cfg.workers = 2  # type: ignore[misc]
+        cfg.workers = 2  # type: ignore[misc]  # frozen: the assignment is what is tested
     assert not hasattr(cfg, "__dict__")  # slotted
 
 

@@ -254,7 +254,7 @@ def test_raw_slow_down_is_a_complete_s3_error_response() -> None:
         "GET", errors.S3Error("SlowDown", "Please reduce your request rate.", 503), "RID", "/"
     )
     raw = _raw_response(resp)
-    reply = http.client.HTTPResponse(_Sock(raw))  # type: ignore[arg-type]
+    reply = http.client.HTTPResponse(_Sock(raw))  # type: ignore[arg-type]  # only makefile()
     reply.begin()
     body = reply.read()
     assert reply.status == 503
