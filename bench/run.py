@@ -570,16 +570,14 @@ def start_rgw(state: Path, port: int, memstore_bytes: int) -> Stack:
     return Stack(state=state, rgw_port=port, rgw_pids=[rgw], osd_pids=[osd], rgw_started=True)
 
 
-def start_nginx(stack: Stack, work: Path) -> None:
-    prefix = work / "nginx"
-    prefix.mkdir()
+def launch_nginx(
+    prefix: Path, template: str, values: dict[str, str], what: str
+) -> tuple[subprocess.Popen[bytes], int]:
+    """nginx from a bench/ template (``@LISTEN_PORT@`` and ``@PREFIX@`` filled in here, the
+    rest from ``values``), listening on a free port once this returns."""
     port = free_port()
-    conf = (BENCH / "nginx.conf.template").read_text()
-    for name, value in (
-        ("@PREFIX@", str(prefix)),
-        ("@LISTEN_PORT@", str(port)),
-        ("@UPSTREAM_PORT@", str(stack.rgw_port)),
-    ):
+    conf = (BENCH / template).read_text()
+    for name, value in {"@PREFIX@": str(prefix), "@LISTEN_PORT@": str(port), **values}.items():
         conf = conf.replace(name, value)
     (prefix / "nginx.conf").write_text(conf)
     out = (prefix / "stdout.log").open("wb")
@@ -590,9 +588,23 @@ def start_nginx(stack: Stack, work: Path) -> None:
         start_new_session=True,
     )
     out.close()
-    stack.nginx, stack.nginx_port = proc, port
-    wait_port(port, lambda: proc.poll() is None, "nginx")
+    try:
+        wait_port(port, lambda: proc.poll() is None, what)
+    except RuntimeError:
+        proc.kill()
+        proc.wait()
+        raise
     time.sleep(0.2)
+    return proc, port
+
+
+def start_nginx(stack: Stack, work: Path) -> None:
+    prefix = work / "nginx"
+    prefix.mkdir()
+    proc, port = launch_nginx(
+        prefix, "nginx.conf.template", {"@UPSTREAM_PORT@": str(stack.rgw_port)}, "nginx"
+    )
+    stack.nginx, stack.nginx_port = proc, port
     stack.nginx_pids = [proc.pid, *children_of(proc.pid)]
     log(f"nginx on 127.0.0.1:{port}, pids {stack.nginx_pids}")
 

@@ -200,30 +200,9 @@ def start_instant(work: Path) -> tuple[subprocess.Popen[bytes], int, list[int]]:
     prefix, root = work / "upstream", work / "www"
     prefix.mkdir(parents=True)
     (root / BUCKET).mkdir(parents=True)
-    port = byte_bench.free_port()
-    conf = (BENCH / "nginx-instant.conf.template").read_text()
-    for name, value in (
-        ("@PREFIX@", str(prefix)),
-        ("@ROOT@", str(root)),
-        ("@LISTEN_PORT@", str(port)),
-    ):
-        conf = conf.replace(name, value)
-    (prefix / "nginx.conf").write_text(conf)
-    out = (prefix / "stdout.log").open("wb")
-    proc = subprocess.Popen(
-        ["nginx", "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-e", "stderr"],
-        stdout=out,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+    proc, port = byte_bench.launch_nginx(
+        prefix, "nginx-instant.conf.template", {"@ROOT@": str(root)}, "instant nginx"
     )
-    out.close()
-    try:
-        byte_bench.wait_port(port, lambda: proc.poll() is None, "instant nginx")
-    except RuntimeError:
-        proc.kill()
-        proc.wait()
-        raise
-    time.sleep(0.2)
     pids = [proc.pid, *byte_bench.children_of(proc.pid)]
     byte_bench.log(f"instant upstream (nginx) on 127.0.0.1:{port}, pids {pids}")
     return proc, port, pids
