@@ -315,6 +315,7 @@ class _Connection(asyncio.Protocol):
         "_drain_waiter",
         "_error",
         "_framing",
+        "_got_body",
         "_head_buf",
         "_head_only",
         "_headers",
@@ -372,7 +373,10 @@ class _Connection(asyncio.Protocol):
         self._body_error: UpstreamError | None = None
         self._body_sent = True
         self._body_out = True  # the body's last byte was handed to the transport
-        self._framing = 0  # bytes parsed since the last body byte (chunk lines, trailer)
+        # Bytes fed to the parser since a read last carried body bytes: chunk lines and a
+        # trailer, which httptools buffers without a bound (counted per read, not per byte).
+        self._framing = 0
+        self._got_body = False
         self._writer: asyncio.Task[None] | None = None
         self._response: Response | None = None
         self._complete = False
@@ -606,8 +610,7 @@ class _Connection(asyncio.Protocol):
             if self._head_only:
                 self._feed_head(data)
                 return
-        framing = self._framing + len(data)
-        self._framing = -1  # on_body sets 0 (and counts from there)
+        self._got_body = False
         try:
             self._parser.feed_data(data)
         except _PARSE_ERRORS as exc:
@@ -616,8 +619,7 @@ class _Connection(asyncio.Protocol):
             else:
                 self._fail(_error(UpstreamError, f"bad response from the store: {exc}", exc))
             return
-        if self._framing == -1:
-            self._framing = framing
+        self._framing = 0 if self._got_body else self._framing + len(data)
         if self._response is None and self._received > _MAX_HEAD:
             self._fail(UpstreamError("the store's response head is too long"))
         elif self._framing > _MAX_HEAD and not self._complete:
@@ -749,7 +751,7 @@ class _Connection(asyncio.Protocol):
             self._message_done()
 
     def on_body(self, body: bytes) -> None:
-        self._framing = 0  # (approximate: counts from the read's start, not this piece's end)
+        self._got_body = True
         if self._remaining > 0:
             self._remaining -= len(body)
         self._append(body)
