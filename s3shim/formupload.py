@@ -2,12 +2,14 @@
 
 The signature of such a request is a form field, so s3shim learns who sent it only from the
 body: it reads the fields before the file (bounded: :mod:`postform`), verifies the policy
-signature (:mod:`postpolicy`), and re-signs the form for the store. From then on the file
-streams through unchanged, followed by the rest of the body verbatim; the checksum a form
-field declared is verified over the file's bytes, and, as for every upload, the last bytes
-are held back until it has been. Feed the client's bytes to :meth:`FormUpload.feed`; once
-:attr:`FormUpload.store_form` is set, the upstream request can start with
-:attr:`FormUpload.content_length`.
+signature (:mod:`postpolicy`), and writes the store a form of its own: the re-signed fields
+and the file part's head re-emitted in a fresh boundary, the file's content as received, and
+s3shim's own close delimiter (:mod:`postform`'s writer), so the store reads exactly the parts
+s3shim verified. The checksum a form field declared is verified over the file's bytes, and,
+as for every upload, the last bytes are held back until it has been: the store sees the end
+of the file only with the close delimiter, sent last. Feed the client's bytes to
+:meth:`FormUpload.feed`; once :attr:`FormUpload.store_form` is set, the upstream request can
+start with :attr:`FormUpload.content_type` and :attr:`FormUpload.content_length`.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from datetime import datetime
 from . import errors, postform, postpolicy, sigv4
 from .auth import SecretLookup
 from .checksums import Checksum, new_checksum
-from .postform import Field, FileData, FileStart, FormParser, Tail
+from .postform import Field, FileData, FileStart, FormParser
 from .postpolicy import AuthKind, StoreForm, VerifiedForm
 from .rewrite import Policy
 
@@ -38,10 +40,14 @@ class FormUpload:
         regions: frozenset[str] | None,
         policy: Policy,
         now: datetime,
+        query: tuple[tuple[str, str], ...] = (),
+        store_boundary: str | None = None,
     ) -> None:
         self._boundary = postform.boundary_from_content_type(content_type)
         self._parser = FormParser(self._boundary)
+        self._store_boundary = store_boundary or postform.new_boundary()
         self._length = content_length
+        self._query = query
         self._lookup = lookup
         self._store_creds = store_creds
         self._store_region = store_region
@@ -52,9 +58,12 @@ class FormUpload:
         self._checksum: Checksum | None = None
         self._held = b""
         self._forwarded = 0
+        self._head_length = 0  # of the client's body before the file's content
+        self._file_length = 0
         self.verified: VerifiedForm | None = None
         self.store_form: StoreForm | None = None
         self.content_length: int | None = None  # of the store's body, once the head is known
+        self.content_type = f"multipart/form-data; boundary={self._store_boundary}"
         self.failure: errors.S3Error | None = None
 
     def refuse(self, err: errors.S3Error) -> errors.S3Error:
@@ -84,7 +93,7 @@ class FormUpload:
             self._parser.close()
             if self.store_form is None:
                 raise errors.malformed_post_request()
-            if self._forwarded + len(self._held) != self.content_length:
+            if self._parser.received != self._length:
                 raise errors.incomplete_body()
             expected = self.store_form.checksum
             if expected is not None and self._checksum is not None:
@@ -92,8 +101,12 @@ class FormUpload:
         except errors.S3Error as err:
             self.failure = err
             raise
-        tail, self._held = self._held, b""
-        return tail
+        client_tail = self._length - self._head_length - self._file_length
+        tail = postform.encode_tail(client_tail, self._boundary, self._store_boundary)
+        out, self._held = self._held + tail, b""
+        if self._forwarded + len(out) != self.content_length:
+            raise RuntimeError("the store's form is not the length announced")
+        return out
 
     def _feed(self, data: bytes) -> bytes:
         out: list[bytes] = []
@@ -105,9 +118,10 @@ class FormUpload:
             elif isinstance(event, FileData):
                 if self._checksum is not None:
                     self._checksum.update(event.data)
+                self._file_length += len(event.data)
                 out.append(event.data)
-            elif isinstance(event, Tail):
-                out.append(event.data)
+            # Tail and TrailingField: the client's bytes after the file, never forwarded
+            # (finish() writes the store's own tail).
         return self._release(b"".join(out))
 
     def _start(self, start: FileStart) -> bytes:
@@ -117,6 +131,13 @@ class FormUpload:
             raise errors.access_denied("Anonymous requests are not accepted.")
         if verified.kind is AuthKind.SIGV2 and not self._policy.allow_sigv2:
             raise errors.access_denied("SigV2 is not accepted; sign with AWS4-HMAC-SHA256 (SigV4).")
+        if verified.kind is not AuthKind.ANONYMOUS and self._query:
+            # A policy signs fields, never the URL: RGW reads a form's query x-amz-meta-* as
+            # object metadata, which the store key would then sign for nobody.
+            raise errors.access_denied(
+                "A POST policy does not sign query parameters: "
+                f"'{self._query[0][0]}' is not accepted on a signed form upload."
+            )
         region = self._credential_region()
         if self._regions and region is not None and region not in self._regions:
             raise errors.invalid_argument(f"The authorization region '{region}' is not accepted.")
@@ -129,9 +150,12 @@ class FormUpload:
             now=self._now,
             flags=self._policy,
         )
-        head = postform.encode_head(self._boundary, store.fields, start.headers)
+        head = postform.encode_head(self._store_boundary, store.fields, start)
         self.verified, self.store_form = verified, store
-        self.content_length = postform.new_length(self._length, start.head_length, len(head))
+        self._head_length = start.head_length
+        self.content_length = postform.store_length(
+            self._length, start.head_length, len(head), self._boundary, self._store_boundary
+        )
         if store.checksum is not None:
             self._checksum = new_checksum(store.checksum.algorithm)
         return head

@@ -438,13 +438,21 @@ def read_verifier(
     return ReadVerifier(*recorded) if recorded is not None else None
 
 
+# The head headers a form upload keeps. The policy signs fields, not the head, so the store
+# gets only what shapes the answer (CORS, the store's own logs and bucket-policy conditions on
+# Referer / User-Agent); the framing headers are s3shim's own (form_headers).
+FORM_HEAD_HEADERS = frozenset({"origin", "referer", "user-agent", "accept", "accept-language"})
+
+
 def form_plan(
     target: Target, head: RequestHead, policy: Policy, *, store_origin: str, client_scheme: str
 ) -> UpstreamPlan:
-    """A browser form upload: the head is forwarded as for an unsigned request (the form's
-    own fields carry the store's signature, see formupload.py); the body length is the
-    re-signed form's, known once its fields are read (:func:`form_headers`)."""
-    fwd, fired = forward_headers(_as_verified(head, ()), policy)
+    """A browser form upload: the head carries no credentials (the form's own fields carry
+    the store's signature, see formupload.py) and only :data:`FORM_HEAD_HEADERS`; the query is
+    filtered as every request's is; the body's type and length are the store form's, known
+    once its fields are read (:func:`form_headers`)."""
+    fwd = [(n, v) for n, v in _as_verified(head, ()) if n in FORM_HEAD_HEADERS]
+    query, fired = _upstream_query(head, True, policy)
     return UpstreamPlan(
         op=target.op,
         body=BodyMode.FORM,
@@ -452,7 +460,7 @@ def form_plan(
         headers=tuple(fwd),
         payload_hash=None,
         path=target.upstream_path,
-        query=head.query,
+        query=query,
         rewrites=fired,
         sign=False,
         relocate=(store_origin, f"{client_scheme}://{head.host}") if head.host else None,
@@ -470,5 +478,7 @@ def relocated(p: UpstreamPlan, value: bytes) -> bytes:
     return value.replace(b"<Location>" + store + b"/", b"<Location>" + client + b"/")
 
 
-def form_headers(p: UpstreamPlan, content_length: int) -> tuple[tuple[str, str], ...]:
-    return (*p.headers, (CONTENT_LENGTH, str(content_length)))
+def form_headers(
+    p: UpstreamPlan, content_type: str, content_length: int
+) -> tuple[tuple[str, str], ...]:
+    return (*p.headers, ("content-type", content_type), (CONTENT_LENGTH, str(content_length)))

@@ -11,12 +11,15 @@ and answers with events:
 Memory is bounded by :class:`Limits` before the file and after it; while in the file it is
 one look-behind shorter than the delimiter (``\\r\\n--<boundary>``, at most 74 bytes).
 
-The proxy sends the store a new head (:func:`encode_head`: the rewritten fields, then the
-file part's own headers), then every ``FileData`` and ``Tail`` byte exactly as received.
-The tail (the file's closing delimiter, any parts after the file, the close delimiter and
-epilogue) is forwarded verbatim rather than re-encoded because its length is only known at
-the end, and a verbatim tail keeps the new Content-Length computable the moment the file
-starts: :func:`new_length`. The store ignores parts after the file as S3 does.
+The store never parses the client's bytes beside s3shim's reading of them: s3shim writes the
+store a form of its own (:class:`StoreFormWriter`) with a fresh boundary, every part head
+re-emitted from the parsed values (:func:`encode_head`), the file's content as received, and a
+close delimiter of its own; parts after the file are not forwarded (S3 ignores them). Only part
+heads that every parser reads one way are accepted (:func:`_disposition`): RGW, for one, splits
+``Content-Disposition`` on every ``;`` whatever the quoting, so ``name="a;name=file;x="`` would be
+a field to s3shim and the file to RGW. The new body's length is known the moment the file
+starts (:meth:`StoreFormWriter.content_length`): the client's tail after the file is replaced
+by one exactly as long, padded in the epilogue (RFC 2046 ignores it).
 
 Parsing is strict (RFC 2046 / RFC 7578 as browsers write it): CRLF line ends, no header
 folding, a delimiter must be followed by ``--`` or optional blanks and CRLF. Anything else
@@ -28,6 +31,7 @@ differently.
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TypeAlias
@@ -70,15 +74,15 @@ class Limits:
 
 @dataclass(frozen=True, slots=True)
 class Field:
-    """A form field before the file: also what :func:`encode_head` takes.
+    """A form field before the file: also what :func:`encode_head` takes and re-emits.
 
-    ``headers`` are the part's headers as received (name, value), re-sent verbatim; a
-    field s3shim creates has none and gets a plain Content-Disposition.
+    ``filename`` and ``content_type`` are the part's own (a field s3shim creates has none).
     """
 
     name: str
     value: bytes
-    headers: Headers = ()
+    filename: str | None = None
+    content_type: str | None = None
 
     @property
     def key(self) -> str:
@@ -91,7 +95,6 @@ class FileStart:
     name: str  # "file" as the client spelled it
     filename: str | None
     content_type: str | None
-    headers: Headers
     head_length: int  # bytes of the original body before the file's content
 
 
@@ -102,7 +105,7 @@ class FileData:
 
 @dataclass(frozen=True, slots=True)
 class Tail:
-    """Raw bytes after the file's content, to forward verbatim."""
+    """Raw bytes after the file's content (the store gets s3shim's own tail instead)."""
 
     data: bytes
 
@@ -113,7 +116,6 @@ class TrailingField:
 
     name: str
     value: bytes
-    headers: Headers = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,19 +212,65 @@ def _parse_headers(section: bytes) -> Headers:
     return tuple(out)
 
 
-def _disposition(headers: Headers) -> tuple[str, str | None]:
-    """The form field name and filename of a part (Content-Disposition: form-data)."""
-    found = [v for k, v in headers if k.lower() == "content-disposition"]
-    if len(found) != 1:
-        raise errors.malformed_post_request()
-    kind, params = _parse_params(found[0])
-    if kind != "form-data" or "name" not in params:
-        raise errors.malformed_post_request()
-    return params["name"], params.get("filename")
+@dataclass(frozen=True, slots=True)
+class PartHead:
+    """What a part's header section says, as s3shim re-emits it."""
+
+    name: str
+    filename: str | None
+    content_type: str | None
 
 
-def _header(headers: Headers, name: str) -> str | None:
-    return next((v for k, v in headers if k.lower() == name), None)
+# A field name is an HTTP token: S3's field names are, and nothing in a token is read as a
+# separator or quote by any multipart parser.
+_FIELD_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# A filename may be any text but what a parser could read as a separator, a quote or an
+# escape (';' ends a parameter for RGW whatever the quoting, a backslash escapes for RFC 2045
+# parsers), or a control character; it must not start or end with blanks, which some
+# parsers trim and others keep. Browsers percent-encode '"', CR and LF in names.
+_FILENAME_BAD = re.compile(r'[\x00-\x1f\x7f";\\]')
+_CONTENT_TYPE_BAD = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\U0010ffff]")
+# The only part headers browsers, curl and the SDKs write; anything else would be a header
+# s3shim forwards without knowing what the store makes of it.
+_PART_HEADERS = frozenset({"content-disposition", "content-type"})
+_DISPOSITION_PARAMS = frozenset({"name", "filename"})
+
+
+def _valid_filename(value: str) -> bool:
+    return not _FILENAME_BAD.search(value) and value == value.strip(" \t")
+
+
+def _disposition(headers: Headers) -> PartHead:
+    """A part's name, filename and type, when every parser reads its head the same way.
+
+    Anything else is ``MalformedPOSTRequest``: another header, a repeated one, a disposition
+    other than ``form-data``, parameters other than one ``name`` and one ``filename``, or a
+    value that needs quoting rules to be read (see :data:`_FILENAME_BAD`).
+    """
+    found: dict[str, str] = {}
+    for hname, value in headers:
+        key = hname.lower()
+        if key not in _PART_HEADERS or key in found:
+            raise errors.malformed_post_request()
+        found[key] = value
+    disposition = found.get("content-disposition")
+    if disposition is None:
+        raise errors.malformed_post_request()
+    kind, params = _parse_params(disposition)
+    name = params.get("name")
+    filename = params.get("filename")
+    if (
+        kind != "form-data"
+        or not params.keys() <= _DISPOSITION_PARAMS
+        or name is None
+        or not _FIELD_NAME.fullmatch(name)
+        or (filename is not None and not _valid_filename(filename))
+    ):
+        raise errors.malformed_post_request()
+    content_type = found.get("content-type")
+    if content_type is not None and (not content_type or _CONTENT_TYPE_BAD.search(content_type)):
+        raise errors.malformed_post_request()
+    return PartHead(name, filename, content_type)
 
 
 def _held_back(buf: bytes, delim: bytes) -> int:
@@ -263,10 +311,14 @@ class FormParser:
         self._file_end = 0  # body offset where the file's content ends
         self._fields = 0
         self._file_start = False  # no file byte seen yet (see _delimiter_line)
-        self._name = ""
-        self._headers: Headers = ()
+        self._part = PartHead("", None, None)
 
     # The public surface --------------------------------------------------------------
+
+    @property
+    def received(self) -> int:
+        """Bytes of the body fed so far."""
+        return self._received
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[Event]:
         if self._state == _ENDED:
@@ -399,15 +451,12 @@ class FormParser:
             end, section = i + 4, buf[: i + 2]
         if len(section) > self._limits.part_header_bytes:
             raise errors.malformed_post_request()
-        headers = _parse_headers(section)
-        name, filename = _disposition(headers)
+        part = _disposition(_parse_headers(section))
         self._consume(end)
-        if name.lower() == FILE_FIELD:
+        if part.name.lower() == FILE_FIELD:
             if self._after_file:
                 raise _no_file()  # a second file
-            out.append(
-                FileStart(name, filename, _header(headers, "content-type"), headers, self._pos)
-            )
+            out.append(FileStart(part.name, part.filename, part.content_type, self._pos))
             self._state = _FILE
             self._file_start = True
             self._fields = 0  # the parts after the file count on their own
@@ -419,7 +468,7 @@ class FormParser:
                     "Your POST request fields following the upload file were too many."
                 )
             raise errors.max_post_pre_data_length_exceeded()
-        self._name, self._headers = name, headers
+        self._part = part
         self._state = _VALUE
         return True
 
@@ -432,10 +481,11 @@ class FormParser:
             return False
         value = self._consume(i)
         self._consume(len(self._delim))
+        part = self._part
         if self._after_file:
-            out.append(TrailingField(self._name, value, self._headers))
+            out.append(TrailingField(part.name, value))
         else:
-            out.append(Field(self._name, value, self._headers))
+            out.append(Field(part.name, value, part.filename, part.content_type))
         self._state = _AFTER_DELIM
         return True
 
@@ -472,30 +522,32 @@ class FormParser:
 
 # -- the writer -----------------------------------------------------------------------------
 
-
-def _quote_param(value: str) -> str:
-    # The WHATWG HTML form encoding, as browsers and urllib3 write it.
-    return value.translate({10: "%0A", 13: "%0D", 34: "%22"})
-
-
-def _part_head(name: str, headers: Headers) -> bytes:
-    if not headers:
-        headers = (("Content-Disposition", f'form-data; name="{_quote_param(name)}"'),)
-    lines = []
-    for hname, hvalue in headers:
-        line = f"{hname}: {hvalue}".encode("utf-8", "surrogateescape")
-        if b"\r" in line or b"\n" in line:
-            raise ValueError(f"header {hname!r} would break the part's header section")
-        lines.append(line + b"\r\n")
-    return b"".join(lines)
+# The store's boundary: fresh for every form and never shown to the client, so no file
+# content can contain the store's delimiter except by guessing 128 random bits.
+STORE_BOUNDARY_PREFIX = "s3shim-form-"
 
 
-def encode_head(boundary: str, fields: Iterable[Field], file_headers: Headers) -> bytes:
-    """The new body up to the file's content: every field, then the file part's headers.
+def new_boundary() -> str:
+    return STORE_BOUNDARY_PREFIX + secrets.token_hex(16)
 
-    Reuses the client's boundary, so the verbatim tail (which starts with the file's
-    closing delimiter) still matches; no field may therefore contain that delimiter.
-    """
+
+def _part_head(name: str, filename: str | None, content_type: str | None) -> bytes:
+    if not _FIELD_NAME.fullmatch(name) or (filename is not None and not _valid_filename(filename)):
+        raise ValueError(f"field {name!r} cannot be written unambiguously")
+    line = f'Content-Disposition: form-data; name="{name}"'
+    if filename is not None:
+        line += f'; filename="{filename}"'
+    out = line.encode("utf-8", "surrogateescape") + b"\r\n"
+    if content_type is not None:
+        if _CONTENT_TYPE_BAD.search(content_type):
+            raise ValueError(f"field {name!r} has an unwritable Content-Type")
+        out += b"Content-Type: " + content_type.encode("ascii") + b"\r\n"
+    return out
+
+
+def encode_head(boundary: str, fields: Iterable[Field], file: FileStart) -> bytes:
+    """The store's body up to the file's content, in ``boundary``: every field, then the file
+    part's head, each written from its parsed values."""
     raw = boundary.encode("ascii")
     delim = b"\r\n--" + raw
     parts: list[bytes] = []
@@ -505,20 +557,40 @@ def encode_head(boundary: str, fields: Iterable[Field], file_headers: Headers) -
         # the delimiter line (see _delimiter_line).
         if delim in f.value or f.value.startswith(delim[2:]):
             raise ValueError(f"field {f.name!r} contains the boundary")
-        parts += [b"--", raw, b"\r\n", _part_head(f.name, f.headers), b"\r\n", f.value]
-        parts.append(b"\r\n")
-    parts += [b"--", raw, b"\r\n", _part_head(FILE_FIELD, file_headers), b"\r\n"]
+        parts += [b"--", raw, b"\r\n", _part_head(f.name, f.filename, f.content_type), b"\r\n"]
+        parts += [f.value, b"\r\n"]
+    parts += [b"--", raw, b"\r\n", _part_head(FILE_FIELD, file.filename, file.content_type)]
+    parts.append(b"\r\n")
     return b"".join(parts)
 
 
-def encode_close(boundary: str) -> bytes:
-    """The bytes that end a body right after the file's content (for a proxy that does not
-    forward the tail, e.g. with a chunked upstream body)."""
-    return b"\r\n--" + boundary.encode("ascii") + b"--\r\n"
+def _tail_growth(client_boundary: str, store_boundary: str) -> int:
+    # The store's tail is the client's, delimiter for delimiter, plus a CRLF after its close
+    # delimiter (the client's may end without one).
+    return len(store_boundary) - len(client_boundary) + 2
 
 
-def new_length(original_length: int, original_head_length: int, new_head_length: int) -> int:
-    """Content-Length of new head + the original body after its head (file and tail)."""
-    if not 0 <= original_head_length <= original_length or new_head_length < 0:
+def store_length(
+    client_length: int,
+    client_head_length: int,
+    store_head_length: int,
+    client_boundary: str,
+    store_boundary: str,
+) -> int:
+    """Content-Length of the store's body: new head + the file + a tail as long as the
+    client's tail, in the store's boundary. Known as soon as the file starts."""
+    if not 0 <= client_head_length <= client_length or store_head_length < 0:
         raise ValueError("head longer than the body")
-    return original_length - original_head_length + new_head_length
+    growth = _tail_growth(client_boundary, store_boundary)
+    return client_length - client_head_length + store_head_length + growth
+
+
+def encode_tail(client_tail_length: int, client_boundary: str, store_boundary: str) -> bytes:
+    """The store's bytes after the file's content: its close delimiter, then an epilogue
+    padding the body to :func:`store_length` (the client's tail held its own delimiters,
+    parts after the file, which S3 ignores, and its epilogue)."""
+    close = b"\r\n--" + store_boundary.encode("ascii") + b"--\r\n"
+    pad = client_tail_length + _tail_growth(client_boundary, store_boundary) - len(close)
+    if pad < 0:
+        raise ValueError("the client's tail is shorter than a close delimiter")
+    return close + b" " * pad

@@ -31,7 +31,7 @@ import hmac
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -84,6 +84,16 @@ class Condition:
             return False
         actual = f.value.decode("utf-8", "surrogateescape")
         return actual == self.value if self.op == "eq" else actual.startswith(self.value)
+
+    @property
+    def names(self) -> frozenset[str]:
+        """Every field the condition names: its own, and an operand spelled ``$field``, which
+        RGW reads as covering that field too (so such a condition must not survive the
+        field's removal)."""
+        out = {self.field} if self.field is not None else set()
+        if self.value is not None and self.value.startswith("$"):
+            out.add(self.value[1:].lower())
+        return frozenset(out)
 
     def describe(self) -> str:
         # S3's rendering in "Policy Condition failed: [...]".
@@ -428,12 +438,18 @@ def declared_checksum(fields: Iterable[Field]) -> checksums.ExpectedChecksum | N
     return checksums.declared_checksum(declared)
 
 
-def _removed(field: str | None, flags: rewrite.Policy) -> bool:
-    return field is not None and (
-        field in AUTH_FIELDS
-        or field in rewrite.RESERVED_HEADERS
-        or flags.is_dropped(field) is not None
+def _removed_field(name: str, flags: rewrite.Policy) -> bool:
+    return (
+        name in AUTH_FIELDS
+        or name in rewrite.RESERVED_HEADERS
+        or flags.is_dropped(name) is not None
     )
+
+
+def _removed(cond: Condition, flags: rewrite.Policy) -> bool:
+    """Whether the store's policy goes without this condition: it names a field s3shim
+    replaces or removes, anywhere (see :attr:`Condition.names`)."""
+    return any(_removed_field(name, flags) for name in cond.names)
 
 
 def rewrite_for_store(
@@ -468,15 +484,16 @@ def rewrite_for_store(
         raise ValueError("a signed form needs the store's credentials")
 
     for cond in document.conditions:
-        if not _removed(cond.field, flags):
+        if not _removed(cond, flags):
             continue
         if not cond.holds(form):
             raise errors.access_denied(
                 f"Invalid according to Policy: Policy Condition failed: {cond.describe()}"
             )
-        group = flags.is_dropped(cond.field or "")
-        if group is not None:
-            fired.add(group)
+        for name in cond.names:
+            group = flags.is_dropped(name)
+            if group is not None:
+                fired.add(group)
 
     amz_date = now.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
     new_values = {
@@ -484,7 +501,7 @@ def rewrite_for_store(
         _CREDENTIAL: f"{creds.access_key}/{sigv4.scope(amz_date[:8], region)}",
         _DATE: amz_date,
     }
-    conditions = [c.text for c in document.conditions if not _removed(c.field, flags)]
+    conditions = [c.text for c in document.conditions if not _removed(c, flags)]
     conditions += [json.dumps({name: value}) for name, value in new_values.items()]
     start, end = document.conditions_span
     text = document.text[:start] + "[" + ", ".join(conditions) + "]" + document.text[end:]
@@ -497,9 +514,9 @@ def rewrite_for_store(
     placed: set[str] = set()
     for f in kept:
         if f.key == "policy":
-            out.append(Field(f.name, policy_b64, f.headers))
+            out.append(replace(f, value=policy_b64))
         elif f.key in new_values:
-            out.append(Field(f.name, new_values[f.key].encode(), f.headers))
+            out.append(replace(f, value=new_values[f.key].encode()))
             placed.add(f.key)
         elif f.key not in AUTH_FIELDS:
             out.append(f)

@@ -326,6 +326,7 @@ class Proxy:
             regions=self.regions,
             policy=self.policy,
             now=datetime.now(UTC),
+            query=p.query,
         )
         # The form's signature is in the body: there is nothing to check before it is read.
         if head.expects_continue and request.transport is not None:
@@ -370,7 +371,7 @@ class Proxy:
             if tail:
                 yield tail
 
-        headers = form_headers(p, upload.content_length)
+        headers = form_headers(p, upload.content_type, upload.content_length)
         upstream = await self._send(head, p, None, headers, "", data(), upload, rec)
         return await self._respond(request, upstream, p, None, rec, target.key)
 

@@ -76,7 +76,8 @@ def test_the_store_gets_a_form_signed_with_its_key_and_the_same_file(
     up = upload(body, ctype)
     sent = run(up, body, cuts)
     assert up.content_length == len(sent)
-    boundary = postform.boundary_from_content_type(ctype)
+    boundary = postform.boundary_from_content_type(up.content_type)
+    assert boundary != postform.boundary_from_content_type(ctype)  # the store's own
     assert file_of(sent, boundary) == data
     fields = {
         e.key: e.value for e in FormParser(boundary).feed(sent) if isinstance(e, postform.Field)
@@ -117,17 +118,65 @@ def test_the_declared_checksum_is_verified_before_the_last_bytes() -> None:
     wrong = crc32_b64(b"no")
     body, ctype = form(data, **{"x-amz-checksum-crc32": wrong})
     up = upload(body, ctype)
-    out = up.feed(body)
-    assert up.content_length is not None and len(out) < up.content_length
+    half = len(body) // 2
+    out = up.feed(body[:half]) + up.feed(body[half:])
+    assert up.content_length is not None and 0 < len(out) < up.content_length
     with pytest.raises(errors.S3Error) as e:
         up.finish()
     assert e.value.code == "BadDigest" and up.failure is e.value
     fields = {
         ev.key
-        for ev in FormParser(postform.boundary_from_content_type(ctype)).feed(out)
+        for ev in FormParser(postform.boundary_from_content_type(up.content_type)).feed(out)
         if isinstance(ev, postform.Field)
     }
+    assert "x-amz-credential" in fields
     assert "x-amz-checksum-crc32" not in fields  # dropped with the flag, after verifying
+
+
+def store_parts(up: FormUpload, sent: bytes) -> list[postform.Event]:
+    parser = FormParser(postform.boundary_from_content_type(up.content_type))
+    return [*parser.feed(sent), *parser.close()]
+
+
+def test_the_store_gets_no_part_after_the_file_and_no_client_boundary() -> None:
+    signed, ctype = form(b"data")
+    boundary = postform.boundary_from_content_type(ctype)
+    close = f"\r\n--{boundary}--\r\n".encode()
+    assert signed.endswith(close)
+    after = f'\r\n--{boundary}\r\nContent-Disposition: form-data; name="key"\r\n\r\nother'
+    body = signed[: -len(close)] + after.encode() + close + b"epilogue"
+    up = upload(body, ctype)
+    sent = run(up, body, [len(body) // 2])
+    assert up.content_length == len(sent) and boundary.encode() not in sent
+    events = store_parts(up, sent)
+    assert not any(isinstance(e, postform.TrailingField) for e in events)
+    assert [e.value for e in events if isinstance(e, postform.Field) and e.key == "key"] == [b"k"]
+
+
+@pytest.mark.parametrize("anonymous", [False, True])
+def test_a_query_on_a_signed_form_is_refused(anonymous: bool) -> None:
+    if anonymous:
+        body, ctype = urllib3.encode_multipart_formdata([("key", "k"), ("file", ("f", b"x"))])
+    else:
+        body, ctype = form(b"x")
+    up = FormUpload(
+        ctype,
+        len(body),
+        lookup=lambda k: CLIENT.secret_key,
+        store_creds=lambda k: STORE,
+        store_region="us-east-1",
+        regions=None,
+        policy=ON,
+        now=datetime.now(UTC),
+        query=(("x-amz-meta-evil", "injected"),),
+    )
+    if anonymous:  # no store key on it: the store decides, as directly
+        sent = run(up, body, [])
+        assert up.content_length == len(sent)
+        return
+    with pytest.raises(errors.S3Error) as e:
+        up.feed(body)
+    assert e.value.code == "AccessDenied" and up.store_form is None
 
 
 def test_a_short_body_is_incomplete() -> None:

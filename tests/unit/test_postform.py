@@ -104,7 +104,7 @@ def check_invariants(body: bytes, got: Parsed, file: bytes) -> None:
     assert body[:head] + got.data + got.tail == body
     assert got.tail.startswith(DELIM)
     # The head re-encoded from the parsed fields is the original head (same encoder rules).
-    assert pf.encode_head(B, got.fields, got.file.headers) == body[:head]
+    assert pf.encode_head(B, got.fields, got.file) == body[:head]
 
 
 FIELDS = [
@@ -365,11 +365,54 @@ def test_empty_file_and_lone_close_delimiter_end() -> None:
 
 
 def test_quoted_parameters_as_browsers_write_them() -> None:
-    cd = b'Content-Disposition: form-data; name="file"; filename="C:\\dir\\a%22b;c.txt"'
+    cd = 'Content-Disposition: form-data; name="file"; filename="na\u00efve a%22b.txt"'.encode()
     got = parse(raw_form(KEY, cd + b"\r\nContent-Type: text/plain\r\n\r\nx"))
     assert got.file is not None
-    assert got.file.filename == "C:\\dir\\a%22b;c.txt"
+    assert got.file.filename == "na\u00efve a%22b.txt"
     assert got.file.content_type == "text/plain"
+
+
+def disposition(value: bytes, extra: bytes = b"") -> bytes:
+    """A form whose first field has this Content-Disposition value (and more header lines)."""
+    return raw_form(b"Content-Disposition: " + value + b"\r\n" + extra + b"\r\nv", FILE)
+
+
+# Part heads another parser could read otherwise than s3shim does (RGW splits the
+# disposition on every ';' whatever the quoting; RFC 2045 parsers unescape backslashes).
+AMBIGUOUS_PART_HEADS = [
+    pytest.param(disposition(b'form-data; name="a;name=file;x="'), id="semicolon-in-name"),
+    pytest.param(disposition(b'form-data; name="k"; filename="a;b"'), id="semicolon-in-filename"),
+    pytest.param(disposition(b'form-data; name="k"; filename="a\\"'), id="backslash-filename"),
+    pytest.param(disposition(b'form-data; name="k\\"'), id="backslash-name"),
+    pytest.param(disposition(b'form-data; name="k x"'), id="space-in-name"),
+    pytest.param(disposition(b'form-data; name="k"; filename=" a"'), id="filename-blank"),
+    pytest.param(disposition(b'form-data; name="k"; filename="a\tb"'), id="filename-tab"),
+    pytest.param(disposition('form-data; name="n\u00e4me"'.encode()), id="non-ascii-name"),
+    pytest.param(disposition(b'form-data; name=""'), id="empty-name"),
+    pytest.param(disposition(b'form-data; name="k"; name="file"'), id="repeated-name"),
+    pytest.param(
+        disposition(b'form-data; name="k"; filename="a"; filename="b"'), id="repeated-filename"
+    ),
+    pytest.param(disposition(b"form-data; name=\"k\"; filename*=UTF-8''a"), id="filename-star"),
+    pytest.param(disposition(b'form-data; name="k"; size=3'), id="unknown-parameter"),
+    pytest.param(disposition(b'inline; name="k"'), id="not-form-data"),
+    pytest.param(disposition(b'form-data; name="k"', b"X-Other: 1\r\n"), id="unknown-header"),
+    pytest.param(
+        disposition(b'form-data; name="k"', b"Content-Transfer-Encoding: base64\r\n"),
+        id="transfer-encoding",
+    ),
+    pytest.param(
+        disposition(b'form-data; name="k"', b"Content-Type: a\r\nContent-Type: b\r\n"),
+        id="two-content-types",
+    ),
+    pytest.param(disposition(b'form-data; name="k"', b"Content-Type: \x01\r\n"), id="ctl-type"),
+]
+
+
+@pytest.mark.parametrize("body", AMBIGUOUS_PART_HEADS)
+def test_part_heads_other_parsers_could_read_otherwise_are_refused(body: bytes) -> None:
+    err = refused(body)
+    assert (err.code, err.status) == ("MalformedPOSTRequest", 400)
 
 
 # -- limits ---------------------------------------------------------------------------------
@@ -549,49 +592,72 @@ def test_feed_after_close() -> None:
 # -- the writer -----------------------------------------------------------------------------
 
 
-def test_encode_head_of_new_fields_parses_back() -> None:
-    fields = [pf.Field('we"ird\nname', b"v1"), pf.Field("x-amz-signature", b"ab" * 32)]
-    file_headers = (("Content-Disposition", 'form-data; name="file"; filename="a"'),)
-    head = pf.encode_head(B, fields, file_headers)
-    assert b'name="we%22ird%0Aname"' in head
-    body = head + b"DATA" + pf.encode_close(B)
-    got = parse(body)
-    assert [(f.name, f.value) for f in got.fields] == [
-        ("we%22ird%0Aname", b"v1"),
-        ("x-amz-signature", b"ab" * 32),
-    ]
-    assert got.file is not None and got.file.head_length == len(head)
-    assert bytes(got.data) == b"DATA" and bytes(got.tail) == pf.encode_close(B)
+S = pf.STORE_BOUNDARY_PREFIX + "0" * 32
 
 
-def test_new_head_with_the_original_tail() -> None:
-    """The proxy's body: new head + original file and tail; its length is new_length()."""
+def store_body(body: bytes, got: Parsed, fields: Sequence[pf.Field]) -> bytes:
+    """The store's form for ``body`` as FormUpload writes it: new head, file, new tail."""
+    assert got.file is not None
+    head = pf.encode_head(S, fields, got.file)
+    client_tail = len(body) - got.file.head_length - len(got.data)
+    new = head + got.data + pf.encode_tail(client_tail, B, S)
+    assert pf.store_length(len(body), got.file.head_length, len(head), B, S) == len(new)
+    return new
+
+
+def test_the_store_form_parses_back_to_what_was_verified() -> None:
     file = NEAR_FILE
     body = form(FIELDS, file, after=[("submit", b"go")])
     got = parse(body)
-    assert got.file is not None
     new_fields = [f for f in got.fields if f.name != "acl"] + [pf.Field("added", b"v")]
-    head = pf.encode_head(B, new_fields, got.file.headers)
-    new_body = head + got.data + got.tail
-    assert pf.new_length(len(body), got.file.head_length, len(head)) == len(new_body)
-    again = parse(new_body)
-    assert [(f.name, f.value) for f in again.fields] == [(f.name, f.value) for f in new_fields]
+    again = parse(store_body(body, got, new_fields), boundary=S)
+    assert again.fields == new_fields and again.file is not None
+    assert again.file == pf.FileStart("file", "photo.jpg", "image/jpeg", again.file.head_length)
     assert bytes(again.data) == file
-    assert again.trailing == got.trailing
+    assert again.trailing == []  # parts after the file are not forwarded
 
 
-def test_encode_refuses_what_would_break_the_body() -> None:
+@pytest.mark.parametrize("epilogue", [b"", b"\r\n", b"\r\nsome epilogue\r\n"])
+@pytest.mark.parametrize("boundary", ["x", B, "b" * 70])
+def test_the_store_tail_is_as_long_as_announced_for_any_client_tail(
+    epilogue: bytes, boundary: str
+) -> None:
+    d = b"--" + boundary.encode()
+    body = d + b"\r\n" + FILE + b"\r\n" + d + b"\r\n" + KEY + b"\r\n" + d + b"--" + epilogue
+    got = parse(body, boundary=boundary)
+    assert got.file is not None
+    head = pf.encode_head(S, got.fields, got.file)
+    client_tail = len(body) - got.file.head_length - len(got.data)
+    new = head + got.data + pf.encode_tail(client_tail, boundary, S)
+    assert pf.store_length(len(body), got.file.head_length, len(head), boundary, S) == len(new)
+    again = parse(new, boundary=S)
+    assert bytes(again.data) == b"content" and again.ends == 1
+
+
+def test_the_writer_writes_only_unambiguous_part_heads() -> None:
+    start = pf.FileStart("file", "a.txt", None, 0)
     with pytest.raises(ValueError):
-        pf.encode_head(B, [pf.Field("k", b"a" + DELIM + b"b")], ())
-    with pytest.raises(ValueError):
-        pf.encode_head(B, [pf.Field("k", b"v", (("X-Bad", "a\r\nb"),))], ())
+        pf.encode_head(S, [pf.Field("k", b"a\r\n--" + S.encode() + b"b")], start)
     with pytest.raises(ValueError):  # a delimiter line right after the part's headers
-        pf.encode_head(B, [pf.Field("k", b"--" + B.encode() + b"x")], ())
-    pf.encode_head(B, [pf.Field("k", b"x--" + B.encode())], ())  # not at a line start
+        pf.encode_head(S, [pf.Field("k", b"--" + S.encode() + b"x")], start)
+    for bad in (pf.Field('we"ird', b"v"), pf.Field("a;b", b"v"), pf.Field("k", b"v", "a;b")):
+        with pytest.raises(ValueError):
+            pf.encode_head(S, [bad], start)
+    with pytest.raises(ValueError):
+        pf.encode_head(S, [pf.Field("k", b"v", None, "text/plain\r\nX: y")], start)
+    pf.encode_head(S, [pf.Field("k", b"x--" + S.encode())], start)  # not at a line start
 
 
-def test_new_length_refuses_impossible_lengths() -> None:
-    assert pf.new_length(100, 40, 60) == 120
+def test_store_boundaries_are_fresh_and_valid() -> None:
+    seen = {pf.new_boundary() for _ in range(100)}
+    assert len(seen) == 100
+    for b in seen:
+        assert pf.boundary_from_content_type(f"multipart/form-data; boundary={b}") == b
+
+
+def test_store_length_refuses_impossible_lengths() -> None:
     for args in ((10, 11, 5), (10, -1, 5), (10, 5, -1)):
         with pytest.raises(ValueError):
-            pf.new_length(*args)
+            pf.store_length(*args, B, S)
+    with pytest.raises(ValueError):
+        pf.encode_tail(len(B) + 5, B, S)  # shorter than the client's close delimiter
