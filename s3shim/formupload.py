@@ -40,14 +40,12 @@ class FormUpload:
         regions: frozenset[str] | None,
         policy: Policy,
         now: datetime,
-        query: tuple[tuple[str, str], ...] = (),
         store_boundary: str | None = None,
     ) -> None:
         self._boundary = postform.boundary_from_content_type(content_type)
         self._parser = FormParser(self._boundary)
         self._store_boundary = store_boundary or postform.new_boundary()
         self._length = content_length
-        self._query = query
         self._lookup = lookup
         self._store_creds = store_creds
         self._store_region = store_region
@@ -131,13 +129,6 @@ class FormUpload:
             raise errors.access_denied("Anonymous requests are not accepted.")
         if verified.kind is AuthKind.SIGV2 and not self._policy.allow_sigv2:
             raise errors.access_denied("SigV2 is not accepted; sign with AWS4-HMAC-SHA256 (SigV4).")
-        if verified.kind is not AuthKind.ANONYMOUS and self._query:
-            # A policy signs fields, never the URL: RGW reads a form's query x-amz-meta-* as
-            # object metadata, which the store key would then sign for nobody.
-            raise errors.access_denied(
-                "A POST policy does not sign query parameters: "
-                f"'{self._query[0][0]}' is not accepted on a signed form upload."
-            )
         region = self._credential_region()
         if self._regions and region is not None and region not in self._regions:
             raise errors.invalid_argument(f"The authorization region '{region}' is not accepted.")

@@ -18,7 +18,7 @@ from __future__ import annotations
 import enum
 import hashlib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from . import auth, chunked, errors, sigv2, sigv4
 from .auth import AuthContext
@@ -33,7 +33,7 @@ from .checksums import (
     declared_checksum,
     new_checksum,
 )
-from .classify import Op, Target, selects_operation
+from .classify import Op, Target
 from .complete_xml import strip_part_checksums
 from .head import CONTENT_LENGTH, CONTENT_SHA256, DECODED_CONTENT_LENGTH, RequestHead
 from .integrity import (
@@ -122,8 +122,10 @@ def _upstream_query(
             continue
         if k.lower() in RESERVED_HEADERS:
             continue
-        # Headers hoisted into a presigned query (the JS SDK v3 puts the checksum there) are
-        # treated as the headers are: verified, then dropped with their flag.
+        # Checksum parameters a presigner signed into the query (the JS SDK v3's CRC32 of an
+        # empty body) are no claim about the body: AWS ignores them in a presigned URL, and
+        # so does s3shim (body_spec). The flag drops them; without it the store gets them as
+        # sent and decides as it would directly.
         group = policy.is_dropped(k.lower())
         if group is not None:
             fired.add(group)
@@ -214,16 +216,12 @@ def body_spec(op: Op, ctx: AuthContext | None, head: RequestHead) -> BodySpec:
             scope=ctx.scope,
             seed_signature=ctx.signature,
         )
-    declared = single
-    hoisted = auth.checksum_query(head.query)
-    if hoisted:
-        if not hoisted.keys().isdisjoint(single):
-            raise errors.invalid_request("Expecting a single x-amz-checksum- header")
-        declared = {**single, **hoisted}
     return BodySpec(
         length=length,
         sha256_hex=payload_hash if sigv4.is_hex64(payload_hash) else None,
-        checksum=declared_checksum(declared) if op.traits.body_checksum else None,
+        # Headers (and trailers) only: a checksum in a presigned query was fixed before the
+        # body existed, and AWS does not apply it (_upstream_query).
+        checksum=declared_checksum(single) if op.traits.body_checksum else None,
         framing=framing,
         chunk_signing=signing,
         trailers=head.trailers,
@@ -234,19 +232,15 @@ def _sigv2_head(head: RequestHead, ctx: AuthContext) -> RequestHead:
     """A SigV2 request as s3shim forwards it, refusing what SigV2 leaves open to tampering.
 
     SigV2 signs only the sub-resources it knew of in 2006 (``sigv2.SUBRESOURCES``): any other
-    parameter that selects an operation (``?encryption``, ``?publicAccessBlock``, ...) could be
-    added to a captured request by anyone, and s3shim would re-sign it with a store key.
-    Those are refused; listing parameters (``prefix``, ``max-keys``, ...) only filter a read
-    the signature allowed, and pass as they do to a store that speaks SigV2.
+    parameter could be added to a captured request by anyone, and s3shim would re-sign it
+    with a store key (RGW runs ``?usage``, ``?mdsearch``, ``?append``, and stores query
+    ``x-amz-meta-*`` as metadata). So the query must hold only what ``sigv2.check_query``
+    allows: signed sub-resources, and listing parameters that only shape a read the
+    signature allowed (an allow-list: a name no list knows is refused too).
     The query form's ``x-amz-*`` parameters are covered as amz headers: the store gets them
     as headers, since s3shim signs it a header request.
     """
-    form: sigv2.Form = "query" if ctx.presigned else "header"
-    open_ops = [n for n in sigv2.uncovered_query(head.raw_query, form) if selects_operation(n)]
-    if open_ops:
-        raise errors.access_denied(
-            f"SigV2 does not sign the '{open_ops[0]}' sub-resource; sign with AWS4-HMAC-SHA256."
-        )
+    sigv2.check_query(head.raw_query, "query" if ctx.presigned else "header")
     if not ctx.presigned:
         return head
     hoisted = [(k.lower(), v) for k, v in head.query if k.lower().startswith("x-amz-")]
@@ -451,6 +445,14 @@ def form_plan(
     the store's signature, see formupload.py) and only :data:`FORM_HEAD_HEADERS`; the query is
     filtered as every request's is; the body's type and length are the store form's, known
     once its fields are read (:func:`form_headers`)."""
+    if not auth.is_anonymous(head.query, head.headers):
+        # The store reads an Authorization header or presign parameters on a form POST as
+        # an attempt to authenticate, and refuses it; forwarding the form without them would
+        # accept what the store refuses.
+        raise errors.access_denied(
+            "A form upload is authenticated by its policy fields, not by the request's "
+            "Authorization header or query."
+        )
     fwd = [(n, v) for n, v in _as_verified(head, ()) if n in FORM_HEAD_HEADERS]
     query, fired = _upstream_query(head, True, policy)
     return UpstreamPlan(
@@ -465,6 +467,14 @@ def form_plan(
         sign=False,
         relocate=(store_origin, f"{client_scheme}://{head.host}") if head.host else None,
     )
+
+
+def signed_form_plan(p: UpstreamPlan) -> UpstreamPlan:
+    """A form whose policy s3shim verified and re-signs with a store key: its URL's query
+    goes nowhere. The policy signs fields, never the URL, and a store may act on a query
+    (RGW reads a form POST's query ``x-amz-meta-*`` as metadata in some releases); the store
+    then reads only what was verified, as RGW 16 does directly (it ignores the query)."""
+    return replace(p, query=())
 
 
 def relocated(p: UpstreamPlan, value: bytes) -> bytes:

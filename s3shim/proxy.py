@@ -42,6 +42,7 @@ from .plan import (
     read_verifier,
     relocated,
     response_headers,
+    signed_form_plan,
     unverified,
 )
 from .rewrite import REQUEST_ID_HEADER, SERVER_NAME, Policy
@@ -326,7 +327,6 @@ class Proxy:
             regions=self.regions,
             policy=self.policy,
             now=datetime.now(UTC),
-            query=p.query,
         )
         # The form's signature is in the body: there is nothing to check before it is read.
         if head.expects_continue and request.transport is not None:
@@ -350,6 +350,7 @@ class Proxy:
         assert upload.store_form is not None and upload.content_length is not None
         rec.access_key = upload.access_key
         rec.auth = "form-" + upload.verified.kind.value if upload.verified else None
+        p = signed_form_plan(p) if upload.access_key is not None else p
         rec.rewrites = tuple(sorted(g.value for g in p.rewrites | upload.store_form.dropped))
 
         async def data() -> AsyncIterator[bytes]:

@@ -153,32 +153,6 @@ def test_the_store_gets_no_part_after_the_file_and_no_client_boundary() -> None:
     assert [e.value for e in events if isinstance(e, postform.Field) and e.key == "key"] == [b"k"]
 
 
-@pytest.mark.parametrize("anonymous", [False, True])
-def test_a_query_on_a_signed_form_is_refused(anonymous: bool) -> None:
-    if anonymous:
-        body, ctype = urllib3.encode_multipart_formdata([("key", "k"), ("file", ("f", b"x"))])
-    else:
-        body, ctype = form(b"x")
-    up = FormUpload(
-        ctype,
-        len(body),
-        lookup=lambda k: CLIENT.secret_key,
-        store_creds=lambda k: STORE,
-        store_region="us-east-1",
-        regions=None,
-        policy=ON,
-        now=datetime.now(UTC),
-        query=(("x-amz-meta-evil", "injected"),),
-    )
-    if anonymous:  # no store key on it: the store decides, as directly
-        sent = run(up, body, [])
-        assert up.content_length == len(sent)
-        return
-    with pytest.raises(errors.S3Error) as e:
-        up.feed(body)
-    assert e.value.code == "AccessDenied" and up.store_form is None
-
-
 def test_a_short_body_is_incomplete() -> None:
     body, ctype = form(b"abc" * 100)
     up = FormUpload(
