@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from . import checksums, chunked, errors, sigv2, sigv4
+from . import chunked, errors, sigv2, sigv4
 
 MAX_SKEW = timedelta(minutes=15)
 MAX_PRESIGN_EXPIRES = 7 * 24 * 3600
@@ -430,24 +430,6 @@ def is_anonymous(query: Iterable[tuple[str, str]], headers: Headers) -> bool:
     if "authorization" in headers:
         return False
     return not any(k in _V4_QUERY_MARKERS or k in _V2_QUERY_MARKERS for k, _ in query)
-
-
-def checksum_query(query: Iterable[tuple[str, str]]) -> dict[str, str]:
-    """The flexible-checksum parameters in the query, by lower-case name.
-
-    The JS SDK v3 hoists ``x-amz-checksum-<alg>`` and ``x-amz-sdk-checksum-algorithm`` into
-    a presigned URL's query, where the signature covers them like any query parameter; the
-    proxy treats them as it treats those headers. A repeated one is refused: which value
-    would count is as ambiguous as with a repeated presign parameter.
-    """
-    found: dict[str, str] = {}
-    for name, value in query:
-        low = name.lower()
-        if low.startswith(checksums.HEADER_PREFIX) or low == checksums.SDK_ALGORITHM_HEADER:
-            if low in found:
-                raise errors.invalid_argument(f"Query parameter {name} appears more than once.")
-            found[low] = value
-    return found
 
 
 def verify(

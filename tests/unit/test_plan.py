@@ -8,9 +8,10 @@ import pytest
 
 from s3shim import chunked, errors, sigv4
 from s3shim.auth import AuthContext
-from s3shim.checksums import Algorithm
+from s3shim.checksums import Algorithm, new_checksum
 from s3shim.classify import Op, Target
 from s3shim.head import RequestHead, parse_head
+from s3shim.integrity import DEFAULT_ALGORITHM, encode_record
 from s3shim.plan import (
     MAX_COMPLETE_XML,
     SMALL_BODY,
@@ -362,22 +363,69 @@ def test_an_anonymous_request_cannot_claim_a_signed_payload(value: str) -> None:
     assert e.value.code == "AccessDenied"
 
 
-def test_checksums_hoisted_into_a_presigned_query_are_verified_and_dropped_with_the_flag() -> None:
-    h = head(
-        "PUT",
-        f"/b/k?X-Amz-Signature=0&x-amz-checksum-crc32={CRC}&x-amz-sdk-checksum-algorithm=CRC32",
-        content_length="5",
-    )
-    p = plan(target(), ctx(presigned=True), h, ON)
-    assert p.spec.checksum is not None and p.spec.checksum.value == CRC
-    assert p.query == () and Group.CHECKSUM in p.rewrites
-    kept = plan(target(), ctx(presigned=True), h, OFF)
-    assert dict(kept.query)["x-amz-checksum-crc32"] == CRC
-    both = head(
-        "PUT", f"/b/k?x-amz-checksum-crc32={CRC}", content_length="5", x_amz_checksum_crc32=CRC
-    )
-    with pytest.raises(errors.S3Error):
-        plan(target(), ctx(presigned=True), both, ON)
+EMPTY_CRC = crc32_b64(b"")  # what the JS SDK v3 signs into every presigned PUT/UploadPart
+QUERY_CHECKSUMS = (
+    ("x-amz-checksum-crc32", EMPTY_CRC),
+    ("x-amz-sdk-checksum-algorithm", "CRC32"),
+    ("x-amz-checksum-algorithm", "SHA256"),
+    ("x-amz-checksum-type", "FULL_OBJECT"),
+    ("x-amz-trailer", "x-amz-checksum-crc32c"),
+    ("x-amz-checksum-mode", "ENABLED"),
+)
+
+
+def presigned_head(length: int, query: tuple[tuple[str, str], ...], **headers: str) -> RequestHead:
+    qs = "&".join(f"{k}={v.replace('=', '%3D')}" for k, v in query)
+    return head("PUT", f"/b/k?X-Amz-Signature=0&{qs}", True, content_length=str(length), **headers)
+
+
+@pytest.mark.parametrize("op", [Op.PUT_OBJECT, Op.UPLOAD_PART])
+def test_checksums_in_a_presigned_query_are_no_claim_about_the_body(op: Op) -> None:
+    h = presigned_head(5, QUERY_CHECKSUMS)
+    on = plan(target(op), ctx(presigned=True), h, ON)
+    assert on.spec.checksum is None
+    assert on.query == () and on.rewrites == {Group.CHECKSUM}
+    # Flag off: the store gets them exactly as sent (in order), and decides.
+    off = plan(target(op), ctx(presigned=True), h, OFF)
+    assert off.spec.checksum is None
+    assert off.query == QUERY_CHECKSUMS and off.rewrites == frozenset()
+
+
+def test_a_repeated_checksum_parameter_in_a_presigned_query_is_the_stores_to_judge() -> None:
+    twice = (("x-amz-checksum-crc32", EMPTY_CRC), ("x-amz-checksum-crc32", CRC))
+    off = plan(target(), ctx(presigned=True), presigned_head(5, twice), OFF)
+    assert off.spec.checksum is None and off.query == twice
+    assert plan(target(), ctx(presigned=True), presigned_head(5, twice), ON).query == ()
+
+
+def test_a_checksum_header_beside_presigned_query_checksums_is_the_one_verified() -> None:
+    h = presigned_head(5, QUERY_CHECKSUMS[:2], x_amz_checksum_crc32=CRC)
+    for policy in (ON, OFF):
+        p = plan(target(), ctx(presigned=True), h, policy)
+        assert p.spec.checksum is not None and p.spec.checksum.value == CRC
+    assert ("x-amz-checksum-crc32", CRC) in plan(target(), ctx(presigned=True), h, OFF).headers
+
+
+@pytest.mark.parametrize("length", [5, SMALL_BODY + 1])
+def test_the_record_of_a_presigned_upload_never_comes_from_its_query(length: int) -> None:
+    """Read whole: s3shim's own CRC64NVME of the body; streamed unsigned with only a query
+    checksum: no record (nothing verified to record)."""
+    record = Policy(disable_sse=True, disable_checksums=True, record_checksums=True)
+    body = b"x" * length
+    p = plan(target(), ctx(presigned=True), presigned_head(length, QUERY_CHECKSUMS[:2]), record)
+    assert "x-amz-meta-s3shim-checksum" not in names(p)
+    if length > SMALL_BODY:
+        assert p.body is BodyMode.STREAM
+        return
+    recorded = dict(finish_whole(p, "PUT", body, None).headers)["x-amz-meta-s3shim-checksum"]
+    c = new_checksum(DEFAULT_ALGORITHM)
+    c.update(body)
+    assert recorded == encode_record(DEFAULT_ALGORITHM, c.b64digest())
+    # Beside a checksum header, the record is the header's algorithm over the verified body.
+    h = presigned_head(length, QUERY_CHECKSUMS[:2], x_amz_checksum_crc32=crc32_b64(body))
+    p = plan(target(), ctx(presigned=True), h, record)
+    again = dict(finish_whole(p, "PUT", body, crc32_b64(body)).headers)
+    assert again["x-amz-meta-s3shim-checksum"] == f"CRC32:{crc32_b64(body)}"
 
 
 def test_sigv2_query_parameters_never_reach_the_store() -> None:
