@@ -4,8 +4,10 @@
 #
 #   scripts/rgw.sh start STATE_DIR PORT ACCESS SECRET [--mon-v2-port N] [--mon-v1-port N]
 #                                                    [--memstore-bytes N]
+#                                                    [--tenant-user TENANT:ACCESS:SECRET]
 #       Wipes STATE_DIR (only if it is empty or was made by this script), builds a fresh
-#       cluster in it, creates an S3 user with ACCESS/SECRET, waits until a SigV4-signed
+#       cluster in it, creates an S3 user with ACCESS/SECRET (and, with --tenant-user, a
+#       second one in an RGW tenant of its own), waits until a SigV4-signed
 #       ListBuckets answers 200 and prints the endpoint (http://127.0.0.1:PORT) on stdout.
 #   scripts/rgw.sh stop STATE_DIR
 #       Stops radosgw, then the OSD, then the monitor, by their pid files (never by name).
@@ -117,17 +119,19 @@ do_start() {
   STATE=$1 RGW_PORT=$2 ACCESS=$3 SECRET=$4
   shift 4
   local mon2=${RGW_MON_V2_PORT:-3300} mon1=${RGW_MON_V1_PORT:-6789}
-  local mem=${RGW_MEMSTORE_BYTES:-3221225472}
+  local mem=${RGW_MEMSTORE_BYTES:-3221225472} tenant_user=
   while [ $# -gt 0 ]; do
     case $1 in
       --mon-v2-port) mon2=$2; shift 2 ;;
       --mon-v1-port) mon1=$2; shift 2 ;;
       --memstore-bytes) mem=$2; shift 2 ;;
+      --tenant-user) tenant_user=$2; shift 2 ;;
       *) usage ;;
     esac
   done
   [[ $RGW_PORT =~ ^([0-9]+|auto)$ ]] || usage
   [[ $mem =~ ^[0-9]+$ ]] || usage
+  [[ -z $tenant_user || $tenant_user =~ ^[a-z0-9]+:[^:]+:[^:]+$ ]] || usage
   [ ${#SECRET} -ge 1 ] && [ ${#ACCESS} -ge 1 ] || usage
 
   local b
@@ -274,6 +278,13 @@ EOF
   timeout 60 radosgw-admin -c "$conf" -n client.admin user create --uid=s3shim \
     --display-name="s3shim tests" --access-key="$ACCESS" --secret-key="$SECRET" \
     >"$STATE/user.json" 2>"$STATE/log/radosgw-admin.log" || fail "radosgw-admin user create failed"
+  if [ -n "$tenant_user" ]; then
+    IFS=: read -r t_name t_access t_secret <<<"$tenant_user"
+    timeout 60 radosgw-admin -c "$conf" -n client.admin user create --tenant="$t_name" \
+      --uid=s3shim --display-name="s3shim tests ($t_name)" --access-key="$t_access" \
+      --secret-key="$t_secret" >"$STATE/tenant-user.json" 2>>"$STATE/log/radosgw-admin.log" \
+      || fail "radosgw-admin user create --tenant failed"
+  fi
 
   # Ready means: the new keys are accepted. curl 7.88 signs with SigV4 but does not send
   # x-amz-content-sha256, which RGW requires, so send the empty body's hash ourselves.

@@ -36,6 +36,11 @@ JS_DIR = REPO_ROOT / "tests" / "js"
 
 RGW_ACCESS_KEY = "s3shimrgwaccess"
 RGW_SECRET_KEY = "s3shimrgwsecret0123456789"
+# A second RGW user, in a tenant of its own: RGW finds a tenant's buckets from the
+# request's credential, so an unsigned request (a preflight) names the default tenant.
+RGW_TENANT = "acme"
+RGW_TENANT_ACCESS_KEY = "s3shimrgwtenant"
+RGW_TENANT_SECRET_KEY = "s3shimrgwtenantsecret0123456789"
 RCLONE_ACCESS_KEY = "s3shimrcloneaccess"
 RCLONE_SECRET_KEY = "s3shimrclonesecret0123456789"
 S3RVER_KEY = "S3RVER"  # s3rver's fixed access key and secret
@@ -206,6 +211,7 @@ def start_rgw(tmpdir: Path, *, memstore_bytes: int | None = None) -> Iterator[St
     ]
     if memstore_bytes is not None:
         argv += ["--memstore-bytes", str(memstore_bytes)]
+    argv += ["--tenant-user", f"{RGW_TENANT}:{RGW_TENANT_ACCESS_KEY}:{RGW_TENANT_SECRET_KEY}"]
     with open(log, "wb") as logf:
         try:
             done = subprocess.run(
@@ -229,6 +235,11 @@ def start_rgw(tmpdir: Path, *, memstore_bytes: int | None = None) -> Iterator[St
         yield Store("rgw", endpoint[0], RGW_ACCESS_KEY, RGW_SECRET_KEY)
     finally:
         _rgw_stop(state)
+
+
+def rgw_tenant_user(rgw: Store) -> Store:
+    """The tenant user of the RGW that start_rgw made (same endpoint, its own keys)."""
+    return Store("rgw-tenant", rgw.endpoint, RGW_TENANT_ACCESS_KEY, RGW_TENANT_SECRET_KEY)
 
 
 def _rgw_stop(state: Path) -> None:
