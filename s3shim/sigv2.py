@@ -64,6 +64,14 @@ which SigV2 does not bound):
    When ``x-amz-date`` is sent the Date header is not covered (the Date line is empty).
    In the query form, Date and ``x-amz-date`` never date the request; only Expires does.
 5. The scheme, port and HTTP version. Only the method and the raw path are.
+
+Because of 1, s3shim forwards a SigV2 request's query only when every parameter in it is on
+an allow-list (:func:`refused_query`): the sub-resources SigV2 signs, and the listing and
+paging parameters of :data:`READ_PARAMS`, which only shape a read the signature allowed; in
+the query form also its own auth parameters, the ``content-type``/``content-md5`` presigners
+write, and the ``x-amz-*`` parameters it signs. Anything else may select an operation on
+some store (RGW runs ``?usage``, ``?mdsearch``, ``?append&position=``, and stores query
+``x-amz-meta-*`` as object metadata), so it is refused, whatever the name.
 """
 
 from __future__ import annotations
@@ -128,7 +136,35 @@ SUBRESOURCES = frozenset(
     }
 )
 
+# Parameters that only shape a read the signature allowed: listing and paging (S3's
+# ListObjects/V2, ListObjectVersions, ListMultipartUploads, ListParts), and botocore's and
+# the JS SDK's ``x-id`` operation hint, which S3 and RGW 16 ignore. A replay can change
+# which keys a listing returns, never which operation runs or what is stored.
+READ_PARAMS = frozenset(
+    {
+        "continuation-token",
+        "delimiter",
+        "encoding-type",
+        "fetch-owner",
+        "key-marker",
+        "list-type",
+        "marker",
+        "max-keys",
+        "max-parts",
+        "max-uploads",
+        "part-number-marker",
+        "prefix",
+        "start-after",
+        "upload-id-marker",
+        "version-id-marker",
+        "x-id",
+    }
+)
+
 AUTH_PARAMS = ("AWSAccessKeyId", "Expires", "Signature")
+# Also written by SigV2 presigners beside the auth parameters; the signed values are the
+# headers of those names, and s3shim never forwards these parameters to the store.
+PRESIGN_PARAMS = frozenset({*AUTH_PARAMS, "content-type", "content-md5"})
 _V4_PARAMS = frozenset({"X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Signature"})
 _AMZ = "x-amz-"
 _FOLD = re.compile(r"[ \t]*\r?\n[ \t]*")
@@ -342,6 +378,39 @@ def uncovered_query(raw_query: str, form: Form = "header") -> list[str]:
     return out
 
 
+def accepted_param(name: str, form: Form = "header") -> bool:
+    """Whether s3shim forwards a query parameter (its decoded name, case kept) under a SigV2
+    signature of ``form``: the allow-list of the module docstring."""
+    if name in SUBRESOURCES or name in READ_PARAMS:
+        return True
+    # The query form signs x-amz-* parameters as amz headers, in any case (botocore
+    # lowercases them); the store gets them as headers.
+    return form == "query" and (name in PRESIGN_PARAMS or name.lower().startswith(_AMZ))
+
+
+def refused_query(raw_query: str, form: Form = "header") -> list[str]:
+    """Names (decoded, first-seen order, each once) of the query parameters s3shim refuses
+    under a SigV2 signature of ``form`` (:func:`accepted_param`)."""
+    out: list[str] = []
+    for name, _ in parse_raw_query(raw_query):
+        if name not in out and not accepted_param(name, form):
+            out.append(name)
+    return out
+
+
+def check_query(raw_query: str, form: Form = "header") -> None:
+    """Refuse (AccessDenied) a SigV2 request whose query holds anything off the allow-list:
+    a captured request could be replayed with it, and s3shim would sign it for the store."""
+    refused = refused_query(raw_query, form)
+    if refused:
+        # The name is attacker-chosen: escaped, and cut short, for the XML error body.
+        shown = ascii(refused[0])[1:-1][:64]
+        raise errors.access_denied(
+            f"SigV2 does not sign the '{shown}' query parameter, and s3shim accepts only the "
+            "sub-resources it signs and listing parameters with it; sign with AWS4-HMAC-SHA256."
+        )
+
+
 # -- verification --------------------------------------------------------------------------
 
 
@@ -384,9 +453,11 @@ def verify(
 
     ``raw_path``/``raw_query`` as sent; ``headers`` lowercase name -> every value;
     ``bucket_from_host`` the bucket of a virtual-hosted request (None for path style).
-    Refusals, in S3's order: malformed pieces; unknown key (InvalidAccessKeyId); signature
-    (SignatureDoesNotMatch); then time (RequestTimeTooSkewed / AccessDenied "Request has
-    expired"), so that time errors tell nobody without the secret anything.
+    Refusals, in RGW's order: malformed pieces; the header form's date (AccessDenied when
+    missing or unreadable, RequestTimeTooSkewed when more than :data:`MAX_SKEW` away);
+    unknown key (InvalidAccessKeyId); signature (SignatureDoesNotMatch); then the query
+    form's expiry (AccessDenied "Request has expired"), which tells nobody without the
+    secret whether the URL was ever valid.
     """
     hdrs = _lower(headers)
     pairs = parse_raw_query(raw_query)
@@ -424,10 +495,15 @@ def _verify_header(
     # x-amz-date wins when sent, readable or not, as S3's example says.
     amz_date = _first(hdrs, "x-amz-date") if "x-amz-date" in hdrs else None
     when = parse_date(amz_date if amz_date is not None else _first(hdrs, "date"))
-    if when is None:
+    # RGW reads a date before 1970 (as written) as no date at all.
+    if when is None or when.year < 1970:
         raise errors.access_denied(_NO_DATE)
+    # The clock before the key and the signature, as RGW does: a stale request is
+    # refused whoever sent it, and tells nothing about keys.
+    if abs(now - when) > MAX_SKEW:
+        raise errors.request_time_too_skewed()
     date_line = "" if amz_date is not None else _trim(_first(hdrs, "date"))
-    ctx = _authenticate(
+    return _authenticate(
         form="header",
         method=method,
         raw_path=raw_path,
@@ -442,11 +518,6 @@ def _verify_header(
         request_time=when,
         expires=None,
     )
-    # After the signature: a captured request cannot be replayed later, and the skew error
-    # tells nobody without the secret anything about keys.
-    if abs(now - when) > MAX_SKEW:
-        raise errors.request_time_too_skewed()
-    return ctx
 
 
 def _verify_query(

@@ -586,6 +586,7 @@ def test_boto3_header_signed_requests_verify(
     assert headers["authorization"][0].startswith(f"AWS {KEY}:")
     ctx = _verify(method, raw_path, raw_query, headers, now=datetime.now(UTC), bucket=bucket)
     assert ctx.form == "header"
+    assert sigv2.refused_query(raw_query, "header") == []  # boto3's queries pass the allow-list
     if op == "list_buckets":
         assert ctx.resource == "/"
     elif op == "list_objects":
@@ -652,6 +653,7 @@ def test_boto3_default_presigned_url_is_sigv2_and_verifies(style: str, name: str
     sent = _hdrs(("Content-Type", "text/plain")) if "ContentType" in params else {}
     ctx = _verify(method, split.path, split.query, sent, now=datetime.now(UTC), bucket=bucket)
     assert ctx.form == "query"
+    assert sigv2.refused_query(split.query, "query") == []
     expires = int(dict(p.split("=", 1) for p in split.query.split("&") if "=" in p)["Expires"])
     assert ctx.expires == expires
     if name == "put_object":
@@ -862,18 +864,71 @@ def test_dates_accepted_in_every_rfc2616_form_and_iso8601() -> None:
     assert sigv2.parse_date("garbage") is None
 
 
-def test_skew_both_ways_after_the_signature() -> None:
+def test_skew_both_ways_before_the_key_and_the_signature() -> None:
     headers = _signed()
     _verify("GET", "/bkt/key", "", headers, now=NOW + timedelta(minutes=15))
     _verify("GET", "/bkt/key", "", headers, now=NOW - timedelta(minutes=15))
-    for now in (NOW + timedelta(minutes=15, seconds=1), NOW - timedelta(minutes=15, seconds=1)):
-        with _refused("RequestTimeTooSkewed"):
-            _verify("GET", "/bkt/key", "", headers, now=now)
     bad = {**headers, "authorization": [f"AWS {KEY}:AAAAAAAAAAAAAAAAAAAAAAAAAAA="]}
-    with _refused("SignatureDoesNotMatch"):
-        _verify("GET", "/bkt/key", "", bad, now=NOW + timedelta(days=1))
+    for now in (NOW + timedelta(minutes=15, seconds=1), NOW - timedelta(minutes=15, seconds=1)):
+        # RGW's order: a stale request is refused for its clock, whoever signed it.
+        for sent in (headers, bad, _signed(key="NOPE"), _signed(secret="wrong")):
+            with _refused("RequestTimeTooSkewed"):
+                _verify("GET", "/bkt/key", "", sent, now=now)
+    with _refused("SignatureDoesNotMatch"):  # within the skew, the signature decides
+        _verify("GET", "/bkt/key", "", bad, now=NOW + timedelta(minutes=15))
     with _refused("InvalidAccessKeyId"):
-        _verify("GET", "/bkt/key", "", _signed(key="NOPE"), now=NOW + timedelta(days=1))
+        _verify("GET", "/bkt/key", "", _signed(key="NOPE"), now=NOW - timedelta(minutes=15))
+
+
+def test_the_clock_is_checked_before_the_key_is_looked_up() -> None:
+    looked_up: list[str] = []
+
+    def lookup(key: str) -> str | None:
+        looked_up.append(key)
+        return KEYS.get(key)
+
+    with _refused("RequestTimeTooSkewed"):
+        sigv2.verify(
+            method="GET",
+            raw_path="/bkt/key",
+            raw_query="",
+            headers=_signed(),
+            lookup=lookup,
+            now=NOW + timedelta(hours=1),
+        )
+    assert looked_up == []
+    with _refused("AccessDenied", "AWS authentication requires a valid Date or x-amz-date header"):
+        sigv2.verify(
+            method="GET",
+            raw_path="/bkt/key",
+            raw_query="",
+            headers=_signed(date="garbage"),
+            lookup=lookup,
+            now=NOW,
+        )
+    assert looked_up == []
+
+
+def test_malformed_authorization_comes_before_the_clock() -> None:
+    headers = {**_signed(), "authorization": [f"AWS {KEY}sig"]}
+    with _refused("InvalidArgument"):
+        _verify("GET", "/bkt/key", "", headers, now=NOW + timedelta(days=1))
+
+
+@pytest.mark.parametrize(
+    "date",
+    [
+        "Mon, 01 Jan 1900 00:00:00 GMT",
+        "Wed, 31 Dec 1969 23:59:59 GMT",
+        "Wed, 31 Dec 1969 23:59:59 -0100",  # 1970 in UTC, 1969 as written: RGW reads 1969
+    ],
+)
+def test_a_date_before_1970_is_no_date_as_rgw_reads_it(date: str) -> None:
+    with _refused("AccessDenied", "AWS authentication requires a valid Date or x-amz-date header"):
+        _verify("GET", "/bkt/key", "", _signed(date=date))
+    epoch = "Thu, 01 Jan 1970 00:00:00 GMT"
+    with _refused("RequestTimeTooSkewed"):  # 1970 itself is a date, just far away
+        _verify("GET", "/bkt/key", "", _signed(date=epoch))
 
 
 def test_x_amz_date_is_the_date_that_is_checked() -> None:
@@ -1077,3 +1132,164 @@ def test_uncovered_query() -> None:
 
 def test_subresource_list_is_botocores() -> None:
     assert frozenset(HmacV1Auth.QSAOfInterest) == sigv2.SUBRESOURCES
+
+
+# -- the allow-list: what s3shim forwards under a SigV2 signature --------------------------
+
+# name -> (accepted in the header form, accepted in the query form)
+ALLOW_TABLE: dict[str, tuple[bool, bool]] = {
+    # Sub-resources SigV2 signs, response overrides among them (exact names only).
+    **{name: (True, True) for name in sorted(sigv2.SUBRESOURCES)},
+    # Listing and paging parameters: they only shape a read the signature allowed.
+    **{name: (True, True) for name in sorted(sigv2.READ_PARAMS)},
+    # The query form's own parameters, and the headers presigners hoist beside them.
+    "AWSAccessKeyId": (False, True),
+    "Expires": (False, True),
+    "Signature": (False, True),
+    "content-type": (False, True),
+    "content-md5": (False, True),
+    # x-amz-* parameters: signed as amz headers in the query form only (any case).
+    "x-amz-meta-evil": (False, True),
+    "X-Amz-Meta-Evil": (False, True),
+    "x-amz-acl": (False, True),
+    "x-amz-server-side-encryption": (False, True),
+    # RGW's own selectors and system parameters: never.
+    "usage": (False, False),
+    "mdsearch": (False, False),
+    "append": (False, False),
+    "position": (False, False),
+    "layout": (False, False),
+    "start-date": (False, False),
+    "end-date": (False, False),
+    "rgwx-uid": (False, False),
+    "rgwx-source-zone": (False, False),
+    "format": (False, False),
+    "allow-unordered": (False, False),
+    "Action": (False, False),
+    # Sub-resources S3 added after SigV2: they select operations and are not signed.
+    "encryption": (False, False),
+    "publicAccessBlock": (False, False),
+    "policyStatus": (False, False),
+    "ownershipControls": (False, False),
+    "intelligent-tiering": (False, False),
+    "legal-hold": (False, False),
+    "retention": (False, False),
+    "attributes": (False, False),
+    "renameObject": (False, False),
+    "session": (False, False),
+    # Near misses: case, spelling, other response-* names, SigV4's parameters.
+    "Prefix": (False, False),
+    "MAX-KEYS": (False, False),
+    "versionid": (False, False),
+    "UploadId": (False, False),
+    "response-content-TYPE": (False, False),
+    "response-x": (False, False),
+    "Content-Type": (False, False),
+    "Content-MD5": (False, False),
+    "expires": (False, False),
+    "prefix ": (False, False),
+    "": (False, False),
+    "x-amz": (False, False),
+    "X-Amz-Date": (False, True),  # an amz header to a query signature, like any x-amz-*
+}
+
+
+@pytest.mark.parametrize("name", sorted(ALLOW_TABLE))
+def test_the_allow_list(name: str) -> None:
+    header, query = ALLOW_TABLE[name]
+    assert sigv2.accepted_param(name, "header") is header
+    assert sigv2.accepted_param(name, "query") is query
+    raw = quote(name, safe="") + "=v"
+    assert sigv2.refused_query(raw, "header") == ([] if header else [name])
+    assert sigv2.refused_query(raw, "query") == ([] if query else [name])
+
+
+def test_the_allow_list_is_what_the_module_says() -> None:
+    listing = """prefix marker max-keys delimiter encoding-type list-type continuation-token
+        start-after fetch-owner key-marker version-id-marker upload-id-marker max-uploads
+        max-parts part-number-marker x-id"""
+    assert frozenset(listing.split()) == sigv2.READ_PARAMS
+    assert sigv2.READ_PARAMS.isdisjoint(sigv2.SUBRESOURCES)
+    overrides = {n for n in sigv2.SUBRESOURCES if n.startswith("response-")}
+    assert overrides == {
+        "response-cache-control",
+        "response-content-disposition",
+        "response-content-encoding",
+        "response-content-language",
+        "response-content-type",
+        "response-expires",
+    }
+
+
+@pytest.mark.parametrize(
+    "raw,header,query",
+    [
+        ("%70refix=a", [], []),  # decoded before it is judged: prefix
+        ("%75sage", ["usage"], ["usage"]),  # ... and so is usage
+        ("%78-amz-meta-a=1", ["x-amz-meta-a"], []),
+        ("usage%3Dx", ["usage=x"], ["usage=x"]),  # RGW decodes first, then splits: refused
+        ("prefix%3Dx", ["prefix=x"], ["prefix=x"]),
+        ("pre+fix=a", ["pre+fix"], ["pre+fix"]),  # '+' is no space here, and RGW's "pre fix"
+        ("Prefix=a&prefix=b", ["Prefix"], ["Prefix"]),
+        ("%FFusage", ["\udcffusage"], ["\udcffusage"]),
+        ("prefix=a%26usage", [], []),  # a value, however it decodes
+        ("usage&usage=1&layout", ["usage", "layout"], ["usage", "layout"]),  # each once, in order
+        ("=x", [""], [""]),
+        ("&&prefix&", [], []),  # empty parts are no parameters
+        ("AWSAccessKeyId=k&Expires=1&Signature=s", ["AWSAccessKeyId", "Expires", "Signature"], []),
+        ("x-amz-acl=public-read&content-type=t", ["x-amz-acl", "content-type"], []),
+    ],
+)
+def test_names_are_judged_decoded_and_case_sensitively(
+    raw: str, header: list[str], query: list[str]
+) -> None:
+    assert sigv2.refused_query(raw, "header") == header
+    assert sigv2.refused_query(raw, "query") == query
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.text(max_size=12), st.text(max_size=6)), max_size=5))
+def test_refused_is_exactly_what_the_allow_list_leaves_out(pairs: list[tuple[str, str]]) -> None:
+    raw = "&".join(f"{quote(n, safe='')}={quote(v, safe='')}" for n, v in pairs)
+    for form in ("header", "query"):
+        names = [n for n, _ in sigv2.parse_raw_query(raw)]
+        left_out = [n for n in names if not sigv2.accepted_param(n, form)]
+        assert sigv2.refused_query(raw, form) == list(dict.fromkeys(left_out))
+        # The query form accepts everything the header form does, and more.
+        assert set(sigv2.refused_query(raw, "query")) <= set(sigv2.refused_query(raw, "header"))
+
+
+@pytest.mark.parametrize("form", ["header", "query"])
+def test_check_query_refuses_with_access_denied(form: sigv2.Form) -> None:
+    sigv2.check_query("prefix=a&max-keys=2&acl&versionId=v", form)
+    with _refused("AccessDenied"):
+        sigv2.check_query("prefix=a&usage", form)
+    with pytest.raises(errors.S3Error) as info:
+        sigv2.check_query("acl&mdsearch&usage", form)
+    assert (info.value.status, info.value.code) == (403, "AccessDenied")
+    assert "'mdsearch'" in info.value.message  # the first one refused is named
+
+
+def test_a_refused_name_is_escaped_for_the_error_body() -> None:
+    with pytest.raises(errors.S3Error) as info:
+        sigv2.check_query("%FF%00%3C%26" + "x" * 200)
+    message = info.value.message
+    assert message.isascii() and message.isprintable()
+    assert "\\udcff\\x00<&" in message and "x" * 65 not in message
+    # It renders as an S3 error body without trouble.
+    body = errors.error_xml(info.value, "/b", "id")
+    assert b"&lt;&amp;" in body
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["usage", "mdsearch", "append&position=0", "layout", "x-amz-meta-evil=injected", "Prefix=a"],
+)
+def test_verify_passes_a_replay_that_check_query_then_refuses(raw: str) -> None:
+    """Nothing in the header form's signature covers these: verification alone passes a
+    replay that adds them, which is why the allow-list must stand between it and the store."""
+    headers = _signed("GET", "/bkt/key")
+    ctx = _verify("GET", "/bkt/key", raw, headers)
+    assert ctx.form == "header"
+    with _refused("AccessDenied"):
+        sigv2.check_query(raw, ctx.form)
