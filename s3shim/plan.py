@@ -134,6 +134,13 @@ def _upstream_query(
     return tuple(out), frozenset(fired)
 
 
+def _own_presign(head: RequestHead, policy: Policy) -> bool:
+    """Whether the query presigns with a client key that is the store's own key."""
+    keys = [v.split("/", 1)[0] for k, v in head.query if k == "X-Amz-Credential"]
+    keys += [v for k, v in head.query if k == "AWSAccessKeyId"]
+    return len(keys) == 1 and keys[0] in policy.identity_keys
+
+
 @dataclass(frozen=True, slots=True)
 class UpstreamPlan:
     op: Op
@@ -268,7 +275,12 @@ def plan(
     fwd, fired = forward_headers(
         _as_verified(head, signed), policy, decoded_aws_chunked=spec.framing is not None
     )
-    query, query_fired = _upstream_query(head, ctx is None or ctx.presigned, policy)
+    if target.op is Op.CORS_PREFLIGHT and _own_presign(head, policy):
+        # The client's own URL, untouched: RGW reads a tenant's bucket from its credential
+        # (never checking the signature of a preflight), and the key is the store's already.
+        query, query_fired = head.query, frozenset[Group]()
+    else:
+        query, query_fired = _upstream_query(head, ctx is None or ctx.presigned, policy)
     fired |= query_fired
     length = spec.length if spec.length is not None else (None if head.has_body else 0)
     strip_xml = target.op.traits.complete_xml and policy.disable_checksums

@@ -109,6 +109,10 @@ class Policy:
     # reads against it.
     record_checksums: bool = False
     verify_reads: bool = False
+    # Client keys that sign as themselves at the store (identity mapping): a preflight of
+    # their presigned URL may carry the URL's own parameters, which the store reads to find
+    # the bucket's tenant (plan.plan).
+    identity_keys: frozenset[str] = frozenset()
 
     @classmethod
     def of(cls, config: Config) -> Policy:
@@ -121,6 +125,9 @@ class Policy:
             allow_sigv2=config.allow_sigv2,
             record_checksums=auto if config.record_checksums is None else config.record_checksums,
             verify_reads=auto if config.verify_reads is None else config.verify_reads,
+            identity_keys=frozenset(
+                key for key, entry in config.clients.items() if entry.upstream == entry.client
+            ),
         )
 
     def is_dropped(self, name: str) -> Group | None:

@@ -346,6 +346,33 @@ def test_a_preflight_is_unverified_even_with_auth_and_loses_presign_parameters()
     assert dict(p.headers)["access-control-request-method"] == "PUT"
 
 
+@pytest.mark.parametrize(
+    ("query", "kept"),
+    [
+        ("X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=SAME%2F20301231%2Fr%2Fs3", True),
+        ("AWSAccessKeyId=SAME&Expires=1&Signature=x", True),
+        ("X-Amz-Credential=MAPPED%2F20301231%2Fr%2Fs3&X-Amz-Signature=00", False),
+        ("X-Amz-Credential=SAME%2Fd&AWSAccessKeyId=SAME", False),  # two credentials
+        ("partNumber=1", False),
+    ],
+)
+def test_a_preflight_keeps_its_own_presign_parameters_only_for_an_identity_key(
+    query: str, kept: bool
+) -> None:
+    """RGW finds a tenant's bucket from a preflight's credential; only a key that is the
+    store's own key may carry it there, as the client sent it."""
+    h = head("OPTIONS", f"/b/k?{query}", has_body=False, origin="http://app.test")
+    policy = Policy(True, True, identity_keys=frozenset({"SAME"}))
+    p = plan(Target(Op.CORS_PREFLIGHT, "b", "k", "/b/k"), None, h, policy)
+    assert not p.sign
+    if kept:
+        assert p.query == h.query
+    else:
+        assert not any(k.startswith("X-Amz-") or k == "AWSAccessKeyId" for k, _ in p.query)
+    get = head("GET", "/b/k?X-Amz-Credential=SAME%2Fd", has_body=False)
+    assert plan(target(Op.GET_OBJECT), None, get, policy).query == ()
+
+
 def test_an_anonymous_upload_is_still_checked_and_its_checksum_dropped() -> None:
     h = head(content_length="5", x_amz_checksum_crc32=CRC, x_amz_server_side_encryption="AES256")
     p = plan(target(), None, h, ON)
