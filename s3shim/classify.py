@@ -92,11 +92,6 @@ _OBJECT_SUBRESOURCES = {
 }
 
 
-def selects_operation(name: str) -> bool:
-    """Whether a query parameter names an S3 sub-resource (it changes what a request does)."""
-    return name in _BUCKET_SUBRESOURCES or any(name in s for s in _OBJECT_SUBRESOURCES.values())
-
-
 # Lowercase DNS-style names: a Host-derived bucket must never smuggle '/' or odd bytes.
 _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _ALLOWED_METHODS = frozenset({"GET", "HEAD", "PUT", "POST", "DELETE", "OPTIONS"})
