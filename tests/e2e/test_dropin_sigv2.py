@@ -440,15 +440,26 @@ def test_the_sigv2_clock_is_checked_before_the_signature_like_rgw(
     assert stored(store, bucket, "k") is None
 
 
+@pytest.mark.parametrize(
+    "signer",
+    [{}, {"secret": "not-the-secret"}, {"access_key": "NOSUCHKEY"}],
+    ids=["signed", "wrong-secret", "unknown-key"],
+)
 def test_an_expired_sigv2_url_is_refused_like_rgw(
-    rgw_store: Store, tapped: tuple[Shim, Tap], store: BaseClient
+    rgw_store: Store, tapped: tuple[Shim, Tap], store: BaseClient, signer: dict[str, str]
 ) -> None:
+    """The clock first: RGW answers an expired URL AccessDenied whatever signed it."""
     shim, tap = tapped
     bucket = new_bucket(rgw_store)
     outcomes = []
     for endpoint in (rgw_store.endpoint, shim.endpoint):
         captured = v2_signed(
-            rgw_store, "PUT", f"/{bucket}/k", form="query", expires=int(time.time()) - 60
+            rgw_store,
+            "PUT",
+            f"/{bucket}/k",
+            form="query",
+            expires=int(time.time()) - 60,
+            **signer,
         )
         before = len(tap.to_store())
         reply = replay(endpoint, "PUT", f"/{bucket}/k", captured, "", b"late")
