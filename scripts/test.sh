@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The project's test command: installs what is missing (scripts/bootstrap.sh), then lints
-# (ruff), type-checks (mypy, config in pyproject.toml) and runs pytest. Extra arguments go to
+# (ruff check and ruff format --check, as `make lint`), type-checks (mypy, config in pyproject.toml) and runs pytest. Extra arguments go to
 # pytest, e.g. `scripts/test.sh tests/unit -x`. Every step runs; the exit status is
 # non-zero when any of them failed. With CI=true a store that cannot start fails its tests.
 set -euo pipefail
@@ -17,6 +17,8 @@ lint_paths=()
 for d in s3shim tests bench; do [ -e "$d" ] && lint_paths+=("$d"); done
 echo "== ruff check ${lint_paths[*]}" >&2
 .venv/bin/ruff check "${lint_paths[@]}" || status=1
+echo "== ruff format --check ${lint_paths[*]}" >&2
+.venv/bin/ruff format --check "${lint_paths[@]}" || status=1
 echo "== mypy" >&2
 .venv/bin/mypy || status=1
 echo "== pytest -q -ra $*" >&2
