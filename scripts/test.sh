@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The project's test command: installs what is missing (scripts/bootstrap.sh), then lints
-# (ruff check and ruff format --check, as `make lint`), type-checks (mypy, config in pyproject.toml) and runs pytest. Extra arguments go to
-# pytest, e.g. `scripts/test.sh tests/unit -x`. Every step runs; the exit status is
-# non-zero when any of them failed. With CI=true a store that cannot start fails its tests.
+# (ruff check and ruff format --check, as `make lint`), type-checks (mypy, config in
+# pyproject.toml) and runs pytest. Extra arguments go to pytest, e.g.
+# `scripts/test.sh tests/unit -x`. Every step runs; the exit status is non-zero when any of
+# them failed. With CI=true a store that cannot start fails its tests.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
