@@ -92,6 +92,9 @@ _OBJECT_SUBRESOURCES = {
 }
 
 
+# Query parameters whose presence or value names the operation (see _object_op).
+_OPERATION_PARAMS = ("uploadId", "partNumber")
+
 # Lowercase DNS-style names: a Host-derived bucket must never smuggle '/' or odd bytes.
 _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _ALLOWED_METHODS = frozenset({"GET", "HEAD", "PUT", "POST", "DELETE", "OPTIONS"})
@@ -142,6 +145,11 @@ def classify(
         key = key_part if sep and key_part else None
         upstream_path = raw_path
     params = {k for k, _ in query}
+    for name in _OPERATION_PARAMS:
+        if sum(k == name for k, _ in query) > 1:
+            # One of these names the operation and the store reads one value (RGW the last)
+            # while a signature covers both: which one counts would be a guess.
+            raise errors.invalid_argument(f"The {name} parameter must be given only once.")
     if method == "OPTIONS":
         # Preflights are answered by the store from the bucket's CORS rules, whatever path.
         return Target(Op.CORS_PREFLIGHT, bucket, key, upstream_path)
@@ -152,6 +160,10 @@ def classify(
         if method == "GET":
             return Target(Op.LIST_BUCKETS, None, None, "/")
         raise errors.method_not_allowed()
+    if "uploadId" in params and method in ("PUT", "DELETE") and not dict(query)["uploadId"]:
+        # RGW reads an empty uploadId on a PUT or DELETE as none (a PutObject, a
+        # DeleteObject); on GET and POST the name alone selects ListParts and Complete.
+        params.discard("uploadId")
     op = _object_op(method, params, headers_present) if key else _bucket_op(method, params)
     return Target(op, bucket, key, upstream_path)
 
@@ -184,10 +196,11 @@ def _object_op(method: str, params: set[str], headers: frozenset[str]) -> Op:
             return Op.UPLOAD_PART_COPY if "x-amz-copy-source" in headers else Op.UPLOAD_PART
         return Op.COPY_OBJECT if "x-amz-copy-source" in headers else Op.PUT_OBJECT
     if method == "POST":
-        if "uploads" in params:
-            return Op.CREATE_MULTIPART_UPLOAD
+        # uploadId first, as RGW tests them: ?uploads&uploadId=u completes an upload.
         if "uploadId" in params:
             return Op.COMPLETE_MULTIPART_UPLOAD
+        if "uploads" in params:
+            return Op.CREATE_MULTIPART_UPLOAD
         raise errors.not_implemented("This POST operation is not supported by s3shim.")
     if method == "DELETE":
         return Op.ABORT_MULTIPART_UPLOAD if "uploadId" in params else Op.DELETE_OBJECT

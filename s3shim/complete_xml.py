@@ -1,7 +1,9 @@
 """CompleteMultipartUpload bodies: drop the per-part checksums a non-AWS store rejects.
 
 Sans-I/O: bytes in, bytes out. Parsing is expat with DOCTYPE refused outright, so no entity
-of any kind (external, or a "billion laughs" expansion) is ever declared or expanded.
+of any kind (external, or a "billion laughs" expansion) is ever declared or expanded. Every
+element is in the root's namespace and spelled with the root's prefix, so a reader without
+namespace processing (RGW's) finds the same part list in the body as s3shim does.
 """
 
 from __future__ import annotations
@@ -65,10 +67,12 @@ def _parse(body: bytes, max_size: int) -> tuple[_Element, str]:
     if len(body) > max_size or not body.strip():
         raise errors.malformed_xml()
 
-    # "uri local" names; a space cannot occur in a namespace URI.
+    # "uri local prefix" names; a space cannot occur in a namespace URI.
     parser = expat.ParserCreate(namespace_separator=" ")
+    parser.namespace_prefixes = True
     parser.ordered_attributes = True
     root_ns: str | None = None
+    root_prefix = ""
     stack: list[_Element] = []
     roots: list[_Element] = []
     pending: list[str] = []
@@ -78,13 +82,21 @@ def _parse(body: bytes, max_size: int) -> tuple[_Element, str]:
         raise _Refused
 
     def start(qname: str, attrs: list[str]) -> None:
-        nonlocal root_ns, count
-        ns, _, local = qname.rpartition(" ")
+        nonlocal root_ns, root_prefix, count
+        names = qname.split(" ")
+        ns, local, prefix = (*names, "")[:3] if len(names) > 1 else ("", qname, "")
         if root_ns is None:
             if local != "CompleteMultipartUpload" or ns not in ("", S3_NAMESPACE):
                 raise _Refused
-            root_ns = ns
-        elif ns != root_ns or len(stack) >= _MAX_DEPTH or count >= _MAX_ELEMENTS:
+            root_ns, root_prefix = ns, prefix
+        elif (
+            ns != root_ns
+            # The namespace spelled as the root spells it: a reader without namespaces (RGW)
+            # takes a:Part for no Part at all, and would complete another part list.
+            or prefix != root_prefix
+            or len(stack) >= _MAX_DEPTH
+            or count >= _MAX_ELEMENTS
+        ):
             raise _Refused
         count += 1
         flush()
@@ -157,7 +169,8 @@ def strip_part_checksums(body: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> by
 
     Everything else (PartNumber, ETag text, order) is kept; the result is compact UTF-8
     with an XML declaration, in S3's default namespace if the client used it.
-    Raises MalformedXML for an empty, oversized, ill-formed or DOCTYPE-carrying body.
+    Raises MalformedXML for an empty, oversized, ill-formed or DOCTYPE-carrying body, or one
+    that spells the namespace two ways.
     """
     root, ns = _parse(body, max_size)
     for part in root.children():
