@@ -86,7 +86,9 @@ _BUCKET_SUBRESOURCES = frozenset(
 _OBJECT_SUBRESOURCES = {
     "GET": frozenset("acl attributes legal-hold retention tagging torrent".split()),
     "HEAD": frozenset(),
-    "PUT": frozenset("acl legal-hold retention tagging".split()),
+    # RGW's AppendObject (?append&position=N) adds the body to an object: not a PutObject,
+    # whose body is the whole object (integrity.py records its checksum).
+    "PUT": frozenset("acl append legal-hold retention tagging".split()),
     "POST": frozenset("restore select".split()),
     "DELETE": frozenset({"tagging"}),
 }

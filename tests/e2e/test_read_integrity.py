@@ -207,3 +207,26 @@ def test_the_scrub_command_finds_exactly_the_corrupted_keys(
     assert whole.returncode == 1 and "checked=5 unrecorded=1 mismatched=2" in whole.stdout
     usage = run_verify(rgw_store, "bucket-without-scheme")
     assert usage.returncode == 2 and "s3://bucket" in usage.stderr
+
+
+def test_an_rgw_append_keeps_the_whole_object_readable(
+    shim: Shim, direct: BaseClient, bucket: str
+) -> None:
+    """RGW's AppendObject (``PUT ?append&position=N``, SigV4-signed) adds to an object: a
+    checksum of the one body appended would not be the object's, so none is recorded and
+    full reads through s3shim return every appended byte."""
+    from ..rawclient import RawClient, send
+
+    client = RawClient.of(shim)
+    position = 0
+    for piece in (b"first piece, ", b"second piece"):
+        query = [("append", ""), ("position", str(position))]
+        length = {"content-length": str(len(piece))}
+        headers = client.sign("PUT", f"/{bucket}/appended", query=query, headers=length, body=piece)
+        reply = send("PUT", shim.endpoint, f"/{bucket}/appended", headers, query=query, body=piece)
+        assert reply.status == 200, reply.body
+        position += len(piece)
+    meta = direct.head_object(Bucket=bucket, Key="appended")["Metadata"]
+    assert "s3shim-checksum" not in meta
+    got = shim.client().get_object(Bucket=bucket, Key="appended")["Body"].read()
+    assert got == b"first piece, second piece"

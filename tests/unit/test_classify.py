@@ -33,6 +33,7 @@ from s3shim.classify import Op, classify
         ("DELETE", "/b/k", "uploadId=u", (), Op.ABORT_MULTIPART_UPLOAD),
         ("GET", "/b/k", "uploadId=u", (), Op.LIST_PARTS),
         ("GET", "/b/k", "tagging", (), Op.OBJECT_SUBRESOURCE),
+        ("PUT", "/b/k", "append&position=0", (), Op.OBJECT_SUBRESOURCE),
         ("PUT", "/b/a/b//c", "x-id=PutObject", (), Op.PUT_OBJECT),
     ],
 )
