@@ -17,7 +17,12 @@ Framing rules that matter for a proxy in front of a store:
   fails or has another length aborts the connection: the store sees a short body and commits
   nothing;
 * a connection whose framing is in any doubt (early response, extra bytes, a cut body, an
-  error) is closed, never reused.
+  error) is closed, never reused;
+* a request with ``Expect: 100-continue`` sends its head alone and holds its body until the
+  store answers 100 Continue, or stays silent for ``continue_timeout`` (a store that ignores
+  the expectation); a final answer first is returned with nothing taken from the body's
+  iterator, and that connection is not used again (the store may read what follows as the
+  body, or as the next request).
 """
 
 from __future__ import annotations
@@ -68,6 +73,45 @@ def _error(cls: type[UpstreamError], message: str, cause: BaseException | None) 
     err = cls(message)
     err.__cause__ = cause
     return err
+
+
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+async def _once(body: bytes) -> AsyncIterator[bytes]:
+    yield body
+
+
+class _Held:
+    """A streamed body held for 100 Continue, which knows whether any of it was asked for:
+    one never started can be sent again on a fresh connection."""
+
+    __slots__ = ("_body", "taken")
+
+    def __init__(self, body: AsyncIterator[bytes]) -> None:
+        self._body = body
+        self.taken = False
+
+    def __aiter__(self) -> _Held:
+        return self
+
+    async def __anext__(self) -> bytes:
+        self.taken = True
+        return await anext(self._body)
+
+    async def aclose(self) -> None:
+        # An iterator never started is left as it is (for the resend); else closed as ever.
+        aclose = getattr(self._body, "aclose", None)
+        if self.taken and aclose is not None:
+            await aclose()
+
+
+def _in_hand(body: bytes | AsyncIterator[bytes] | None) -> bool:
+    """Whether a request's body can be sent once more: none, bytes, or a held one that the
+    store never asked for."""
+    return not isinstance(body, AsyncIterator) or (isinstance(body, _Held) and not body.taken)
 
 
 def _chunked(transfer_encoding: str | None) -> bool:
@@ -137,6 +181,8 @@ class Upstream:
     ``connect_timeout`` bounds the TCP connect and TLS handshake; ``read_timeout`` the wait
     for any byte of a response (head or body piece), and for the store to take more of a
     streamed request body; idle connections older than ``idle_timeout`` are not used again.
+    ``continue_timeout`` is how long a body sent with ``Expect: 100-continue`` waits for the
+    store's 100 Continue before it is sent anyway.
     """
 
     def __init__(
@@ -150,6 +196,7 @@ class Upstream:
         read_timeout: float,
         idle_timeout: float = 15.0,
         read_size: int = 256 * 1024,
+        continue_timeout: float = 1.0,
     ) -> None:
         self.host = host
         self.port = port
@@ -159,6 +206,7 @@ class Upstream:
         self.read_timeout = read_timeout
         self.idle_timeout = idle_timeout
         self.read_size = read_size
+        self.continue_timeout = continue_timeout
         # LIFO (the most recently used is the least likely to have been closed by the
         # store); the oldest, at the left, are pruned once past idle_timeout.
         self._idle: deque[_Connection] = deque()
@@ -178,45 +226,61 @@ class Upstream:
         """Send one request and return the response once its head has arrived.
 
         ``target`` is the encoded path and query, sent as is; ``Host`` is sent first, then
-        ``headers`` unchanged. A body needs a Content-Length among them. Raises
-        :class:`UpstreamError` (:class:`UpstreamBodyError` when the body failed).
+        ``headers`` unchanged. A body needs a Content-Length among them; with
+        ``Expect: 100-continue`` among them too, it is held until the store asks for it (see
+        the module's notes). Raises :class:`UpstreamError` (:class:`UpstreamBodyError` when
+        the body failed).
         """
-        head, length = self._head(method, target, headers)
+        head, length, expects = self._head(method, target, headers)
         if isinstance(body, bytes) or body is None:
             if (len(body) if body else 0) != (length or 0):
                 raise ValueError("a bytes body needs its exact Content-Length")
             body = body or None
         elif body is not None and length is None:
             raise ValueError("a streamed body needs a Content-Length")
+        hold = None
+        if expects:
+            if not length or body is None:
+                raise ValueError("Expect: 100-continue needs a body")
+            hold = self.continue_timeout
+            if not isinstance(body, bytes):
+                body = _Held(body)
         head_only = method == "HEAD"
         conn = self._pop_idle()
         if conn is not None:
             try:
-                return await conn.exchange(head, body, length, head_only)
+                return await conn.exchange(head, body, length, head_only, hold)
             except _Closed:
                 # The store closed this idle connection as the request went out. An
                 # idempotent request with its body still in hand is sent once more on a fresh
-                # connection; a streamed body is partly consumed, and a POST (Complete
-                # multipart upload, DeleteObjects) may have been carried out before the store
-                # closed: sending it again could turn a success into NoSuchUpload.
-                if method not in _IDEMPOTENT or (body is not None and not isinstance(body, bytes)):
+                # connection; a streamed body is partly consumed (unless it was held for 100
+                # Continue and never asked for), and a POST (Complete multipart upload,
+                # DeleteObjects) may have been carried out before the store closed: sending it
+                # again could turn a success into NoSuchUpload.
+                if method not in _IDEMPOTENT or not _in_hand(body):
                     raise
         conn = await self._connect()
-        return await conn.exchange(head, body, length, head_only)
+        return await conn.exchange(head, body, length, head_only, hold)
 
     def _head(
         self, method: str, target: str, headers: Sequence[tuple[str, str]]
-    ) -> tuple[bytes, int | None]:
+    ) -> tuple[bytes, int | None, bool]:
+        """The encoded head, its Content-Length, and whether it expects 100 Continue."""
         parts = [method, " ", target, " HTTP/1.1\r\nHost: ", self.host_header, "\r\n"]
         length: str | None = None
+        expects = False
         for name, value in headers:
             parts += (name, ": ", value, "\r\n")
-            if len(name) in (4, 14, 17):
+            if len(name) in (4, 6, 14, 17):
                 lname = name.lower()
                 if lname == "content-length":
                     if length is not None:
                         raise ValueError("two Content-Length headers")
                     length = value
+                elif lname == "expect":
+                    if expects or value.lower() != "100-continue":
+                        raise ValueError("Expect other than one 100-continue")
+                    expects = True
                 elif lname in ("host", "transfer-encoding"):
                     raise ValueError(f"{name} is the client's to set")
             if not _TOKEN.fullmatch(name):
@@ -233,10 +297,10 @@ class Upstream:
         if _CTL.search(text):
             raise ValueError("a control character in the request line or a header")
         if length is None:
-            return text.encode("utf-8", "surrogateescape"), None
+            return text.encode("utf-8", "surrogateescape"), None, expects
         if not (length.isascii() and length.isdigit()):
             raise ValueError("Content-Length is not a number")
-        return text.encode("utf-8", "surrogateescape"), int(length)
+        return text.encode("utf-8", "surrogateescape"), int(length), expects
 
     def _pop_idle(self) -> _Connection | None:
         idle = self._idle
@@ -394,13 +458,16 @@ class _Connection(asyncio.Protocol):
         body: bytes | AsyncIterator[bytes] | None,
         length: int | None,
         head_only: bool,
+        hold: float | None = None,
     ) -> Response:
+        """One request and its response's head. ``hold``: the head expects 100 Continue,
+        and the body waits for it at most this long."""
         self._begin(head_only)
         self._active = True
         transport = self.transport
         if body is None:
             transport.write(head)
-        elif isinstance(body, bytes):
+        elif isinstance(body, bytes) and hold is None:
             if len(body) <= _ONE_WRITE:
                 transport.write(head + body)
             else:  # vectored, not copied
@@ -409,7 +476,9 @@ class _Connection(asyncio.Protocol):
             assert length is not None
             transport.write(head)
             self._body_sent = self._body_out = False
-            self._writer = self._loop.create_task(self._send_body(body, length))
+            if isinstance(body, bytes):
+                body = _once(body)
+            self._writer = self._loop.create_task(self._send_body(body, length, hold))
         try:
             while self._response is None:
                 self._raise_failure()
@@ -458,12 +527,17 @@ class _Connection(asyncio.Protocol):
             why = f"no response bytes from the store for {self._read_timeout:g} s"
             self._fail(_error(UpstreamError, why, TimeoutError()))
 
-    async def _send_body(self, body: AsyncIterator[bytes], length: int) -> None:
-        """Stream the body (a task beside the response), with write flow control."""
+    async def _send_body(self, body: AsyncIterator[bytes], length: int, hold: float | None) -> None:
+        """Stream the body (a task beside the response), with write flow control; after
+        the store's 100 Continue (or ``hold`` seconds of silence) when ``hold`` is set."""
         transport = self.transport
         sent = 0
         it = aiter(body)
         try:
+            if hold is not None:
+                await self._await_continue(hold)
+                if self._response is not None or self._lost or self._error is not None:
+                    return  # answered (or gone) first: not one byte of the body is asked for
             async for piece in it:
                 sent += len(piece)
                 if sent > length:
@@ -520,6 +594,19 @@ class _Connection(asyncio.Protocol):
         if not fut.done():
             why = f"the store took no request body bytes for {self._read_timeout:g} s"
             self._fail(_error(UpstreamError, why, TimeoutError()))
+
+    async def _await_continue(self, timeout: float) -> None:
+        """Until the store's 100 Continue, the connection's end or ``timeout``: the writer's
+        one wait (on ``_drain_waiter``) before its first byte. A final answer meanwhile is
+        seen by the writer once this returns, or the writer is cancelled first (release)."""
+        fut = self._loop.create_future()
+        self._drain_waiter = fut
+        timer = self._loop.call_later(timeout, _resolve, fut)
+        try:
+            await fut
+        finally:
+            self._drain_waiter = None
+            timer.cancel()
 
     def _wake(self) -> None:
         waiter = self._waiter
@@ -704,13 +791,16 @@ class _Connection(asyncio.Protocol):
         status: int = self._parser.get_status_code()
         if status < 200:  # 100 Continue, 103 Early Hints...: skipped
             self._informational = True
+            if status == 100:
+                self._wake_writer()  # a body held for it goes now (else: a no-op)
             return
         headers = CIMultiDictProxy(self._headers)
         reason = self._reason.decode("utf-8", "surrogateescape")
         self._response = Response(self, status, reason, headers)
         if not self._body_out:
             # An early response: whether the store reads the rest as body or as the next
-            # request cannot be known, so the connection is not used again.
+            # request cannot be known, so the connection is not used again. (A body still
+            # held for 100 Continue is then never sent: see _send_body.)
             self._reusable = False
         # Asked here: once a message is complete llhttp has reset what this reads.
         self._keep_alive = self._parser.should_keep_alive()
