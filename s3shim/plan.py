@@ -76,6 +76,23 @@ class BodyMode(enum.Enum):
     FORM = "form"
 
 
+class Continue(enum.Enum):
+    """Who tells a client that sent ``Expect: 100-continue`` to send its body."""
+
+    # s3shim, as soon as the head passed its own checks: the body must be read whole before
+    # the store's head can be written (the CompleteMultipartUpload rewrite; a small PutObject
+    # whose record only its bytes give), or there is no body to hold back.
+    SHIM = "shim"
+    # The store: the expectation travels with the store's head, and the client is invited
+    # only when the store answers 100 Continue (or stays silent for a moment, as a store that
+    # ignores the expectation does). A final answer before that reaches the client with none
+    # of its body read.
+    STORE = "store"
+
+
+EXPECT_CONTINUE = ("expect", "100-continue")
+
+
 class Unverified(enum.Enum):
     """Requests s3shim forwards without verifying a signature: never with a store key."""
 
@@ -166,6 +183,8 @@ class UpstreamPlan:
     # A form upload's answer names the object by URL: the store writes its own origin there,
     # which s3shim replaces with the one the client used (store origin, client origin).
     relocate: tuple[str, str] | None = None
+    # The client sent Expect: 100-continue, and who answers it; None: it expects nothing.
+    expect: Continue | None = None
 
     @property
     def vouch(self) -> bool:
@@ -297,7 +316,14 @@ def plan(
     headers = fwd
     payload_hash: str | None = sigv4.UNSIGNED_PAYLOAD
     reframing = None
-    if strip_xml or (length is not None and length <= SMALL_BODY):
+    expect = (
+        _continue_from(target.op, spec, length, strip_xml, record)
+        if head.expects_continue
+        else None
+    )
+    if (
+        strip_xml or (length is not None and length <= SMALL_BODY)
+    ) and expect is not Continue.STORE:
         mode, payload_hash = BodyMode.WHOLE, None
     elif length is None:
         # Stores need the length up front (RGW answers 411 to chunked transfer coding).
@@ -319,6 +345,8 @@ def plan(
     upfront = _upfront_record(spec) if record and mode is not BodyMode.WHOLE else None
     if upfront is not None:
         headers.append((RECORD_HEADER, upfront))
+    if expect is Continue.STORE:
+        headers.append(EXPECT_CONTINUE)
     return UpstreamPlan(
         op=target.op,
         body=mode,
@@ -339,7 +367,31 @@ def plan(
         answer_checksum=reads
         and (head.first(MODE_HEADER) or "").upper() == "ENABLED"
         and "range" not in head.headers,
+        expect=expect,
     )
+
+
+def _continue_from(
+    op: Op, spec: BodySpec, length: int | None, strip_xml: bool, record: bool
+) -> Continue:
+    """Who answers a client's ``Expect: 100-continue`` (see :class:`Continue`).
+
+    A body up to :data:`SMALL_BODY`, otherwise read whole, streams instead when that changes
+    nothing but the order (the store sees the head before the client sends a byte): as every
+    larger body, with ``UNSIGNED-PAYLOAD``, its exact Content-Length and its last bytes held
+    back until verified. Only uploads do, and a PutObject only when its record is the same
+    either way (a checksum declared in a header). The small bodies of other operations
+    (configuration XML, DeleteObjects) keep being read whole, signed with their real SHA-256.
+    """
+    if not length or strip_xml:
+        return Continue.SHIM
+    if length > SMALL_BODY:
+        return Continue.STORE
+    if not op.traits.upload:
+        return Continue.SHIM
+    if record and (spec.checksum is None or spec.checksum.value is None):
+        return Continue.SHIM  # its record is computed over the bytes read whole
+    return Continue.STORE
 
 
 def _upfront_record(spec: BodySpec) -> str | None:

@@ -34,6 +34,7 @@ from .head import CONTENT_LENGTH, RequestHead, parse_head
 from .metrics import Children, Metrics
 from .plan import (
     BodyMode,
+    Continue,
     UpstreamPlan,
     finish_whole,
     form_headers,
@@ -51,6 +52,32 @@ from .upstream import Response, Upstream, UpstreamError
 READ_SIZE = 256 * 1024  # measured sweet spot for throughput vs per-stream memory
 SMALL_RESPONSE = 64 * 1024  # bodies up to this are answered in one write with their head
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+def _write_continue(request: BaseRequest) -> None:
+    # Written past aiohttp's response writer, which would otherwise count it as a started
+    # response and refuse to send an error. (The low-level server has no router, hence no
+    # automatic 100-continue.)
+    if request.transport is not None:
+        request.transport.write(_CONTINUE)
+
+
+class _Invitation:
+    """A client's ``Expect: 100-continue`` that the store answers (``Continue.STORE``):
+    the client is told to continue when its body is first asked for, which the upstream
+    client does only once the store said 100 Continue (or stayed silent, ignoring the
+    expectation); never when the store gave its final answer first."""
+
+    __slots__ = ("_request", "sent")
+
+    def __init__(self, request: BaseRequest) -> None:
+        self._request = request
+        self.sent = False
+
+    def send(self) -> None:
+        if not self.sent:
+            self.sent = True
+            _write_continue(self._request)
 
 
 class _Refusable(Protocol):
@@ -273,11 +300,13 @@ class Proxy:
             rec.framing = p.spec.framing.value
         rec.rewrites = tuple(sorted(g.value for g in p.rewrites))
 
-        # Authenticated: now, and only now, invite the body. (The low-level server has no
-        # router, hence no automatic 100-continue.) Written past aiohttp's response writer,
-        # which would otherwise count it as a started response and refuse to send an error.
-        if head.expects_continue and request.transport is not None:
-            request.transport.write(_CONTINUE)
+        # Authenticated: now, and only now, may the body be invited; by s3shim itself when
+        # it reads the body before the store's head goes out, else once the store asks.
+        invitation = None
+        if p.expect is Continue.SHIM:
+            _write_continue(request)
+        elif p.expect is Continue.STORE:
+            invitation = _Invitation(request)
 
         pipeline = BodyPipeline(p.spec)
         data: bytes | AsyncIterator[bytes] | None
@@ -288,19 +317,23 @@ class Proxy:
                 rec.rewrites = tuple(sorted(g.value for g in whole.rewrites))
                 data, headers, payload_hash = whole.body or None, whole.headers, whole.payload_hash
             case BodyMode.STREAM:
-                data = self._stream(request, pipeline, rec)
+                data = self._stream(request, pipeline, rec, invitation)
                 headers, payload_hash = p.headers, p.payload_hash or sigv4.UNSIGNED_PAYLOAD
             case BodyMode.REFRAME:
                 assert p.reframing is not None and p.payload_hash is not None
-                stream = self._stream(request, pipeline, rec)
+                stream = self._stream(request, pipeline, rec, invitation)
                 data = self._reframe(p.reframing, stream, pipeline)
                 headers, payload_hash = p.headers, p.payload_hash
             case BodyMode.FORM:  # plan() never gives it: form uploads go to _post_object
                 raise RuntimeError("a form upload reached the plain request path")
         creds = self.config.clients[ctx.access_key].upstream if ctx is not None else None
         upstream = await self._send(head, p, creds, headers, payload_hash, data, pipeline, rec)
+        # The store answered before it asked for the body: the client still holds all of it,
+        # so the connection closes after the answer (RFC 9110 10.1.1); its bytes can never be
+        # read as a next request, nor waited for.
+        uninvited = invitation is not None and not invitation.sent
         return await self._respond(
-            request, upstream, p, pipeline.computed_checksum, rec, target.key
+            request, upstream, p, pipeline.computed_checksum, rec, target.key, close=uninvited
         )
 
     async def _post_object(
@@ -329,8 +362,8 @@ class Proxy:
             now=datetime.now(UTC),
         )
         # The form's signature is in the body: there is nothing to check before it is read.
-        if head.expects_continue and request.transport is not None:
-            request.transport.write(_CONTINUE)
+        if head.expects_continue:
+            _write_continue(request)
         body = aiter(self._client_body(request))
         first = b""
         try:
@@ -459,8 +492,14 @@ class Proxy:
         return b"".join(parts)
 
     async def _stream(
-        self, request: BaseRequest, pipeline: BodyPipeline, rec: RequestRecord
+        self,
+        request: BaseRequest,
+        pipeline: BodyPipeline,
+        rec: RequestRecord,
+        invitation: _Invitation | None = None,
     ) -> AsyncIterator[bytes]:
+        if invitation is not None:
+            invitation.send()  # first asked for by the upstream client: the store wants it
         try:
             async for piece in self._client_body(request):
                 rec.bytes_in += len(piece)
@@ -514,7 +553,10 @@ class Proxy:
         computed_checksum: str | None,
         rec: RequestRecord,
         key: str | None,
+        *,
+        close: bool = False,
     ) -> web.StreamResponse:
+        """The store's answer, streamed to the client; ``close``: with Connection: close."""
         async with upstream:
             verifier = read_verifier(p, upstream.status, upstream.headers.items())
             headers = response_headers(
@@ -540,6 +582,8 @@ class Proxy:
                 if p.relocate is not None and upstream.status == 201:
                     body = relocated(p, body)
                 whole = web.Response(status=upstream.status, reason=upstream.reason, body=body)
+                if close:
+                    whole.force_close()
                 for name, value in headers:
                     if name.lower() != "content-length":
                         whole.headers.add(name, value)
@@ -551,6 +595,8 @@ class Proxy:
                     rec.stream_error = type(exc).__name__
                 return whole
             resp = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+            if close:
+                resp.force_close()
             for name, value in headers:
                 resp.headers.add(name, value)
             if length is not None and length.isdigit():
@@ -597,6 +643,9 @@ def _upstream_ssl(config: Config) -> ssl.SSLContext | None:
 
 UPSTREAM_CONNECT_TIMEOUT = 10.0
 UPSTREAM_READ_TIMEOUT = 300.0  # no byte from the store for this long: an error, or a cut body
+# A store silent this long after a head with Expect: 100-continue ignores the expectation: the
+# body goes anyway (the client is then invited). curl's wait, and botocore's.
+UPSTREAM_CONTINUE_TIMEOUT = 1.0
 
 
 def new_upstream(config: Config) -> Upstream:
@@ -612,4 +661,5 @@ def new_upstream(config: Config) -> Upstream:
         connect_timeout=UPSTREAM_CONNECT_TIMEOUT,
         read_timeout=UPSTREAM_READ_TIMEOUT,
         read_size=READ_SIZE,
+        continue_timeout=UPSTREAM_CONTINUE_TIMEOUT,
     )

@@ -3,7 +3,10 @@
 It records every request s3shim sends it (method, raw target, headers as received, the
 body bytes and whether the body arrived complete or the connection was cut) and answers
 from a script the test sets, one :class:`Reply` per request: any status, headers and body,
-a body cut mid-way, a reply held back until the test releases it.
+a body cut mid-way, a reply held back until the test releases it. A request that expects
+``100 Continue`` gets it before its body is read, as RGW does once the head passed its checks
+(``Reply.continues``); a reply that does not read the body (``read_body=False``) is the store's
+final answer before 100 Continue, as RGW refuses from the head.
 
 It is a recording fake for testing the proxy's own branches (what s3shim forwards, holds
 back, aborts or answers), and it is NEVER the proof that a feature works with a real store:
@@ -40,6 +43,9 @@ class Reply:
     # A slow store: the reply is sent only once the test sets this event.
     gate: asyncio.Event | None = None
     read_body: bool = True  # read the whole request body before answering
+    # Answer Expect: 100-continue with 100 Continue before reading the body; False: ignore
+    # the expectation (a store that does not implement it reads the body when it comes).
+    continues: bool = True
 
     @classmethod
     def error(cls, status: int, code: str, message: str = "fake store error") -> Reply:
@@ -69,6 +75,11 @@ class Received:
     complete: bool = False
     error: str | None = None  # why the body read ended early
     done: bool = False  # the handler has finished reading (body and complete are final)
+    continued: bool = False  # answered its Expect: 100-continue with 100 Continue
+
+    @property
+    def expects_continue(self) -> bool:
+        return (self.header("expect") or "").lower() == "100-continue"
 
     def header(self, name: str) -> str | None:
         """The first value of a header (case-insensitive), or None."""
@@ -181,6 +192,11 @@ class FakeStore:
         )
         self.received.append(rec)
         self._changed()
+        if reply.read_body and reply.continues and rec.expects_continue:
+            transport = request.transport
+            assert transport is not None
+            transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            rec.continued = True
         if reply.read_body:
             body = bytearray()
             try:

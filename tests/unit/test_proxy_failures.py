@@ -152,12 +152,17 @@ async def test_an_unexpected_exception_is_internal_error_logged_once_and_counted
     if expect_continue:
         headers["expect"] = "100-continue"
     monkeypatch.setattr(sigv4, "sign_headers", _boom)  # the proxy calls it through the module
+    # Flags on, s3shim reads this small body whole (its record) and invites it itself; flags
+    # off, the store would answer the expectation, and the bug strikes before the store is
+    # asked: the answer comes with no 100 Continue and no body sent.
+    invited_by_shim = inproc.config.disable_checksums
     conn = await inproc.client.connect()
     try:
         await conn.send_head("PUT", "/b/k", headers)
-        if expect_continue:
+        if expect_continue and invited_by_shim:
             assert await conn.interim() == 100
-        await conn.send(data)
+        if not expect_continue or invited_by_shim:
+            await conn.send(data)
         r = await conn.response("PUT")
     finally:
         await conn.close()
@@ -170,3 +175,5 @@ async def test_an_unexpected_exception_is_internal_error_logged_once_and_counted
     assert inproc.metric("s3shim_requests_total", operation="PutObject", status="500") == 1
     assert inproc.metric("s3shim_in_flight_requests") == 0 and inproc.proxy.active == 0
     assert inproc.store.connections_opened == 0
+    if expect_continue and not invited_by_shim:
+        assert r.interim == [] and (r.header("connection") or "").lower() == "close"
