@@ -20,6 +20,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from . import logs
+from .accept import Acceptor, listening_sockets
 from .config import Config
 from .listener import DEFAULT_PER_PEER_EXEMPT, Limits, S3Server
 from .metrics import Metrics, process_gone, share_across_processes
@@ -230,14 +231,17 @@ async def run(cfg: Config) -> None:
         runner = web.ServerRunner(server, shutdown_timeout=1.0)
         await runner.setup()
         tls = _ssl_context(cfg)
-        await web.TCPSite(
-            runner,
-            cfg.listen_host,
-            cfg.listen_port,
-            ssl_context=tls,
-            backlog=1024,
-            reuse_port=cfg.workers > 1,
-        ).start()
+        # Not web.TCPSite: uvloop's server accepts one connection per loop iteration when
+        # busy, so new connections waited seconds behind the requests in flight (accept.py).
+        assert runner.server is not None
+        acceptor = Acceptor(
+            listening_sockets(
+                cfg.listen_host, cfg.listen_port, backlog=1024, reuse_port=cfg.workers > 1
+            ),
+            runner.server,
+            ssl=tls,
+            on_error=lambda event, exc: server.log_limited(event, str(exc)),
+        )
         admin: web.AppRunner | None = None
         if cfg.admin_port:
             admin = web.AppRunner(make_admin_app(health, metrics), access_log=None)
@@ -284,8 +288,7 @@ async def run(cfg: Config) -> None:
         # which would starve an upload in flight of the rest of its body.
         health.draining = True
         log.info("draining", in_flight=proxy.active, grace_seconds=cfg.shutdown_grace)
-        for site in list(runner.sites):
-            await site.stop()
+        acceptor.close()
         deadline = loop.time() + cfg.shutdown_grace
         while proxy.active and loop.time() < deadline:
             await asyncio.sleep(0.05)
