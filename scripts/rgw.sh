@@ -5,10 +5,14 @@
 #   scripts/rgw.sh start STATE_DIR PORT ACCESS SECRET [--mon-v2-port N] [--mon-v1-port N]
 #                                                    [--memstore-bytes N]
 #                                                    [--tenant-user TENANT:ACCESS:SECRET]
+#                                                    [--tls-port N --tls-cert PEM --tls-key PEM]
 #       Wipes STATE_DIR (only if it is empty or was made by this script), builds a fresh
 #       cluster in it, creates an S3 user with ACCESS/SECRET (and, with --tenant-user, a
 #       second one in an RGW tenant of its own), waits until a SigV4-signed
 #       ListBuckets answers 200 and prints the endpoint (http://127.0.0.1:PORT) on stdout.
+#       With --tls-port, radosgw also serves HTTPS there with the given certificate chain and
+#       key (SSE of any kind needs it: RGW refuses SSE over plain HTTP); the HTTPS endpoint
+#       is written to STATE_DIR/https-endpoint (stdout stays the one http endpoint line).
 #   scripts/rgw.sh stop STATE_DIR
 #       Stops radosgw, then the OSD, then the monitor, by their pid files (never by name).
 #       Keeps STATE_DIR (logs) for post-mortem.
@@ -119,13 +123,16 @@ do_start() {
   STATE=$1 RGW_PORT=$2 ACCESS=$3 SECRET=$4
   shift 4
   local mon2=${RGW_MON_V2_PORT:-3300} mon1=${RGW_MON_V1_PORT:-6789}
-  local mem=${RGW_MEMSTORE_BYTES:-3221225472} tenant_user=
+  local mem=${RGW_MEMSTORE_BYTES:-3221225472} tenant_user= tls_port= tls_cert= tls_key=
   while [ $# -gt 0 ]; do
     case $1 in
       --mon-v2-port) mon2=$2; shift 2 ;;
       --mon-v1-port) mon1=$2; shift 2 ;;
       --memstore-bytes) mem=$2; shift 2 ;;
       --tenant-user) tenant_user=$2; shift 2 ;;
+      --tls-port) tls_port=$2; shift 2 ;;
+      --tls-cert) tls_cert=$2; shift 2 ;;
+      --tls-key) tls_key=$2; shift 2 ;;
       *) usage ;;
     esac
   done
@@ -133,6 +140,12 @@ do_start() {
   [[ $mem =~ ^[0-9]+$ ]] || usage
   [[ -z $tenant_user || $tenant_user =~ ^[a-z0-9]+:[^:]+:[^:]+$ ]] || usage
   [ ${#SECRET} -ge 1 ] && [ ${#ACCESS} -ge 1 ] || usage
+  if [ -n "$tls_port$tls_cert$tls_key" ]; then
+    [[ $tls_port =~ ^([0-9]+|auto)$ && -n $tls_cert && -n $tls_key ]] || usage
+    [ -r "$tls_cert" ] && [ -r "$tls_key" ] || { say "ERROR: cannot read $tls_cert or $tls_key"; exit 1; }
+    tls_cert=$(cd "$(dirname "$tls_cert")" && pwd -P)/$(basename "$tls_cert")
+    tls_key=$(cd "$(dirname "$tls_key")" && pwd -P)/$(basename "$tls_key")
+  fi
 
   local b
   for b in ceph-authtool monmaptool ceph-mon ceph-osd radosgw radosgw-admin ceph curl "$PY"; do
@@ -152,9 +165,11 @@ do_start() {
   mkdir -p "$STATE"/{run,log,crash,mon.a,osd.0,rgw.a}
 
   local ports
-  ports=$(resolve_ports "$mon2" "$mon1" "$RGW_PORT") \
+  ports=$(resolve_ports "$mon2" "$mon1" "$RGW_PORT" ${tls_port:+"$tls_port"}) \
     || fail "a port is taken (give other ports, or: --mon-v2-port auto --mon-v1-port auto)"
-  read -r mon2 mon1 RGW_PORT <<<"$ports"
+  read -r mon2 mon1 RGW_PORT tls_port <<<"$ports"
+  local frontends="beast endpoint=127.0.0.1:$RGW_PORT"
+  [ -n "$tls_port" ] && frontends+=" ssl_endpoint=127.0.0.1:$tls_port ssl_certificate=$tls_cert ssl_private_key=$tls_key"
 
   local conf=$STATE/ceph.conf keyring=$STATE/keyring
   local fsid osd_uuid mon_addrs
@@ -226,7 +241,7 @@ admin socket =
 [client.rgw.a]
 admin socket = $STATE/run/\$name.asok
 rgw data = $STATE/rgw.a
-rgw frontends = beast endpoint=127.0.0.1:$RGW_PORT
+rgw frontends = $frontends
 rgw thread pool size = 64
 # Ceph's default, spelled out: SSE headers over plain http are refused (400 InvalidRequest),
 # as on a stock RGW; s3shim's tests rely on that behaviour.
@@ -297,6 +312,16 @@ EOF
     [ "$i" = 300 ] && fail "signed ListBuckets never answered 200 (last: $code)"
     sleep 0.1
   done
+  if [ -n "$tls_port" ]; then
+    # Liveness of the TLS listener only (-k): the tests check the chain themselves.
+    for i in $(seq 1 100); do
+      curl -ks -o /dev/null --max-time 2 "https://127.0.0.1:$tls_port/" && break
+      [ "$i" = 100 ] && fail "radosgw did not answer on https://127.0.0.1:$tls_port"
+      sleep 0.1
+    done
+    echo "https://127.0.0.1:$tls_port" >"$STATE/https-endpoint"
+    say "radosgw answers on https://127.0.0.1:$tls_port too"
+  fi
   say "signed ListBuckets 200 as $ACCESS; ready"
   echo "$endpoint"
 }
