@@ -1,0 +1,137 @@
+"""Encryption at rest kept: the SSE-C key each request carries to the store; the answers. Pure.
+
+With a keyring (ssekeys.py), a request asking for SSE-S3 (``x-amz-server-side-encryption:
+AES256``), or any write when encryption is the default, goes to the store as SSE-C with the
+object's derived key, and every request that reads the object carries its key again. The store
+(RGW, MinIO) encrypts; s3shim stores nothing. What the client sees is AWS's SSE-S3: the SSE-C
+answer headers become ``x-amz-server-side-encryption: AES256``, and no key or key MD5 reaches
+it. A client's own SSE-C passes untouched (it is the client's key, not s3shim's), and SSE-KMS
+keeps the AWS_S3_DISABLE_SSE behaviour.
+
+Measured on RGW 16 over TLS, and what follows from it here:
+- GET/HEAD with SSE-C headers of an *unencrypted* object return it: reads always carry the
+  current key, so objects written before s3shim had keys stay readable at no cost.
+- a wrong key is 400 InvalidArgument (HEAD: a bodiless 400): the next key is tried, current
+  first, then the older ones, then none (a store that refuses keys for a plain object);
+- UploadPart with a key on an unencrypted upload is accepted and stored plain, and on an
+  encrypted one it must be the upload's key: every part carries the key;
+- CopyObject from an SSE-C source is 501 NotImplemented in every form; a plain source into
+  an SSE-C destination works.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from .classify import Op
+from .ssekeys import COPY_SOURCE_PREFIX, CUSTOMER_PREFIX, Keyring, ObjectKey
+
+SSE_HEADER = "x-amz-server-side-encryption"
+SSE_S3 = "AES256"
+
+# Operations that write a new object (its key is the destination's) and those that read one.
+_WRITES = frozenset({Op.PUT_OBJECT, Op.CREATE_MULTIPART_UPLOAD, Op.POST_OBJECT, Op.COPY_OBJECT})
+_READS = frozenset({Op.GET_OBJECT, Op.HEAD_OBJECT})
+_COPIES = frozenset({Op.COPY_OBJECT, Op.UPLOAD_PART_COPY})
+_CUSTOMER_ANSWER = (CUSTOMER_PREFIX + "algorithm", CUSTOMER_PREFIX + "key-md5")
+
+
+@dataclass(frozen=True, slots=True)
+class Encryption:
+    """The SSE-C keys of one request. ``attempt`` n uses the n-th of each key list."""
+
+    write: ObjectKey | None = None  # the written object's (PutObject, Create, form, copy)
+    # The object read, or the upload a part joins: tried in order on a wrong-key answer;
+    # None last, for a store that refuses keys on a plain object.
+    reads: tuple[ObjectKey | None, ...] = ()
+    sources: tuple[ObjectKey | None, ...] = ()  # a copy's source, likewise
+    drop_sse_s3: bool = False  # the client's SSE-S3 header is answered by SSE-C instead
+
+    @property
+    def attempts(self) -> int:
+        return max(1, len(self.reads), len(self.sources))
+
+    def headers(self, attempt: int = 0) -> list[tuple[str, str]]:
+        """The SSE-C headers of the ``attempt``-th try."""
+        out: list[tuple[str, str]] = []
+        if self.write is not None:
+            out += self.write.headers()
+        if self.reads:
+            key = self.reads[min(attempt, len(self.reads) - 1)]
+            if key is not None:
+                out += key.headers()
+        if self.sources:
+            key = self.sources[min(attempt, len(self.sources) - 1)]
+            if key is not None:
+                out += key.headers(COPY_SOURCE_PREFIX)
+        return out
+
+    def retry_after(self, attempt: int, status: int, code: str | None, *, head: bool) -> bool:
+        """Whether the store's answer to try ``attempt`` means "another key", with one left."""
+        if attempt + 1 >= self.attempts or status != 400:
+            return False
+        return head or code == "InvalidArgument"
+
+
+def _customer_headers(headers: Mapping[str, str]) -> tuple[bool, bool]:
+    own = any(name.startswith(CUSTOMER_PREFIX) for name in headers)
+    own_source = any(name.startswith(COPY_SOURCE_PREFIX) for name in headers)
+    return own, own_source
+
+
+def decide(
+    op: Op,
+    bucket: str,
+    key: str,
+    headers: Mapping[str, str],
+    keyring: Keyring | None,
+    *,
+    encrypt_by_default: bool,
+    copy_source: tuple[str, str] | None = None,
+) -> Encryption | None:
+    """The SSE-C keys ``op`` on ``bucket``/``key`` carries, or None (nothing added).
+
+    ``headers`` are the client's, verified, with lowercase names; ``copy_source`` the
+    (bucket, key) of a copy's source.
+    """
+    if keyring is None or not bucket:
+        return None
+    own, own_source = _customer_headers(headers)
+    asked = headers.get(SSE_HEADER)
+    write: ObjectKey | None = None
+    drop = False
+    wanted = (asked is None and encrypt_by_default) or asked == SSE_S3
+    if op in _WRITES and not own and wanted:
+        write = keyring.for_write(bucket, key)
+        drop = asked is not None
+    reads: tuple[ObjectKey | None, ...] = ()
+    if not own and (op in _READS or op is Op.UPLOAD_PART):
+        reads = (*keyring.for_read(bucket, key), None)
+    sources: tuple[ObjectKey | None, ...] = ()
+    if op in _COPIES and copy_source is not None and not own_source:
+        sources = (*keyring.for_read(*copy_source), None)
+    if write is None and not reads and not sources:
+        return None
+    return Encryption(write, reads, sources, drop)
+
+
+def answer_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """A store answer to a request s3shim added SSE-C to, as AWS answers SSE-S3.
+
+    The store names the algorithm and the key's MD5 when the object is encrypted; the client
+    gets ``x-amz-server-side-encryption: AES256`` instead, and nothing for a plain object.
+    """
+    out: list[tuple[str, str]] = []
+    encrypted = False
+    for name, value in headers:
+        lname = name.lower()
+        if lname in _CUSTOMER_ANSWER:
+            encrypted = True
+            continue
+        if lname.startswith(CUSTOMER_PREFIX) or lname == SSE_HEADER:
+            continue
+        out.append((name, value))
+    if encrypted:
+        out.append((SSE_HEADER, SSE_S3))
+    return out
