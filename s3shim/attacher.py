@@ -1,0 +1,235 @@
+"""The store requests of recording a checksum after the store committed (decisions: attach.py).
+
+Before a CompleteMultipartUpload is forwarded: ListParts (paged), for the part sizes; the
+parts may have come through another s3shim process, so only the store knows them. After the
+store committed (Complete, or a streamed PutObject whose checksum came in a trailer): HEAD,
+GetObjectAcl and the conditional self-copy, all
+through the proxy's own :class:`Upstream` client and signed with the store key the upload
+used. It runs after the client has its answer, which it never changes: a failure is logged
+and counted (``s3shim_checksum_records_total``) and leaves the object unrecorded, as it was.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter
+
+from . import attach, sigv4
+from .attach import Outcome, Pending, Skip, StoredPart
+from .upstream import Upstream, UpstreamError
+
+# ListParts runs before the client's Complete is forwarded: bounded, so a slow store delays
+# the upload's answer by this at most (and the object is then left unrecorded).
+LIST_PARTS_TIMEOUT = 5.0
+ATTACH_TIMEOUT = 30.0
+MAX_LISTED_PARTS = 10_000  # S3's limit on parts per upload; past it, a broken listing
+
+
+class _StoreRefused(Exception):
+    pass
+
+
+class Attacher:
+    """One per proxy: the follow-up requests, and what became of each attempt."""
+
+    def __init__(
+        self,
+        upstream: Upstream,
+        *,
+        host: str,
+        region: str,
+        registry: CollectorRegistry | None,
+        log: Any,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.upstream = upstream
+        self.host = host
+        self.region = region
+        self.log = log
+        self._clock = clock
+        self._counter = Counter(
+            "s3shim_checksum_records",
+            "Attempts to record the checksum of an object after the store committed it "
+            "(multipart uploads, streamed PutObjects whose checksum came last), by kind and "
+            "outcome: recorded, or why the object stays unrecorded.",
+            ["kind", "outcome"],
+            registry=registry,
+        )
+        self._logged: set[tuple[str, Outcome]] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.requests = 0  # store requests made, for tests and the cost count
+
+    # --------------------------------------------------------------------- bookkeeping
+
+    def count(self, kind: str, outcome: Outcome, where: Mapping[str, str], detail: str) -> None:
+        self._counter.labels(kind, outcome.value).inc()
+        if outcome is Outcome.RECORDED:
+            return
+        # A skip is logged once per kind and reason (the counter has them all); a failure
+        # of the store, every time.
+        first = (kind, outcome) not in self._logged
+        self._logged.add((kind, outcome))
+        if outcome is Outcome.FAILED:
+            self.log.warning(
+                "checksum_unrecorded", kind=kind, outcome=outcome.value, detail=detail, **where
+            )
+        elif first:
+            self.log.info(
+                "checksum_unrecorded",
+                kind=kind,
+                outcome=outcome.value,
+                detail=detail,
+                first_of_its_kind=True,
+                **where,
+            )
+
+    # ------------------------------------------------------------------- store requests
+
+    async def _call(
+        self,
+        creds: sigv4.Credentials,
+        method: str,
+        path: str,
+        query: Sequence[tuple[str, str]],
+        headers: Sequence[tuple[str, str]] = (),
+    ) -> tuple[int, dict[str, str], list[tuple[str, str]], bytes]:
+        amz_date = datetime.fromtimestamp(self._clock(), UTC).strftime("%Y%m%dT%H%M%SZ")
+        body_headers = [("content-length", "0")] if method == "PUT" else []
+        sent = [*headers, *body_headers]
+        signed = sigv4.sign_headers(
+            method=method,
+            raw_path=path,
+            query=query,
+            host=self.host,
+            headers=dict(sent),
+            payload_hash=sigv4.EMPTY_SHA256,
+            creds=creds,
+            region=self.region,
+            amz_date=amz_date,
+        )
+        sent += [(n, v) for n, v in signed.headers.items() if n != "host"]
+        qs = sigv4.canonical_query(query)
+        target = sigv4.canonical_uri(path) + ("?" + qs if qs else "")
+        self.requests += 1
+        resp = await self.upstream.request(method, target, sent, None)
+        async with resp:
+            pieces: list[bytes] = []
+            size = 0
+            while (piece := await resp.next_buffer()) is not None:
+                size += len(piece)
+                if size > attach.MAX_XML_ANSWER:
+                    raise _StoreRefused("an answer too large")
+                pieces.append(piece)
+        first = {n.lower(): v for n, v in reversed(list(resp.headers.items()))}
+        return resp.status, first, list(resp.headers.items()), b"".join(pieces)
+
+    async def stored_parts(
+        self, creds: sigv4.Credentials, path: str, upload_id: str
+    ) -> dict[int, StoredPart]:
+        """Every part of the upload, as the store lists them (all pages)."""
+        parts: dict[int, StoredPart] = {}
+        marker = 0
+        while True:
+            status, _, _, body = await self._call(
+                creds, "GET", path, attach.list_parts_query(upload_id, marker)
+            )
+            if status != 200:
+                raise _StoreRefused(f"ListParts answered {status}")
+            page = attach.parse_list_parts(body)
+            parts.update(page.parts)
+            if page.next_marker is None:
+                return parts
+            if page.next_marker <= marker or len(parts) > MAX_LISTED_PARTS:
+                raise _StoreRefused("a listing that does not advance")
+            marker = page.next_marker
+
+    async def before_complete(
+        self,
+        creds: sigv4.Credentials,
+        path: str,
+        upload_id: str,
+        complete_body: bytes,
+        request_headers: Mapping[str, str],
+        where: Mapping[str, str],
+    ) -> Pending | None:
+        """The record a Complete will get once the store commits it, or None (counted)."""
+        try:
+            claims = attach.part_claims(complete_body)
+            try:
+                async with asyncio.timeout(LIST_PARTS_TIMEOUT):
+                    stored = await self.stored_parts(creds, path, upload_id)
+            except (UpstreamError, TimeoutError, ValueError, _StoreRefused) as exc:
+                raise Skip(Outcome.FAILED, f"ListParts: {type(exc).__name__}: {exc}") from None
+            return attach.derive(claims, stored, request_headers)
+        except Skip as skip:
+            self.count("multipart", skip.outcome, where, str(skip))
+            return None
+
+    # ------------------------------------------------------------------------ the attach
+
+    def after_commit(
+        self,
+        kind: str,
+        creds: sigv4.Credentials,
+        path: str,
+        pending: Pending,
+        status: int,
+        headers: Mapping[str, str],
+        where: Mapping[str, str],
+    ) -> asyncio.Task[None] | None:
+        """The upload was answered: start attaching its record (None: nothing to attach)."""
+        try:
+            bound = attach.committed(pending, status, headers)
+        except Skip as skip:
+            self.count(kind, skip.outcome, where, str(skip))
+            return None
+        task = asyncio.get_running_loop().create_task(self._attach(kind, creds, path, bound, where))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+    async def _attach(
+        self,
+        kind: str,
+        creds: sigv4.Credentials,
+        path: str,
+        pending: Pending,
+        where: Mapping[str, str],
+    ) -> None:
+        outcome, detail = Outcome.FAILED, ""
+        for attempt in (1, 2):  # a store failure is retried once
+            try:
+                async with asyncio.timeout(ATTACH_TIMEOUT):
+                    await self._copy(creds, path, pending)
+                outcome = Outcome.RECORDED
+                break
+            except Skip as skip:
+                outcome, detail = skip.outcome, str(skip)
+                if skip.outcome is not Outcome.FAILED:
+                    break
+            except (UpstreamError, TimeoutError, ValueError, _StoreRefused) as exc:
+                outcome, detail = Outcome.FAILED, f"{type(exc).__name__}: {exc}"
+            detail += f" (attempt {attempt})"
+        self.count(kind, outcome, where, detail)
+
+    async def _copy(self, creds: sigv4.Credentials, path: str, pending: Pending) -> None:
+        status, _, head, _ = await self._call(creds, "HEAD", path, ())
+        if status == 404:
+            raise Skip(Outcome.CHANGED, "deleted")
+        if status != 200:
+            raise Skip(Outcome.FAILED if status >= 500 else Outcome.UNCOPYABLE, f"HEAD {status}")
+        current = attach.check_current(pending, head)
+        if current is None:
+            return  # recorded already (a retried attach)
+        status, _, _, acl = await self._call(creds, "GET", path, (("acl", ""),))
+        if status != 200:
+            raise Skip(Outcome.FAILED, f"GetObjectAcl answered {status}")
+        grants = attach.grant_headers(acl)
+        copy = attach.copy_headers(sigv4.canonical_uri(path), pending, current, grants)
+        status, _, _, body = await self._call(creds, "PUT", path, (), copy)
+        attach.copied(pending, status, body)
