@@ -9,10 +9,11 @@ seen without the noise of sockets, the event loop and the load generator:
     .venv/bin/python -m bench.perrequest                 # every op, 20,000 rounds each
     .venv/bin/python -m bench.perrequest --profile get   # + cProfile of one op (top 25)
 
-Steps: ``head`` (parse_head), ``classify``, ``auth`` (Proxy._authenticate: SigV4 header or
-presigned verification), ``plan``, ``whole`` (finish_whole, PUT only), ``sign`` (re-signing
-for the store, canonical path and query), ``respond`` (response_headers for a typical store
-answer), ``record`` (metrics + the JSON log line, written to /dev/null). Nothing is asserted.
+Steps: ``head`` (plan.read_request: parse_head and classify), ``auth`` (plan.scheme and
+plan.verify: SigV4 header or presigned verification), ``plan``, ``whole`` (finish_whole, PUT
+only), ``sign`` (plan.store_request: re-signing for the store, canonical path and query),
+``respond`` (UpstreamPlan.respond for a typical store answer), ``record`` (metrics + the JSON
+log line, written to /dev/null). Nothing is asserted.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import pstats
 import sys
 import time
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -34,12 +36,12 @@ import itertools
 from bench import run as byte_bench
 from bench import small
 from s3shim import config as config_mod
-from s3shim import logs, sigv4
-from s3shim.classify import classify
-from s3shim.head import parse_head
+from s3shim import logs
+from s3shim.body import BodyPipeline
 from s3shim.metrics import Metrics
-from s3shim.plan import finish_whole, plan, response_headers, unverified
-from s3shim.proxy import Proxy, RequestRecord, new_request_id
+from s3shim.plan import finish_whole, plan, read_request, scheme, store_request, verify
+from s3shim.proxy import Proxy
+from s3shim.record import Auth, RequestRecord, new_request_id
 
 HOST = "127.0.0.1:9000"
 STORE_ANSWER = (
@@ -53,7 +55,7 @@ STORE_ANSWER = (
     ("x-amz-request-id", "tx000001-0067-default"),
     ("Accept-Ranges", "bytes"),
 )
-STEPS = ("head", "classify", "auth", "plan", "whole", "sign", "respond", "record")
+STEPS = ("head", "auth", "plan", "whole", "sign", "respond", "record")
 
 
 def make_proxy() -> Proxy:
@@ -74,43 +76,26 @@ def one_request(proxy: Proxy, req: small.Rendered, clock: Callable[[], int]) -> 
     """Run the pure steps of Proxy._handle/_send/_respond/_record once; ns per step."""
     t = [clock()]
     rec = RequestRecord(new_request_id(), req.method)
-    head = parse_head(req.method, req.target, req.headers, bool(req.body))
+    head, target = read_request(req.method, req.target, req.headers, bool(req.body), ())
+    rec.op, rec.bucket = target.op, target.bucket
     t.append(clock())
-    target = classify(
-        head.method, head.host, head.raw_path, head.query, frozenset(head.headers), ()
-    )
-    rec.op, rec.bucket = target.op.value, target.bucket
+    ctx = verify(scheme(target, head, proxy.policy), head, proxy.settings, datetime.now(UTC))
+    assert ctx is not None
+    rec.access_key, rec.auth = ctx.access_key, Auth.of(ctx)
     t.append(clock())
-    mode = unverified(target, head, proxy.policy)
-    ctx = None if mode is not None else proxy._authenticate(head, rec)
+    p = plan(target, ctx, head, proxy.policy, proxy.settings.clients)
+    rec.framing, rec.rewrites = p.spec.framing, p.rewrites
     t.append(clock())
-    p = plan(target, ctx, head, proxy.policy)
-    rec.rewrites = tuple(sorted(g.value for g in p.rewrites))
-    t.append(clock())
-    headers, payload_hash = p.headers, p.payload_hash or sigv4.UNSIGNED_PAYLOAD
+    headers, payload_hash = p.headers, p.payload_hash or ""
     if req.body:
-        from s3shim.body import BodyPipeline
-
         pipeline = BodyPipeline(p.spec)
         raw = pipeline.feed(req.body) + pipeline.finish()
         whole = finish_whole(p, head.method, raw, pipeline.computed_checksum)
         headers, payload_hash = whole.headers, whole.payload_hash
     t.append(clock())
-    assert ctx is not None
-    signed = sigv4.sign_headers(
-        method=head.method,
-        raw_path=p.path,
-        query=p.query,
-        host=proxy.config.upstream_host,
-        headers=dict(headers),
-        payload_hash=payload_hash,
-        creds=proxy.config.clients[ctx.access_key].upstream,
-        region=proxy.config.upstream_region,
-        amz_date=proxy._store_date(),
-    )
-    _ = (signed, sigv4.canonical_query(p.query), sigv4.canonical_uri(p.path))
+    store_request(p, headers, payload_hash, proxy._store_date(), proxy.settings)
     t.append(clock())
-    response_headers(p, 200, STORE_ANSWER, None, rec.request_id)
+    p.respond(200, STORE_ANSWER, None, rec.request_id)
     t.append(clock())
     rec.status = rec.upstream_status = 200
     rec.bytes_out = 1024

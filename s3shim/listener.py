@@ -31,7 +31,8 @@ from aiohttp.web_request import BaseRequest
 
 from . import errors, logs
 from .metrics import Metrics
-from .proxy import error_response, new_request_id
+from .proxy import error_response
+from .record import new_request_id
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 

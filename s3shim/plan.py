@@ -1,13 +1,25 @@
-"""The plan: for one authenticated request, everything s3shim will do to it. Pure.
+"""The plan: for one request, everything s3shim will do to it. Pure.
 
-Given the classified target, what authentication proved, the parsed head and the rewrite
-policy, :func:`plan` decides — in this one place — how the body flows (a :class:`BodyMode`),
-which headers the store gets (those the policy keeps, plus the ones s3shim adds), the
-payload hash to sign, the upstream path and query, whether the CompleteMultipartUpload XML
-is rewritten, which checksum s3shim hands on to the store, and which one it vouches for in
-the response. The aiohttp layer (``proxy.py``) only does ``match plan.body`` and moves bytes;
-:func:`finish_whole` and :func:`response_headers` are the two decisions that need bytes or a
-response first.
+The request path asks this module, in order:
+
+1. :func:`read_request`: the parsed head and the classified target;
+2. :func:`scheme`: which verification applies (:class:`Scheme`), or a refusal;
+3. :func:`verify`: what that verification proved (an ``AuthContext``; None for a request
+   forwarded with no credentials), or a refusal;
+4. :func:`plan`: an :class:`UpstreamPlan` (frozen), decided before a body byte is read: how
+   the body flows (a :class:`BodyMode`), which headers the store gets (those the policy
+   keeps, plus the ones s3shim adds), the payload hash to sign, the upstream path and query,
+   whether the CompleteMultipartUpload XML is rewritten, which checksum s3shim hands on to
+   the store and which one it answers with, who answers ``Expect: 100-continue``, and the
+   store key it is re-signed with. A form upload gets a :class:`FormPlan` instead
+   (:func:`form_plan`), and its :class:`UpstreamPlan` once its fields are verified
+   (:func:`form_request`);
+5. :func:`finish_whole` for a body read whole (the one decision that needs its bytes), then
+   :func:`store_request`: the store's request target and signed headers;
+6. :meth:`UpstreamPlan.respond`: a :class:`ResponsePlan` for the store's answer (the
+   client's headers, the read check, whether the body is read whole or streamed).
+
+The aiohttp layer (``proxy.py``) only does ``match plan.body`` and moves bytes.
 
 Shaped like h11's ``_body_framing`` + ``READERS``: one function picks the mode from the
 request, one table per mode says how bytes move.
@@ -17,8 +29,9 @@ from __future__ import annotations
 
 import enum
 import hashlib
-from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
 
 from . import auth, chunked, errors, sigv2, sigv4
 from .auth import AuthContext
@@ -33,9 +46,11 @@ from .checksums import (
     declared_checksum,
     new_checksum,
 )
-from .classify import Op, Target
+from .classify import Op, Target, bucket_from_host, classify
 from .complete_xml import strip_part_checksums
-from .head import CONTENT_LENGTH, CONTENT_SHA256, DECODED_CONTENT_LENGTH, RequestHead
+from .config import ClientKey, Config
+from .formupload import FormUpload
+from .head import CONTENT_LENGTH, CONTENT_SHA256, DECODED_CONTENT_LENGTH, RequestHead, parse_head
 from .integrity import (
     DEFAULT_ALGORITHM,
     RECORD_HEADER,
@@ -57,6 +72,8 @@ from .rewrite import (
 
 SMALL_BODY = 1024 * 1024  # bodies up to this are read whole, verified, then sent signed
 MAX_COMPLETE_XML = 4 * 1024 * 1024
+SMALL_RESPONSE = 64 * 1024  # store bodies up to this are answered in one write with the head
+NO_BODY_STATUSES = (204, 304)  # answers without a body whatever their headers say
 
 
 class BodyMode(enum.Enum):
@@ -66,14 +83,11 @@ class BodyMode(enum.Enum):
     # and CompleteMultipartUpload XML that s3shim rewrites.
     WHOLE = "whole"
     # Streamed as it arrives with an exact Content-Length and UNSIGNED-PAYLOAD; the last
-    # bytes are held back until the body is verified.
+    # bytes are held back until the body is verified (a form upload's too: formupload.py).
     STREAM = "stream"
     # As STREAM, but re-framed as one unsigned-trailer aws-chunked chunk so the store gets
     # the verified trailer checksum (flags off, a streamed body whose checksum came last).
     REFRAME = "reframe"
-    # A POST-policy form: its fields are verified and re-signed, the file streams through
-    # (formupload.py); the request head itself carries no credentials.
-    FORM = "form"
 
 
 class Continue(enum.Enum):
@@ -93,29 +107,121 @@ class Continue(enum.Enum):
 EXPECT_CONTINUE = ("expect", "100-continue")
 
 
-class Unverified(enum.Enum):
-    """Requests s3shim forwards without verifying a signature: never with a store key."""
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """What the plan reads from the configuration, resolved once per process."""
 
-    # No auth mechanism at all: the store's ACLs and bucket policies decide, as they would
-    # without s3shim (public-read objects, public-read-write buckets, the store's own 404).
+    policy: Policy
+    lookup: auth.SecretLookup  # a client key's secret, or None
+    clients: Mapping[str, ClientKey]  # and the store key each one is re-signed with
+    regions: frozenset[str] | None  # credential regions clients may sign for; None: any
+    domains: tuple[str, ...]  # virtual-hosted bucket domains
+    store_origin: str  # scheme://host[:port]
+    store_host: str  # host[:port], as signed and sent in Host
+    store_region: str
+    client_scheme: str  # how clients reach s3shim: https with a TLS listener
+
+    @classmethod
+    def of(cls, config: Config) -> Settings:
+        return cls(
+            policy=Policy.of(config),
+            lookup=config.secret_for,
+            clients=config.clients,
+            # None, not empty: any region verifies (it only feeds the signing key).
+            regions=frozenset(config.allowed_regions) or None,
+            domains=config.domains,
+            store_origin=config.upstream_url,
+            store_host=config.upstream_host,
+            store_region=config.upstream_region,
+            client_scheme="https" if config.tls_cert else "http",
+        )
+
+
+def read_request(
+    method: str,
+    raw_path: str,
+    headers: Iterable[tuple[str, str]],
+    has_body: bool,
+    domains: tuple[str, ...],
+) -> tuple[RequestHead, Target]:
+    """The request's head, parsed once, and what it addresses."""
+    head = parse_head(method, raw_path, headers, has_body)
+    target = classify(
+        head.method, head.host, head.raw_path, head.query, frozenset(head.headers), domains
+    )
+    return head, target
+
+
+class Scheme(enum.Enum):
+    """Which verification a request gets."""
+
+    SIGV4 = "sigv4"  # an AWS4-HMAC-SHA256 Authorization header, or a presigned URL
+    SIGV2 = "sigv2"  # Authorization: AWS, or the AWSAccessKeyId/Signature query
+    # Forwarded without verifying a signature, hence never with a store key. No auth
+    # mechanism at all: the store's ACLs and bucket policies decide, as they would without
+    # s3shim (public-read objects, public-read-write buckets, the store's own 404).
     ANONYMOUS = "anonymous"
     # A browser's CORS preflight is never signed; the store answers from the bucket's rules.
     PREFLIGHT = "preflight"
+    # A browser form upload: verified by its policy fields, read from the body first
+    # (formupload.py); the request's head carries no credentials.
+    FORM = "form"
 
 
-def unverified(target: Target, head: RequestHead, policy: Policy) -> Unverified | None:
-    """Whether this request is forwarded unsigned, or None when its signature is verified.
+def scheme(target: Target, head: RequestHead, policy: Policy) -> Scheme:
+    """Which verification applies; an anonymous request is refused here when not accepted.
 
     Anything that attempts authentication, even badly, is verified (and refused when
     wrong): it never falls back to being forwarded anonymously.
     """
+    if target.op.traits.form_upload:
+        return Scheme.FORM
     if target.op is Op.CORS_PREFLIGHT:
-        return Unverified.PREFLIGHT
-    if not auth.is_anonymous(head.query, head.headers):
+        return Scheme.PREFLIGHT
+    if auth.is_anonymous(head.query, head.headers):
+        if not policy.allow_anonymous:
+            raise errors.access_denied("Anonymous requests are not accepted.")
+        return Scheme.ANONYMOUS
+    if _looks_sigv2(head) and sigv2.is_sigv2(head.headers, head.raw_query):
+        return Scheme.SIGV2
+    return Scheme.SIGV4
+
+
+def _looks_sigv2(head: RequestHead) -> bool:
+    """A cheap first look (sigv2.is_sigv2 re-parses the raw query) on the decoded head."""
+    prefix = (head.first("authorization") or "")[:4]
+    return prefix == "AWS " or any(k in ("AWSAccessKeyId", "Signature") for k, _ in head.query)
+
+
+def verify(
+    kind: Scheme, head: RequestHead, settings: Settings, now: datetime
+) -> AuthContext | None:
+    """What the request's signature proves (None: forwarded unverified), or a refusal:
+    SigV2 when not accepted, and every way a signature fails."""
+    if kind is Scheme.ANONYMOUS or kind is Scheme.PREFLIGHT:
         return None
-    if not policy.allow_anonymous:
-        raise errors.access_denied("Anonymous requests are not accepted.")
-    return Unverified.ANONYMOUS
+    if kind is Scheme.SIGV2:
+        if not settings.policy.allow_sigv2:
+            raise errors.access_denied("SigV2 is not accepted; sign with AWS4-HMAC-SHA256 (SigV4).")
+        v2 = sigv2.verify(
+            method=head.method,
+            raw_path=head.raw_path,
+            raw_query=head.raw_query,
+            headers=head.headers,
+            lookup=settings.lookup,
+            now=now,
+            bucket_from_host=bucket_from_host(head.host, settings.domains),
+        )
+        return auth.from_sigv2(v2, head.headers)
+    return auth.verify(
+        method=head.method,
+        raw_path=head.raw_path,
+        query=head.query,
+        headers=head.headers,
+        lookup=settings.lookup,
+        regions=settings.regions,
+        now=now,
+    )
 
 
 # Query parameters that authenticate a presigned URL (SigV4 X-Amz-*, SigV2's trio): the
@@ -161,6 +267,7 @@ def _own_presign(head: RequestHead, policy: Policy) -> bool:
 @dataclass(frozen=True, slots=True)
 class UpstreamPlan:
     op: Op
+    method: str
     body: BodyMode
     spec: BodySpec
     # Every header for the store, except those WHOLE adds once the body is read
@@ -170,7 +277,10 @@ class UpstreamPlan:
     path: str  # path-style raw path on the store
     query: tuple[tuple[str, str], ...]  # decoded; s3shim's own presign parameters removed
     rewrites: frozenset[Group]
-    sign: bool = True  # False: forwarded with no credentials at all (see Unverified)
+    sign: bool = True  # False: forwarded with no credentials at all (see Scheme)
+    # The store key it is re-signed with (None when unsigned, or when the plan was made
+    # without the client keys, as tests do).
+    store_creds: sigv4.Credentials | None = None
     read_limit: int = SMALL_BODY  # WHOLE: bytes of payload s3shim will hold
     strip_xml: bool = False  # WHOLE: drop per-part checksums from the Complete XML
     hand_on: Algorithm | None = None  # a trailer checksum the store still gets (flags off)
@@ -191,6 +301,70 @@ class UpstreamPlan:
         """Whether a verified checksum is returned on success (Convex needs it on UploadPart;
         RGW does not send it)."""
         return self.op.traits.upload and self.spec.checksum is not None
+
+    def respond(
+        self,
+        status: int,
+        upstream: Iterable[tuple[str, str]],
+        computed_checksum: str | None,
+        request_id: str,
+    ) -> ResponsePlan:
+        """What the client gets of the store's answer: the store's headers but those never
+        forwarded, plus what s3shim answers for; the check of a whole recorded object's
+        bytes; whether the body is read whole, streamed, or absent.
+
+        The store's own ``x-amz-request-id`` is kept, so it matches the RequestId in the
+        store's error bodies (s3shim's id is in its log line beside it); s3shim's id fills in
+        only when the store sent none.
+        """
+        out: list[tuple[str, str]] = []
+        present: set[str] = set()
+        length: str | None = None
+        record: str | None = None
+        relocate = self.relocate
+        for name, value in upstream:
+            lname = name.lower()
+            if lname in RESPONSE_DROPS:
+                if lname == RECORD_HEADER and record is None:
+                    record = value
+                continue
+            if lname == "content-length" and length is None:
+                length = value
+            elif lname == "location" and relocate is not None:
+                value = relocated(relocate, value.encode()).decode()
+            out.append((name, value))
+            present.add(lname)
+        recorded = (
+            parse_record(record)
+            if record is not None and status == 200 and (self.answer_checksum or self.verify_read)
+            else None
+        )
+        if (
+            recorded is not None
+            and self.answer_checksum
+            and not any(n.startswith(HEADER_PREFIX) for n in present)
+        ):
+            # The store keeps no checksums; s3shim answers with the one it recorded, so SDKs
+            # at their defaults verify the download end to end.
+            alg, b64 = recorded
+            out += [(alg.header, b64), (TYPE_HEADER, "FULL_OBJECT")]
+        if self.vouch and computed_checksum and status == 200 and self.spec.checksum is not None:
+            header = self.spec.checksum.algorithm.header
+            if header not in present:
+                # s3shim verified this checksum over the bytes the store stored.
+                out.append((header, computed_checksum))
+        if REQUEST_ID_HEADER not in present:
+            out.append((REQUEST_ID_HEADER, request_id))
+        out.append(("Server", SERVER_NAME))
+        verifier = ReadVerifier(*recorded) if recorded is not None and self.verify_read else None
+        size = int(length) if length is not None and length.isdigit() else None
+        if self.method == "HEAD" or status in NO_BODY_STATUSES:
+            reply = Reply.NONE
+        elif verifier is None and size is not None and size <= SMALL_RESPONSE:
+            reply = Reply.WHOLE
+        else:
+            reply = Reply.STREAM  # a checked body keeps its hold-back
+        return ResponsePlan(out, reply, size, verifier, relocate if status == 201 else None)
 
 
 def _as_verified(head: RequestHead, signed: tuple[str, ...]) -> list[tuple[str, str]]:
@@ -280,12 +454,17 @@ def _sigv2_head(head: RequestHead, ctx: AuthContext) -> RequestHead:
 
 
 def plan(
-    target: Target, ctx: AuthContext | None, head: RequestHead, policy: Policy
+    target: Target,
+    ctx: AuthContext | None,
+    head: RequestHead,
+    policy: Policy,
+    clients: Mapping[str, ClientKey] | None = None,
 ) -> UpstreamPlan:
     """Everything s3shim does to this request, decided before a body byte is read.
 
     ``ctx`` is what verification proved, or None for a request forwarded unsigned
-    (:func:`unverified`): the flags and the body checks apply to it all the same.
+    (:func:`verify`): the flags and the body checks apply to it all the same. ``clients``:
+    the client keys, whose store key signs the request (:attr:`Settings.clients`).
     """
     if ctx is not None and ctx.scheme == "sigv2":
         head = _sigv2_head(head, ctx)
@@ -349,6 +528,7 @@ def plan(
         headers.append(EXPECT_CONTINUE)
     return UpstreamPlan(
         op=target.op,
+        method=head.method,
         body=mode,
         spec=spec,
         headers=tuple(headers),
@@ -357,6 +537,9 @@ def plan(
         query=query,
         rewrites=fired,
         sign=ctx is not None,
+        store_creds=(
+            clients[ctx.access_key].upstream if ctx is not None and clients is not None else None
+        ),
         read_limit=MAX_COMPLETE_XML if strip_xml else SMALL_BODY,
         strip_xml=strip_xml,
         hand_on=hand_on,
@@ -442,58 +625,77 @@ def finish_whole(
     return WholeBody(body, tuple(headers), hashlib.sha256(body).hexdigest(), rewrites)
 
 
-def response_headers(
+class Reply(enum.Enum):
+    """How the store's response body reaches the client."""
+
+    NONE = "none"  # HEAD, 204, 304: no body, whatever the headers say
+    # Up to SMALL_RESPONSE, with a known length and unchecked: read whole and answered in one
+    # write with the head (a streamed response sends its head on its own).
+    WHOLE = "whole"
+    STREAM = "stream"  # as it arrives; through the ReadVerifier when there is one
+
+
+@dataclass(frozen=True, slots=True)
+class ResponsePlan:
+    """The client's answer to one store response (see :meth:`UpstreamPlan.respond`)."""
+
+    headers: list[tuple[str, str]]
+    body: Reply
+    length: int | None  # the store's Content-Length, when it is a number
+    verifier: ReadVerifier | None  # checks a whole object s3shim recorded
+    # A form upload's PostResponse (201) names the object by the store's URL: (store
+    # origin, client origin) to replace it in the body; None: the body goes as it is.
+    relocate: tuple[str, str] | None
+
+    def relocated(self, body: bytes) -> bytes:
+        return relocated(self.relocate, body) if self.relocate is not None else body
+
+
+def relocated(relocate: tuple[str, str], value: bytes) -> bytes:
+    """A Location header or PostResponse body with the store's origin replaced by the
+    client's (only where it starts a URL: the Location header, or a <Location> element)."""
+    store, client = (s.encode() for s in relocate)
+    if value.startswith(store + b"/"):
+        return client + value[len(store) :]
+    return value.replace(b"<Location>" + store + b"/", b"<Location>" + client + b"/")
+
+
+def store_request(
     p: UpstreamPlan,
-    status: int,
-    upstream: Iterable[tuple[str, str]],
-    computed_checksum: str | None,
-    request_id: str,
-) -> list[tuple[str, str]]:
-    """The store's response headers the client gets, plus what s3shim vouches for.
-
-    The store's own ``x-amz-request-id`` is kept, so it matches the RequestId in the store's
-    error bodies (s3shim's id is in its log line beside it); s3shim's id fills in only when
-    the store sent none.
-    """
-    upstream = list(upstream)
-    out = [(n, v) for n, v in upstream if n.lower() not in RESPONSE_DROPS]
-    if p.relocate is not None:
-        out = [
-            (n, relocated(p, v.encode()).decode() if n.lower() == "location" else v) for n, v in out
-        ]
-    present = {n.lower() for n, _ in out}
-    recorded = _recorded(upstream) if p.answer_checksum and status == 200 else None
-    if recorded is not None and not any(n.startswith(HEADER_PREFIX) for n in present):
-        # The store keeps no checksums; s3shim answers with the one it recorded, so SDKs at
-        # their defaults verify the download end to end.
-        alg, b64 = recorded
-        out += [(alg.header, b64), (TYPE_HEADER, "FULL_OBJECT")]
-    if p.vouch and computed_checksum and status == 200 and p.spec.checksum is not None:
-        header = p.spec.checksum.algorithm.header
-        if header not in present:
-            # s3shim verified this checksum over the bytes the store stored.
-            out.append((header, computed_checksum))
-    if REQUEST_ID_HEADER not in present:
-        out.append((REQUEST_ID_HEADER, request_id))
-    out.append(("Server", SERVER_NAME))
-    return out
+    headers: tuple[tuple[str, str], ...],
+    payload_hash: str,
+    amz_date: str,
+    settings: Settings,
+) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """The store's request target and head: signed with the plan's store key, or (forwarded
+    unverified) with no credentials at all. The canonical path and query the signature
+    covers are sent without re-quoting: what is signed is exactly what is sent."""
+    if p.store_creds is not None:
+        signed = sigv4.sign_headers(
+            method=p.method,
+            raw_path=p.path,
+            query=p.query,
+            host=settings.store_host,
+            headers=dict(headers),
+            payload_hash=payload_hash,
+            creds=p.store_creds,
+            region=settings.store_region,
+            amz_date=amz_date,
+        )
+        # Appended, not merged: the plan never forwards these names (TRANSPORT_DROPS).
+        # Host is left out: the upstream client sends the store_host signed.
+        headers = (*headers, *((n, v) for n, v in signed.headers.items() if n != "host"))
+    qs = sigv4.canonical_query(p.query)
+    return sigv4.canonical_uri(p.path) + ("?" + qs if qs else ""), headers
 
 
-def _recorded(upstream: Iterable[tuple[str, str]]) -> tuple[Algorithm, str] | None:
-    for name, value in upstream:
-        if name.lower() == RECORD_HEADER:
-            return parse_record(value)
-    return None
-
-
-def read_verifier(
-    p: UpstreamPlan, status: int, upstream: Iterable[tuple[str, str]]
-) -> ReadVerifier | None:
-    """A checker for this response's body, when it is a whole object s3shim recorded."""
-    if not p.verify_read or status != 200:
-        return None
-    recorded = _recorded(upstream)
-    return ReadVerifier(*recorded) if recorded is not None else None
+def error_headers(request_id: str) -> dict[str, str]:
+    """The head of an error s3shim answers itself (its body: errors.error_xml)."""
+    return {
+        REQUEST_ID_HEADER: request_id,
+        "Content-Type": "application/xml",
+        "Server": SERVER_NAME,
+    }
 
 
 # The head headers a form upload keeps. The policy signs fields, not the head, so the store
@@ -502,13 +704,27 @@ def read_verifier(
 FORM_HEAD_HEADERS = frozenset({"origin", "referer", "user-agent", "accept", "accept-language"})
 
 
-def form_plan(
-    target: Target, head: RequestHead, policy: Policy, *, store_origin: str, client_scheme: str
-) -> UpstreamPlan:
+@dataclass(frozen=True, slots=True)
+class FormPlan:
+    """A browser form upload before its fields are read (see :func:`form_plan`)."""
+
+    op: Op
+    method: str
+    headers: tuple[tuple[str, str], ...]  # of the head: FORM_HEAD_HEADERS only
+    path: str
+    query: tuple[tuple[str, str], ...]  # as every request's is filtered (_upstream_query)
+    rewrites: frozenset[Group]
+    relocate: tuple[str, str] | None
+    expect: Continue | None  # SHIM: the body is read before anything reaches the store
+    upload: FormUpload  # reads the fields, verifies them, writes the store's form
+
+
+def form_plan(target: Target, head: RequestHead, settings: Settings, now: datetime) -> FormPlan:
     """A browser form upload: the head carries no credentials (the form's own fields carry
     the store's signature, see formupload.py) and only :data:`FORM_HEAD_HEADERS`; the query is
     filtered as every request's is; the body's type and length are the store form's, known
-    once its fields are read (:func:`form_headers`)."""
+    once its fields are read (:func:`form_request`)."""
+    policy = settings.policy
     if not auth.is_anonymous(head.query, head.headers):
         # The store reads an Authorization header or presign parameters on a form POST as
         # an attempt to authenticate, and refuses it; forwarding the form without them would
@@ -519,40 +735,58 @@ def form_plan(
         )
     fwd = [(n, v) for n, v in _as_verified(head, ()) if n in FORM_HEAD_HEADERS]
     query, fired = _upstream_query(head, True, policy)
-    return UpstreamPlan(
+    length = head.single_values().get(CONTENT_LENGTH)
+    if length is None or not (length.isascii() and length.isdigit()):
+        raise errors.missing_content_length()
+    clients = settings.clients
+    upload = FormUpload(
+        head.first("content-type"),
+        int(length),
+        lookup=settings.lookup,
+        store_creds=lambda key: clients[key].upstream,
+        store_region=settings.store_region,
+        regions=settings.regions,
+        policy=policy,
+        now=now,
+    )
+    return FormPlan(
         op=target.op,
-        body=BodyMode.FORM,
-        spec=BodySpec(length=None),
+        method=head.method,
         headers=tuple(fwd),
-        payload_hash=None,
         path=target.upstream_path,
         query=query,
         rewrites=fired,
-        sign=False,
-        relocate=(store_origin, f"{client_scheme}://{head.host}") if head.host else None,
+        relocate=(settings.store_origin, f"{settings.client_scheme}://{head.host}")
+        if head.host
+        else None,
+        expect=Continue.SHIM if head.expects_continue else None,
+        upload=upload,
     )
 
 
-def signed_form_plan(p: UpstreamPlan) -> UpstreamPlan:
-    """A form whose policy s3shim verified and re-signs with a store key: its URL's query
-    goes nowhere. The policy signs fields, never the URL, and a store may act on a query
-    (RGW reads a form POST's query ``x-amz-meta-*`` as metadata in some releases); the store
-    then reads only what was verified, as RGW 16 does directly (it ignores the query)."""
-    return replace(p, query=())
-
-
-def relocated(p: UpstreamPlan, value: bytes) -> bytes:
-    """A Location header or PostResponse body with the store's origin replaced by the
-    client's (only where it starts a URL: the Location header, or a <Location> element)."""
-    if p.relocate is None:
-        return value
-    store, client = (s.encode() for s in p.relocate)
-    if value.startswith(store + b"/"):
-        return client + value[len(store) :]
-    return value.replace(b"<Location>" + store + b"/", b"<Location>" + client + b"/")
-
-
-def form_headers(
-    p: UpstreamPlan, content_type: str, content_length: int
-) -> tuple[tuple[str, str], ...]:
-    return (*p.headers, ("content-type", content_type), (CONTENT_LENGTH, str(content_length)))
+def form_request(fp: FormPlan) -> UpstreamPlan:
+    """The store's request for a form whose fields were read (``fp.upload.store_form`` set):
+    the store's form streams with its own type and exact length. A form s3shim verified and
+    re-signs with a store key loses its URL's query: the policy signs fields, never the URL,
+    and a store may act on a query (RGW reads a form POST's query ``x-amz-meta-*`` as metadata
+    in some releases); the store then reads only what was verified, as RGW 16 does directly
+    (it ignores the query)."""
+    upload = fp.upload
+    assert upload.store_form is not None and upload.content_length is not None
+    return UpstreamPlan(
+        op=fp.op,
+        method=fp.method,
+        body=BodyMode.STREAM,
+        spec=BodySpec(length=None),
+        headers=(
+            *fp.headers,
+            ("content-type", upload.content_type),
+            (CONTENT_LENGTH, str(upload.content_length)),
+        ),
+        payload_hash=None,
+        path=fp.path,
+        query=() if upload.access_key is not None else fp.query,
+        rewrites=fp.rewrites | upload.store_form.dropped,
+        sign=False,  # the form's fields carry the store's signature
+        relocate=fp.relocate,
+    )

@@ -1,23 +1,22 @@
 """The aiohttp layer: moves bytes between client and store; every decision is elsewhere.
 
-Per request: parse the head once (:mod:`head`) -> classify -> authenticate -> :func:`plan`
--> (100-continue) -> move the body as the plan's :class:`BodyMode` says, through
-:class:`BodyPipeline`, to a re-signed upstream request -> stream the response back with the
-headers :func:`response_headers` gives. Nothing reaches the store before the request is
-authenticated; nothing is committed upstream before the body is verified.
+Per request, as :mod:`plan` says (its module docstring lists the steps): read the head ->
+which verification -> verify -> :func:`plan` -> (100-continue) -> move the body as the plan's
+:class:`BodyMode` says, through :class:`BodyPipeline`, to a re-signed upstream request ->
+stream the response back as :meth:`UpstreamPlan.respond` says. Nothing reaches the store
+before the request is authenticated; nothing is committed upstream before the body is
+verified. One :class:`RequestRecord` per request becomes its log line and its metrics.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import secrets
 import ssl
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, fields
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Protocol
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -25,32 +24,33 @@ from aiohttp import web
 from aiohttp.streams import StreamReader
 from aiohttp.web_request import BaseRequest
 
-from . import auth, chunked, errors, logs, sigv2, sigv4
+from . import errors, logs
 from .body import BodyPipeline
-from .classify import Target, bucket_from_host, classify
 from .config import Config
-from .formupload import FormUpload
-from .head import CONTENT_LENGTH, RequestHead, parse_head
 from .metrics import Children, Metrics
 from .plan import (
     BodyMode,
     Continue,
+    FormPlan,
+    Reply,
+    ResponsePlan,
+    Scheme,
+    Settings,
     UpstreamPlan,
+    error_headers,
     finish_whole,
-    form_headers,
     form_plan,
+    form_request,
     plan,
-    read_verifier,
-    relocated,
-    response_headers,
-    signed_form_plan,
-    unverified,
+    read_request,
+    scheme,
+    store_request,
+    verify,
 )
-from .rewrite import REQUEST_ID_HEADER, SERVER_NAME, Policy
+from .record import Auth, RequestRecord, new_request_id
 from .upstream import Response, Upstream, UpstreamError
 
 READ_SIZE = 256 * 1024  # measured sweet spot for throughput vs per-stream memory
-SMALL_RESPONSE = 64 * 1024  # bodies up to this are answered in one write with their head
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
@@ -87,53 +87,7 @@ class _Refusable(Protocol):
     def failure(self) -> errors.S3Error | None: ...
 
 
-def _looks_sigv2(head: RequestHead) -> bool:
-    """A cheap first look (sigv2.is_sigv2 re-parses the raw query) on the decoded head."""
-    scheme = (head.first("authorization") or "")[:4]
-    return scheme == "AWS " or any(k in ("AWSAccessKeyId", "Signature") for k, _ in head.query)
-
-
-def new_request_id() -> str:
-    return secrets.token_hex(8).upper()
-
-
-@dataclass(slots=True)
-class RequestRecord:
-    """What one request did: its log line and its metrics, filled in as it goes."""
-
-    request_id: str
-    method: str
-    op: str = "Unknown"
-    bucket: str | None = None
-    key: str | None = None  # logged only with an integrity failure on a read
-    auth: str | None = None  # sigv4, presigned, anonymous, preflight
-    access_key: str | None = None
-    framing: str | None = None
-    rewrites: tuple[str, ...] | None = None
-    status: int | None = None
-    error: str | None = None
-    error_message: str | None = None
-    auth_failure: str | None = None
-    integrity_failure: str | None = None
-    upstream_status: int | None = None
-    upstream_request_id: str | None = None
-    upstream_error: str | None = None
-    stream_error: str | None = None
-    exc_type: str | None = None
-    bytes_in: int = 0
-    bytes_out: int = 0
-    duration_ms: float = 0.0
-
-    def log_fields(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for name in _RECORD_FIELDS:
-            value = getattr(self, name)
-            if value is not None:
-                out[name] = list(value) if isinstance(value, tuple) else value
-        return out
-
-
-_RECORD_FIELDS = tuple(f.name for f in fields(RequestRecord))
+_UNVERIFIED_AUTH = {Scheme.ANONYMOUS: Auth.ANONYMOUS, Scheme.PREFLIGHT: Auth.PREFLIGHT}
 
 
 async def _next_buffer(stream: StreamReader) -> bytes | None:
@@ -155,11 +109,7 @@ async def _next_buffer(stream: StreamReader) -> bytes | None:
 def error_response(
     method: str, err: errors.S3Error, request_id: str, resource: str
 ) -> web.Response:
-    headers = {
-        REQUEST_ID_HEADER: request_id,
-        "Content-Type": "application/xml",
-        "Server": SERVER_NAME,
-    }
+    headers = error_headers(request_id)
     body = errors.error_xml(err, resource, request_id)
     resp = web.Response(status=err.status, headers=headers, body=None if method == "HEAD" else body)
     # The client's body may be partly unread: never reuse this connection.
@@ -173,8 +123,8 @@ class Proxy:
         self.metrics = metrics
         self.upstream = upstream
         self.active = 0  # requests being handled, for draining on SIGTERM
-        self.policy = Policy.of(config)
-        self.regions = frozenset(config.allowed_regions) or None
+        self.settings = Settings.of(config)
+        self.policy = self.settings.policy
         self.log = logs.get()
         m = metrics
         self._requests, self._latency = Children(m.requests), Children(m.latency)
@@ -212,7 +162,8 @@ class Proxy:
         return resp
 
     def _record(self, rec: RequestRecord, duration: float, exc: BaseException | None) -> None:
-        op = rec.op
+        line = rec.log_fields()  # the record's values as strings, once: the metrics' labels too
+        op = line["op"]
         self._requests(op, str(rec.status)).inc()
         self._latency(op).observe(duration)
         if rec.bytes_in:
@@ -220,14 +171,13 @@ class Proxy:
         if rec.bytes_out:
             self._bytes_out(op).inc(rec.bytes_out)
         if rec.auth is not None:
-            self._auth(rec.auth).inc()
-        for kind in rec.rewrites or ():
+            self._auth(line["auth"]).inc()
+        for kind in line.get("rewrites", ()):
             self._rewrites(kind).inc()
         if rec.auth_failure is not None:
             self._auth_failures(rec.auth_failure).inc()
         if rec.integrity_failure is not None:
             self._integrity_failures(rec.integrity_failure).inc()
-        line = rec.log_fields()
         if exc is not None:
             self.log.error("request", exc_info=exc, **line)
         elif (rec.status is not None and rec.status >= 500) or rec.integrity_failure:
@@ -242,63 +192,30 @@ class Proxy:
             self._amz_date = (now, stamp)
         return self._amz_date[1]
 
-    def _authenticate(self, head: RequestHead, rec: RequestRecord) -> auth.AuthContext:
-        now = datetime.now(UTC)
+    async def _handle(self, request: BaseRequest, rec: RequestRecord) -> web.StreamResponse:
+        head, target = read_request(
+            request.method,
+            request.raw_path,
+            request.headers.items(),
+            request.body_exists,
+            self.settings.domains,
+        )
+        rec.op, rec.bucket = target.op, target.bucket
+        kind = scheme(target, head, self.policy)
+        if kind is Scheme.FORM:
+            fp = form_plan(target, head, self.settings, datetime.now(UTC))
+            return await self._post_object(request, fp, rec)
         try:
-            if _looks_sigv2(head) and sigv2.is_sigv2(head.headers, head.raw_query):
-                if not self.policy.allow_sigv2:
-                    raise errors.access_denied(
-                        "SigV2 is not accepted; sign with AWS4-HMAC-SHA256 (SigV4)."
-                    )
-                v2 = sigv2.verify(
-                    method=head.method,
-                    raw_path=head.raw_path,
-                    raw_query=head.raw_query,
-                    headers=head.headers,
-                    lookup=self.config.secret_for,
-                    now=now,
-                    bucket_from_host=bucket_from_host(head.host, self.config.domains),
-                )
-                ctx = auth.from_sigv2(v2, head.headers)
-            else:
-                ctx = auth.verify(
-                    method=head.method,
-                    raw_path=head.raw_path,
-                    query=head.query,
-                    headers=head.headers,
-                    lookup=self.config.secret_for,
-                    regions=self.regions,  # None: any (it only feeds the signing key)
-                    now=now,
-                )
+            ctx = verify(kind, head, self.settings, datetime.now(UTC))
         except errors.S3Error as err:
             rec.auth_failure = err.code
             raise
-        rec.access_key, rec.auth = ctx.access_key, ctx.kind
-        return ctx
-
-    async def _handle(self, request: BaseRequest, rec: RequestRecord) -> web.StreamResponse:
-        head = parse_head(
-            request.method, request.raw_path, request.headers.items(), request.body_exists
-        )
-        target = classify(
-            head.method,
-            head.host,
-            head.raw_path,
-            head.query,
-            frozenset(head.headers),
-            self.config.domains,
-        )
-        rec.op, rec.bucket = target.op.value, target.bucket
-        if target.op.traits.form_upload:
-            return await self._post_object(request, head, target, rec)
-        mode = unverified(target, head, self.policy)
-        ctx = None if mode is not None else self._authenticate(head, rec)
-        if mode is not None:
-            rec.auth = mode.value
-        p = plan(target, ctx, head, self.policy)
-        if p.spec.framing is not None:
-            rec.framing = p.spec.framing.value
-        rec.rewrites = tuple(sorted(g.value for g in p.rewrites))
+        if ctx is None:
+            rec.auth = _UNVERIFIED_AUTH[kind]
+        else:
+            rec.access_key, rec.auth = ctx.access_key, Auth.of(ctx)
+        p = plan(target, ctx, head, self.policy, self.settings.clients)
+        rec.framing, rec.rewrites = p.spec.framing, p.rewrites
 
         # Authenticated: now, and only now, may the body be invited; by s3shim itself when
         # it reads the body before the store's head goes out, else once the store asks.
@@ -314,55 +231,34 @@ class Proxy:
             case BodyMode.WHOLE:
                 raw = await self._read_whole(request, pipeline, p.read_limit, rec)
                 whole = finish_whole(p, head.method, raw, pipeline.computed_checksum)
-                rec.rewrites = tuple(sorted(g.value for g in whole.rewrites))
+                rec.rewrites = whole.rewrites
                 data, headers, payload_hash = whole.body or None, whole.headers, whole.payload_hash
             case BodyMode.STREAM:
+                assert p.payload_hash is not None
                 data = self._stream(request, pipeline, rec, invitation)
-                headers, payload_hash = p.headers, p.payload_hash or sigv4.UNSIGNED_PAYLOAD
-            case BodyMode.REFRAME:
-                assert p.reframing is not None and p.payload_hash is not None
-                stream = self._stream(request, pipeline, rec, invitation)
-                data = self._reframe(p.reframing, stream, pipeline)
                 headers, payload_hash = p.headers, p.payload_hash
-            case BodyMode.FORM:  # plan() never gives it: form uploads go to _post_object
-                raise RuntimeError("a form upload reached the plain request path")
-        creds = self.config.clients[ctx.access_key].upstream if ctx is not None else None
-        upstream = await self._send(head, p, creds, headers, payload_hash, data, pipeline, rec)
+            case BodyMode.REFRAME:
+                assert p.payload_hash is not None
+                stream = self._stream(request, pipeline, rec, invitation)
+                data = self._reframe(p, stream, pipeline)
+                headers, payload_hash = p.headers, p.payload_hash
+        upstream = await self._send(p, headers, payload_hash, data, pipeline, rec)
         # The store answered before it asked for the body: the client still holds all of it,
         # so the connection closes after the answer (RFC 9110 10.1.1); its bytes can never be
         # read as a next request, nor waited for.
         uninvited = invitation is not None and not invitation.sent
-        return await self._respond(
+        answer = await self._respond(
             request, upstream, p, pipeline.computed_checksum, rec, target.key, close=uninvited
         )
+        return answer
 
     async def _post_object(
-        self, request: BaseRequest, head: RequestHead, target: Target, rec: RequestRecord
+        self, request: BaseRequest, fp: FormPlan, rec: RequestRecord
     ) -> web.StreamResponse:
         """A browser form upload: authenticated by its fields, which are read first."""
-        p = form_plan(
-            target,
-            head,
-            self.policy,
-            store_origin=self.config.upstream_url,
-            client_scheme="https" if self.config.tls_cert else "http",
-        )
-        length = head.single_values().get(CONTENT_LENGTH)
-        if length is None or not (length.isascii() and length.isdigit()):
-            raise errors.missing_content_length()
-        cfg = self.config
-        upload = FormUpload(
-            head.first("content-type"),
-            int(length),
-            lookup=cfg.secret_for,
-            store_creds=lambda key: cfg.clients[key].upstream,
-            store_region=cfg.upstream_region,
-            regions=self.regions,
-            policy=self.policy,
-            now=datetime.now(UTC),
-        )
+        upload = fp.upload
         # The form's signature is in the body: there is nothing to check before it is read.
-        if head.expects_continue:
+        if fp.expect is Continue.SHIM:
             _write_continue(request)
         body = aiter(self._client_body(request))
         first = b""
@@ -380,11 +276,10 @@ class Proxy:
             else:
                 rec.integrity_failure = err.code
             raise
-        assert upload.store_form is not None and upload.content_length is not None
-        rec.access_key = upload.access_key
-        rec.auth = "form-" + upload.verified.kind.value if upload.verified else None
-        p = signed_form_plan(p) if upload.access_key is not None else p
-        rec.rewrites = tuple(sorted(g.value for g in p.rewrites | upload.store_form.dropped))
+        assert upload.verified is not None
+        p = form_request(fp)
+        rec.access_key, rec.auth = upload.access_key, Auth.of_form(upload.verified.kind)
+        rec.rewrites = p.rewrites
 
         async def data() -> AsyncIterator[bytes]:
             try:
@@ -405,45 +300,23 @@ class Proxy:
             if tail:
                 yield tail
 
-        headers = form_headers(p, upload.content_type, upload.content_length)
-        upstream = await self._send(head, p, None, headers, "", data(), upload, rec)
-        return await self._respond(request, upstream, p, None, rec, target.key)
+        upstream = await self._send(p, p.headers, "", data(), upload, rec)
+        return await self._respond(request, upstream, p, None, rec, None)
 
     async def _send(
         self,
-        head: RequestHead,
         p: UpstreamPlan,
-        creds: sigv4.Credentials | None,
         headers: tuple[tuple[str, str], ...],
         payload_hash: str,
         data: bytes | AsyncIterator[bytes] | None,
         body: _Refusable,
         rec: RequestRecord,
     ) -> Response:
-        cfg = self.config
-        if creds is not None:
-            signed = sigv4.sign_headers(
-                method=head.method,
-                raw_path=p.path,
-                query=p.query,
-                host=cfg.upstream_host,
-                headers=dict(headers),
-                payload_hash=payload_hash,
-                creds=creds,
-                region=cfg.upstream_region,
-                amz_date=self._store_date(),
-            )
-            # Appended, not merged: the plan never forwards these names (TRANSPORT_DROPS).
-            # Host is left out: Upstream sends its host_header, the cfg.upstream_host signed.
-            headers = (*headers, *((n, v) for n, v in signed.headers.items() if n != "host"))
-        # else: forwarded unverified, so with no credentials at all (plan.unverified).
-        # The canonical path and query the signature covers, sent without re-quoting: what
-        # is signed is exactly what is sent.
-        qs = sigv4.canonical_query(p.query)
-        target = sigv4.canonical_uri(p.path) + ("?" + qs if qs else "")
+        amz_date = self._store_date() if p.store_creds is not None else ""
+        target, headers = store_request(p, headers, payload_hash, amz_date, self.settings)
         sent = time.monotonic()
         try:
-            upstream = await self.upstream.request(head.method, target, headers, data)
+            upstream = await self.upstream.request(p.method, target, headers, data)
         except UpstreamError as exc:
             if body.failure is not None:
                 # The body was refused mid-stream and the upstream request aborted with it.
@@ -519,8 +392,10 @@ class Proxy:
 
     @staticmethod
     async def _reframe(
-        framing: chunked.OneChunkFraming, payload: AsyncIterator[bytes], pipeline: BodyPipeline
+        p: UpstreamPlan, payload: AsyncIterator[bytes], pipeline: BodyPipeline
     ) -> AsyncIterator[bytes]:
+        framing = p.reframing
+        assert framing is not None
         yield framing.head()
         async for piece in payload:
             yield piece
@@ -530,15 +405,14 @@ class Proxy:
 
     @staticmethod
     async def _cut(
-        request: BaseRequest, upstream: Response, headers: list[tuple[str, str]]
+        request: BaseRequest, upstream: Response, answer: ResponsePlan
     ) -> web.StreamResponse:
         """The store failed mid-body: send the head, then cut, so the body is seen short."""
         resp = web.StreamResponse(status=upstream.status, reason=upstream.reason)
-        for name, value in headers:
+        for name, value in answer.headers:
             resp.headers.add(name, value)
-        length = upstream.headers.get("Content-Length")
-        if length is not None and length.isdigit():
-            resp.content_length = int(length)
+        if answer.length is not None:
+            resp.content_length = answer.length
         with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):
             await resp.prepare(request)
         if request.transport is not None:
@@ -558,34 +432,22 @@ class Proxy:
     ) -> web.StreamResponse:
         """The store's answer, streamed to the client; ``close``: with Connection: close."""
         async with upstream:
-            verifier = read_verifier(p, upstream.status, upstream.headers.items())
-            headers = response_headers(
-                p, upstream.status, upstream.headers.items(), computed_checksum, rec.request_id
+            answer = p.respond(
+                upstream.status, upstream.headers.items(), computed_checksum, rec.request_id
             )
-            length = upstream.headers.get("Content-Length")
-            small = (
-                length is not None
-                and length.isdigit()
-                and int(length) <= SMALL_RESPONSE
-                and request.method != "HEAD"
-                and upstream.status not in (204, 304)
-                and verifier is None  # a checked body keeps its hold-back (streamed below)
-            )
-            if small:
-                # Read whole, answered in one write with the head (a StreamResponse sends
-                # its head on its own); a form upload's PostResponse gets the client's origin.
+            if answer.body is Reply.WHOLE:
                 try:
                     body = await upstream.read()
                 except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                     rec.stream_error = type(exc).__name__
-                    return await self._cut(request, upstream, headers)
-                if p.relocate is not None and upstream.status == 201:
-                    body = relocated(p, body)
+                    return await self._cut(request, upstream, answer)
+                if answer.relocate is not None:
+                    body = answer.relocated(body)
                 whole = web.Response(status=upstream.status, reason=upstream.reason, body=body)
                 if close:
                     whole.force_close()
-                for name, value in headers:
-                    if name.lower() != "content-length":
+                for name, value in answer.headers:
+                    if name.lower() != "content-length":  # aiohttp's: the body's own length
                         whole.headers.add(name, value)
                 try:  # sent here, not by aiohttp after the handler, so a failure is logged
                     await whole.prepare(request)
@@ -597,13 +459,14 @@ class Proxy:
             resp = web.StreamResponse(status=upstream.status, reason=upstream.reason)
             if close:
                 resp.force_close()
-            for name, value in headers:
+            for name, value in answer.headers:
                 resp.headers.add(name, value)
-            if length is not None and length.isdigit():
-                resp.content_length = int(length)
+            if answer.length is not None:
+                resp.content_length = answer.length
+            verifier = answer.verifier
             try:
                 await resp.prepare(request)
-                if request.method != "HEAD" and upstream.status not in (204, 304):
+                if answer.body is Reply.STREAM:
                     while (piece := await upstream.next_buffer()) is not None:
                         if verifier is not None:
                             piece = verifier.feed(piece)

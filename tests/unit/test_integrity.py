@@ -16,7 +16,7 @@ from s3shim.checksums import Algorithm
 from s3shim.classify import Op, Target
 from s3shim.head import parse_head
 from s3shim.integrity import RECORD_HEADER, ReadVerifier, encode_record, parse_record
-from s3shim.plan import BodyMode, UpstreamPlan, finish_whole, plan, read_verifier, response_headers
+from s3shim.plan import BodyMode, UpstreamPlan, finish_whole, plan
 from s3shim.rewrite import Policy, forward_headers
 
 from ..helpers import b64_int, crc32c_b64, crc64nvme_b64
@@ -137,14 +137,14 @@ def test_reads_asking_for_checksums_get_the_recorded_one_and_never_the_record(
     method: str,
 ) -> None:
     p = _get(("x-amz-checksum-mode", "ENABLED"), method=method)
-    got = response_headers(p, 200, STORED, None, "ID")
+    got = p.respond(200, STORED, None, "ID").headers
     assert ("x-amz-checksum-crc64nvme", CRC64) in got
     assert ("x-amz-checksum-type", "FULL_OBJECT") in got
     assert all(n.lower() != RECORD_HEADER for n, _ in got)
 
 
 def test_reads_not_asking_get_no_checksum_and_no_record() -> None:
-    got = response_headers(_get(), 200, STORED, None, "ID")
+    got = _get().respond(200, STORED, None, "ID").headers
     assert [n for n, _ in got if n.lower().startswith("x-amz-checksum")] == []
     assert all(n.lower() != RECORD_HEADER for n, _ in got)
 
@@ -152,19 +152,19 @@ def test_reads_not_asking_get_no_checksum_and_no_record() -> None:
 def test_the_stores_own_checksum_wins_and_ranges_get_none() -> None:
     p = _get(("x-amz-checksum-mode", "ENABLED"))
     theirs = [*STORED, ("x-amz-checksum-crc32", "AAAAAA==")]
-    got = response_headers(p, 200, theirs, None, "ID")
+    got = p.respond(200, theirs, None, "ID").headers
     assert [n for n, _ in got if n.startswith("x-amz-checksum")] == ["x-amz-checksum-crc32"]
     ranged = _get(("x-amz-checksum-mode", "ENABLED"), ("Range", "bytes=0-1"))
-    got = response_headers(ranged, 206, STORED, None, "ID")
+    got = ranged.respond(206, STORED, None, "ID").headers
     assert not any(n.startswith("x-amz-checksum") for n, _ in got)
-    assert read_verifier(ranged, 206, STORED) is None
+    assert ranged.respond(206, STORED, None, "ID").verifier is None
 
 
 def test_full_reads_of_recorded_objects_are_verified() -> None:
-    assert read_verifier(_get(), 200, STORED) is not None
-    assert read_verifier(_get(), 200, STORED[:1]) is None
-    assert read_verifier(_get(), 304, STORED) is None
-    assert read_verifier(_get(method="HEAD"), 200, STORED) is None
+    assert _get().respond(200, STORED, None, "ID").verifier is not None
+    assert _get().respond(200, STORED[:1], None, "ID").verifier is None
+    assert _get().respond(304, STORED, None, "ID").verifier is None
+    assert _get(method="HEAD").respond(200, STORED, None, "ID").verifier is None
 
 
 @given(st.binary(max_size=2000), st.lists(st.integers(0, 2000), max_size=6))

@@ -3,23 +3,38 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import UTC, datetime
 
+import boto3
 import pytest
+import urllib3
+from botocore.config import Config as BotoConfig
 
 from s3shim import chunked, errors, sigv4
 from s3shim.auth import AuthContext
 from s3shim.checksums import Algorithm, new_checksum
 from s3shim.classify import Op, Target
+from s3shim.config import ClientKey
 from s3shim.head import RequestHead, parse_head
 from s3shim.integrity import DEFAULT_ALGORITHM, encode_record
 from s3shim.plan import (
     MAX_COMPLETE_XML,
     SMALL_BODY,
+    SMALL_RESPONSE,
     BodyMode,
+    FormPlan,
+    Reply,
+    Scheme,
+    Settings,
     UpstreamPlan,
     finish_whole,
+    form_plan,
+    form_request,
     plan,
-    response_headers,
+    relocated,
+    scheme,
+    store_request,
+    verify,
 )
 from s3shim.rewrite import Group, Policy
 
@@ -28,6 +43,7 @@ from ..helpers import crc32_b64
 ON = Policy(disable_sse=True, disable_checksums=True)
 OFF = Policy(disable_sse=False, disable_checksums=False)
 CRC = crc32_b64(b"hello")
+NOW = datetime(2026, 12, 1, tzinfo=UTC)
 
 
 def ctx(
@@ -58,6 +74,31 @@ def head(
 
 def target(op: Op = Op.PUT_OBJECT) -> Target:
     return Target(op, "b", "k", "/b/k")
+
+
+def response_headers(
+    p: UpstreamPlan,
+    status: int,
+    upstream: list[tuple[str, str]],
+    computed_checksum: str | None,
+    request_id: str,
+) -> list[tuple[str, str]]:
+    return p.respond(status, upstream, computed_checksum, request_id).headers
+
+
+def settings(policy: Policy = ON, *, tls: bool = True) -> Settings:
+    store = sigv4.Credentials("STOREKEY", "storesecret")
+    return Settings(
+        policy=policy,
+        lookup=lambda key: "secret" if key == "AK" else None,
+        clients={"AK": ClientKey(sigv4.Credentials("AK", "secret"), store)},
+        regions=None,
+        domains=(),
+        store_origin="http://rgw:7480",
+        store_host="rgw:7480",
+        store_region="default",
+        client_scheme="https" if tls else "http",
+    )
 
 
 def names(p: UpstreamPlan) -> list[str]:
@@ -303,15 +344,14 @@ def test_every_operation_has_traits() -> None:
 
 
 def test_requests_without_any_auth_are_forwarded_unsigned_unless_refused() -> None:
-    from s3shim.plan import Unverified, unverified
-
     h = head("GET", "/b/k", has_body=False)
-    assert unverified(target(Op.GET_OBJECT), h, ON) is Unverified.ANONYMOUS
-    p = plan(target(Op.GET_OBJECT), None, h, ON)
-    assert not p.sign and p.body is BodyMode.WHOLE
+    assert scheme(target(Op.GET_OBJECT), h, ON) is Scheme.ANONYMOUS
+    assert verify(Scheme.ANONYMOUS, h, settings(), NOW) is None
+    p = plan(target(Op.GET_OBJECT), None, h, ON, settings().clients)
+    assert not p.sign and p.body is BodyMode.WHOLE and p.store_creds is None
     strict = Policy(True, True, allow_anonymous=False)
     with pytest.raises(errors.S3Error) as e:
-        unverified(target(Op.GET_OBJECT), h, strict)
+        scheme(target(Op.GET_OBJECT), h, strict)
     assert (e.value.status, e.value.code) == (403, "AccessDenied")
 
 
@@ -324,14 +364,10 @@ def test_requests_without_any_auth_are_forwarded_unsigned_unless_refused() -> No
     ],
 )
 def test_any_attempt_at_auth_is_verified_never_forwarded_anonymously(h: RequestHead) -> None:
-    from s3shim.plan import unverified
-
-    assert unverified(target(Op.GET_OBJECT), h, ON) is None
+    assert scheme(target(Op.GET_OBJECT), h, ON) in (Scheme.SIGV4, Scheme.SIGV2)
 
 
 def test_a_preflight_is_unverified_even_with_auth_and_loses_presign_parameters() -> None:
-    from s3shim.plan import Unverified, unverified
-
     h = head(
         "OPTIONS",
         "/b/k?X-Amz-Signature=00&X-Amz-Credential=c&partNumber=1",
@@ -340,7 +376,7 @@ def test_a_preflight_is_unverified_even_with_auth_and_loses_presign_parameters()
         access_control_request_method="PUT",
     )
     t = Target(Op.CORS_PREFLIGHT, "b", "k", "/b/k")
-    assert unverified(t, h, Policy(True, True, allow_anonymous=False)) is Unverified.PREFLIGHT
+    assert scheme(t, h, Policy(True, True, allow_anonymous=False)) is Scheme.PREFLIGHT
     p = plan(t, None, h, ON)
     assert not p.sign and p.query == (("partNumber", "1"),)
     assert dict(p.headers)["access-control-request-method"] == "PUT"
@@ -502,24 +538,135 @@ def test_sigv2_query_amz_parameters_become_headers_and_auth_parameters_vanish() 
 # ---------------------------------------------------------------- form uploads
 
 
-def test_a_form_upload_answer_names_the_clients_origin_not_the_stores() -> None:
-    from s3shim.plan import form_plan, relocated
+def _form(fields: list[tuple[str, str]], query: str = "") -> tuple[FormPlan, bytes]:
+    body, ctype = urllib3.encode_multipart_formdata([*fields, ("file", ("f.bin", b"hello"))])
+    items = [
+        ("Host", "s3shim.example:8080"),
+        ("Content-Type", ctype),
+        ("Content-Length", str(len(body))),
+        ("Origin", "http://app.test"),
+        ("X-Amz-Acl", "public-read"),
+    ]
+    h = parse_head("POST", "/b" + query, items, True)
+    return form_plan(Target(Op.POST_OBJECT, "b", None, "/b"), h, settings(), NOW), body
 
-    h = parse_head("POST", "/b", [("Host", "s3shim.example:8080")], True)
-    p = form_plan(
-        Target(Op.POST_OBJECT, "b", None, "/b"),
-        h,
-        ON,
-        store_origin="http://rgw:7480",
-        client_scheme="https",
-    )
-    assert not p.sign and p.body is BodyMode.FORM
+
+def _fields_read(fp: FormPlan, body: bytes) -> UpstreamPlan:
+    fp.upload.feed(body)
+    assert fp.upload.store_form is not None
+    return form_request(fp)
+
+
+def test_a_form_upload_answer_names_the_clients_origin_not_the_stores() -> None:
+    fp, body = _form([("key", "k")])
+    assert fp.relocate == ("http://rgw:7480", "https://s3shim.example:8080")
     doc = (
         b"<PostResponse><Location>http://rgw:7480/b/k</Location><Bucket>b</Bucket>"
         b"<Key>k</Key></PostResponse>"
     )
-    assert relocated(p, doc) == doc.replace(b"http://rgw:7480", b"https://s3shim.example:8080")
-    assert relocated(p, b"http://rgw:7480/b/k") == b"https://s3shim.example:8080/b/k"
-    assert relocated(p, b"http://app.test/done?key=k") == b"http://app.test/done?key=k"
-    got = response_headers(p, 204, [("Location", "http://rgw:7480/b/k")], None, "ID")
-    assert ("Location", "https://s3shim.example:8080/b/k") in got
+    pair = fp.relocate
+    assert relocated(pair, doc) == doc.replace(b"http://rgw:7480", b"https://s3shim.example:8080")
+    assert relocated(pair, b"http://rgw:7480/b/k") == b"https://s3shim.example:8080/b/k"
+    assert relocated(pair, b"http://app.test/done?key=k") == b"http://app.test/done?key=k"
+    # Its Location header is relocated whatever the status, the body only in a 201
+    # PostResponse.
+    p = _fields_read(fp, body)
+    got = p.respond(204, [("Location", "http://rgw:7480/b/k")], None, "ID")
+    assert ("Location", "https://s3shim.example:8080/b/k") in got.headers
+    assert got.relocate is None and got.body is Reply.NONE
+    created = p.respond(201, [("Content-Length", str(len(doc)))], None, "ID")
+    assert created.body is Reply.WHOLE and created.relocated(doc) == relocated(pair, doc)
+    assert p.respond(200, [("Content-Length", "9")], None, "ID").relocated(doc) == doc
+
+
+def test_a_form_goes_to_the_store_with_its_own_framing_and_only_the_kept_head_headers() -> None:
+    fp, body = _form([("key", "k")], "?x-id=PostObject")
+    assert dict(fp.headers) == {"origin": "http://app.test"}
+    p = _fields_read(fp, body)
+    assert not p.sign and p.body is BodyMode.STREAM and p.store_creds is None
+    assert p.headers[:1] == (("origin", "http://app.test"),)
+    sent = dict(p.headers)
+    assert sent["content-type"] == fp.upload.content_type
+    assert sent["content-length"] == str(fp.upload.content_length)
+    # Anonymous: the store reads the query as it would directly. A verified form: no query.
+    assert p.query == (("x-id", "PostObject"),)
+    s3 = boto3.client(
+        "s3",
+        endpoint_url="http://s3shim.example:8080",
+        aws_access_key_id="AK",
+        aws_secret_access_key="secret",
+        region_name="default",
+        config=BotoConfig(signature_version="s3v4", s3={"addressing_style": "path"}),
+    )
+    signed = s3.generate_presigned_post("b", "k")["fields"]
+    fp, body = _form(list(signed.items()), "?x-id=PostObject")
+    assert _fields_read(fp, body).query == ()
+
+
+@pytest.mark.parametrize("length", [None, "", "x", "-1", "²"])
+def test_a_form_without_a_plain_content_length_is_refused(length: str | None) -> None:
+    items = [("Host", "s3shim"), ("Content-Type", "multipart/form-data; boundary=x")]
+    if length is not None:
+        items.append(("Content-Length", length))
+    h = parse_head("POST", "/b", items, True)
+    with pytest.raises(errors.S3Error) as e:
+        form_plan(Target(Op.POST_OBJECT, "b", None, "/b"), h, settings(), NOW)
+    assert e.value.code == "MissingContentLength"
+
+
+# ---------------------------------------------------------------- the surface around plan()
+
+
+def test_sigv2_is_its_own_scheme_refused_when_not_accepted_as_a_verification_failure() -> None:
+    h = head("GET", "/b/k", has_body=False, authorization="AWS AK:c2lnbmF0dXJl", date="x")
+    assert scheme(target(Op.GET_OBJECT), h, ON) is Scheme.SIGV2
+    q = head("GET", "/b/k?AWSAccessKeyId=AK&Expires=1&Signature=x", has_body=False)
+    assert scheme(target(Op.GET_OBJECT), q, ON) is Scheme.SIGV2
+    off = Policy(True, True, allow_sigv2=False)
+    assert scheme(target(Op.GET_OBJECT), h, off) is Scheme.SIGV2  # refused by verify()
+    with pytest.raises(errors.S3Error) as e:
+        verify(Scheme.SIGV2, h, settings(off), NOW)
+    assert (e.value.status, e.value.code) == (403, "AccessDenied")
+    assert "SigV2 is not accepted" in e.value.message
+    v4 = head("GET", "/b/k", has_body=False, authorization="AWS4-HMAC-SHA256 Credential=AK/x")
+    assert scheme(target(Op.GET_OBJECT), v4, off) is Scheme.SIGV4
+    assert scheme(Target(Op.POST_OBJECT, "b", None, "/b"), v4, off) is Scheme.FORM
+
+
+def test_a_verified_request_is_signed_with_its_clients_store_key_and_sent_as_signed() -> None:
+    h = head("GET", "/b/a%20b?uploads", has_body=False)
+    t = Target(Op.GET_OBJECT, "b", "a b", "/b/a%20b")
+    p = plan(t, ctx(), h, ON, settings().clients)
+    assert p.store_creds == sigv4.Credentials("STOREKEY", "storesecret")
+    path, sent = store_request(p, p.headers, "UNSIGNED-PAYLOAD", "20261201T000000Z", settings())
+    assert path == "/b/a%20b?uploads="
+    names = [n for n, _ in sent]
+    assert "authorization" in names and "host" not in names
+    assert dict(sent)["authorization"].startswith("AWS4-HMAC-SHA256 Credential=STOREKEY/")
+    # Unverified: the same target, no credentials at all.
+    anon = plan(t, None, h, ON, settings().clients)
+    path, sent = store_request(anon, anon.headers, "UNSIGNED-PAYLOAD", "", settings())
+    assert path == "/b/a%20b?uploads=" and sent == anon.headers
+
+
+@pytest.mark.parametrize(
+    ("method", "status", "length", "reply"),
+    [
+        ("GET", 200, str(SMALL_RESPONSE), Reply.WHOLE),
+        ("GET", 200, str(SMALL_RESPONSE + 1), Reply.STREAM),
+        ("GET", 200, None, Reply.STREAM),
+        ("GET", 200, "1x", Reply.STREAM),
+        ("GET", 404, "200", Reply.WHOLE),
+        ("GET", 204, "0", Reply.NONE),
+        ("GET", 304, "10", Reply.NONE),
+        ("HEAD", 200, "10", Reply.NONE),
+    ],
+)
+def test_a_small_answer_is_read_whole_a_large_one_streamed_and_some_have_no_body(
+    method: str, status: int, length: str | None, reply: Reply
+) -> None:
+    p = plan(target(Op.GET_OBJECT), ctx(), head(method, has_body=False), ON)
+    answer = p.respond(status, [("Content-Length", length)] if length else [], None, "ID")
+    assert answer.body is reply
+    assert answer.length == (int(length) if length and length.isdigit() else None)
+    assert answer.relocate is None and answer.verifier is None
