@@ -14,16 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.common import (
-    BENCH,
-    log,
-)
-from bench.procfs import (
-    connections_by_process,
-    cpu_of,
-    host_cpu,
-    schedstat,
-)
+from bench.common import BENCH, log
+from bench.procfs import connections_by_process, cpu_of, host_cpu, schedstat
 from bench.small_requests import Case, Rendered, check_once, render
 from bench.small_stack import Upstream
 

@@ -14,13 +14,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.common import (
-    log,
-)
-from bench.procfs import (
-    schedstat,
-    set_autogroup_nice,
-)
+from bench.common import log
+from bench.procfs import schedstat, set_autogroup_nice
 from bench.profiles import read_collapsed, summarize_profile, without_line
 from bench.small_load import run_load
 from bench.small_requests import check_once, render

@@ -9,9 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bench.common import (
-    tool_version,
-)
+from bench.common import tool_version
 from bench.small_requests import FLOOR_MODES, OPS, UPSTREAMS
 
 

@@ -13,12 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from bench.common import (
-    ACCESS_KEY,
-    BUCKET,
-    REGION,
-    SECRET_KEY,
-)
+from bench.common import ACCESS_KEY, BUCKET, REGION, SECRET_KEY
 from s3shim import sigv4
 
 OBJECT_SIZE = 1024

@@ -10,16 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.common import (
-    BENCH,
-    BUCKET,
-    free_port,
-    log,
-    wait_port,
-)
-from bench.procfs import (
-    children_of,
-)
+from bench.common import BENCH, BUCKET, free_port, log, wait_port
+from bench.procfs import children_of
 from bench.s3client import Client
 from bench.small_requests import GET_KEY
 from bench.stack import Stack, launch_nginx, start_nginx, start_rgw, start_shim, stop_all
