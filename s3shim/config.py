@@ -568,6 +568,18 @@ class Config:
         entry = self.clients.get(access_key)
         return entry.client.secret_key if entry else None
 
+    def store_ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context of every connection to the store (None: the store speaks http):
+        the system's CAs, or the CA bundle's; no verification at all when insecure (logged as
+        a warning at startup). Build it once per client: loading a CA bundle is not free."""
+        if self.upstream_scheme != "https":
+            return None
+        ctx = ssl.create_default_context(cafile=self.upstream_ca_bundle or None)
+        if self.upstream_insecure:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+
     def describe(self) -> dict[str, object]:
         """The effective configuration for the startup log: no secrets, only key ids."""
         out: dict[str, object] = {}

@@ -24,8 +24,10 @@ from aiohttp import web
 from aiohttp.streams import StreamReader
 from aiohttp.web_request import BaseRequest
 
-from . import errors, logs
+from . import attach, errors, logs
+from .attacher import Attacher
 from .body import BodyPipeline
+from .classify import Op, Target
 from .config import Config
 from .metrics import Children, Metrics
 from .plan import (
@@ -117,6 +119,10 @@ def error_response(
     return resp
 
 
+def _where(target: Target) -> dict[str, str]:
+    return {"bucket": target.bucket or "", "key": target.key or ""}
+
+
 class Proxy:
     def __init__(self, config: Config, metrics: Metrics, upstream: Upstream) -> None:
         self.config = config
@@ -133,6 +139,14 @@ class Proxy:
         self._rewrites, self._auth_failures = Children(m.rewrites), Children(m.auth_failures)
         self._integrity_failures = Children(m.integrity_failures)
         self._amz_date = (0, "")  # the store's x-amz-date, formatted once a second
+        # Records attached after the store committed (multipart, trailer-checksum PUTs).
+        self.attacher = Attacher(
+            upstream,
+            host=config.upstream_host,
+            region=config.upstream_region,
+            registry=metrics.registry,
+            log=self.log,
+        )
 
     async def handle(self, request: BaseRequest) -> web.StreamResponse:
         rec = RequestRecord(new_request_id(), request.method)
@@ -226,12 +240,15 @@ class Proxy:
             invitation = _Invitation(request)
 
         pipeline = BodyPipeline(p.spec)
+        pending: attach.Pending | None = None
         data: bytes | AsyncIterator[bytes] | None
         match p.body:
             case BodyMode.WHOLE:
                 raw = await self._read_whole(request, pipeline, p.read_limit, rec)
                 whole = finish_whole(p, head.method, raw, pipeline.computed_checksum)
                 rec.rewrites = whole.rewrites
+                if p.op is Op.COMPLETE_MULTIPART_UPLOAD:
+                    pending = await self._before_complete(p, head.single_values(), raw, target)
                 data, headers, payload_hash = whole.body or None, whole.headers, whole.payload_hash
             case BodyMode.STREAM:
                 assert p.payload_hash is not None
@@ -243,6 +260,16 @@ class Proxy:
                 data = self._reframe(p, stream, pipeline)
                 headers, payload_hash = p.headers, p.payload_hash
         upstream = await self._send(p, headers, payload_hash, data, pipeline, rec)
+        if p.op is Op.PUT_OBJECT and p.body is not BodyMode.WHOLE:
+            pending = attach.streamed_put_record(
+                self.policy.record_checksums,
+                p.store_creds is not None,
+                headers,
+                p.spec.checksum.algorithm if p.spec.checksum is not None else None,
+                pipeline.computed_checksum,
+            )
+        if pending is not None:
+            self._attach_after(p, pending, upstream, target)
         # The store answered before it asked for the body: the client still holds all of it,
         # so the connection closes after the answer (RFC 9110 10.1.1); its bytes can never be
         # read as a next request, nor waited for.
@@ -251,6 +278,36 @@ class Proxy:
             request, upstream, p, pipeline.computed_checksum, rec, target.key, close=uninvited
         )
         return answer
+
+    async def _before_complete(
+        self, p: UpstreamPlan, request_headers: dict[str, str], body: bytes, target: Target
+    ) -> attach.Pending | None:
+        """The record a Complete will get once the store commits it: from its part CRCs and
+        the part sizes the store lists (ListParts, before the Complete is forwarded)."""
+        creds = p.store_creds
+        if creds is None or not self.policy.record_checksums:
+            return None
+        upload_id = next((v for k, v in p.query if k == "uploadId"), "")
+        return await self.attacher.before_complete(
+            creds, p.path, upload_id, body, request_headers, _where(target)
+        )
+
+    def _attach_after(
+        self, p: UpstreamPlan, pending: attach.Pending, upstream: Response, target: Target
+    ) -> None:
+        """Start attaching the record once the store answered; drained as a request is."""
+        assert p.store_creds is not None
+        kind = "multipart" if p.op is Op.COMPLETE_MULTIPART_UPLOAD else "put"
+        headers = {n.lower(): v for n, v in reversed(list(upstream.headers.items()))}
+        task = self.attacher.after_commit(
+            kind, p.store_creds, p.path, pending, upstream.status, headers, _where(target)
+        )
+        if task is not None:
+            self.active += 1
+            task.add_done_callback(self._attached)
+
+    def _attached(self, _task: object) -> None:
+        self.active -= 1
 
     async def _post_object(
         self, request: BaseRequest, fp: FormPlan, rec: RequestRecord
@@ -494,16 +551,6 @@ class Proxy:
             return resp
 
 
-def _upstream_ssl(config: Config) -> ssl.SSLContext | None:
-    if config.upstream_scheme != "https":
-        return None
-    ctx = ssl.create_default_context(cafile=config.upstream_ca_bundle or None)
-    if config.upstream_insecure:  # logged as a warning at startup
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    return ctx
-
-
 UPSTREAM_CONNECT_TIMEOUT = 10.0
 UPSTREAM_READ_TIMEOUT = 300.0  # no byte from the store for this long: an error, or a cut body
 # A store silent this long after a head with Expect: 100-continue ignores the expectation: the
@@ -511,8 +558,16 @@ UPSTREAM_READ_TIMEOUT = 300.0  # no byte from the store for this long: an error,
 UPSTREAM_CONTINUE_TIMEOUT = 1.0
 
 
-def new_upstream(config: Config) -> Upstream:
-    """The one client to the store (call inside the running loop)."""
+def new_upstream(
+    config: Config,
+    *,
+    tls: ssl.SSLContext | None = None,
+    connect_timeout: float = UPSTREAM_CONNECT_TIMEOUT,
+    read_timeout: float = UPSTREAM_READ_TIMEOUT,
+) -> Upstream:
+    """A client to the store as configured (call inside the running loop): the proxy's one
+    pool, and readiness's and scrub's. ``tls``: a context built already (config's
+    store_ssl_context), else one is built."""
     parts = urlsplit(config.upstream_url)
     https = parts.scheme == "https"
     assert parts.hostname is not None  # config.http_origin refuses a URL without one
@@ -520,9 +575,9 @@ def new_upstream(config: Config) -> Upstream:
         host=parts.hostname,
         port=parts.port or (443 if https else 80),
         host_header=config.upstream_host,
-        ssl=_upstream_ssl(config),
-        connect_timeout=UPSTREAM_CONNECT_TIMEOUT,
-        read_timeout=UPSTREAM_READ_TIMEOUT,
+        ssl=tls or config.store_ssl_context(),
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
         read_size=READ_SIZE,
         continue_timeout=UPSTREAM_CONTINUE_TIMEOUT,
     )

@@ -12,34 +12,30 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import ssl
 import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TextIO
-from urllib.parse import urlsplit
 from xml.parsers import expat
 
-import aiohttp
-from yarl import URL
-
+from . import config as config_mod
 from . import errors, sigv4
 from .integrity import RECORD_HEADER, ReadVerifier, parse_record
+from .proxy import new_upstream
+from .upstream import Response, Upstream, UpstreamError
 
 MAX_LISTING_BYTES = 16 * 1024 * 1024  # one ListObjectsV2 page is ~1000 keys, far below this
 
 
 @dataclass(frozen=True, slots=True)
 class Store:
-    url: str  # scheme://host[:port]
+    """The store as s3shim is configured to reach it: the proxy's client, host, key, region."""
+
+    client: Upstream
+    host: str  # host[:port], as signed and sent in Host
     creds: sigv4.Credentials
     region: str
-    ssl: ssl.SSLContext | bool = True
-
-    @property
-    def host(self) -> str:
-        return urlsplit(self.url).netloc
 
 
 @dataclass(slots=True)
@@ -111,27 +107,37 @@ def _signed(store: Store, method: str, path: str, query: list[tuple[str, str]]) 
     ).headers
 
 
-def _url(store: Store, path: str, query: list[tuple[str, str]]) -> URL:
+async def _get(store: Store, path: str, query: list[tuple[str, str]]) -> Response:
     # Sent exactly as signed: the canonical path and query, never re-quoted.
     qs = sigv4.canonical_query(query)
-    return URL(store.url + sigv4.canonical_uri(path) + ("?" + qs if qs else ""), encoded=True)
+    target = sigv4.canonical_uri(path) + ("?" + qs if qs else "")
+    # Host is the client's own (its host_header, the store host signed).
+    headers = tuple((n, v) for n, v in _signed(store, "GET", path, query).items() if n != "host")
+    return await store.client.request("GET", target, headers, None)
 
 
-async def list_keys(
-    session: aiohttp.ClientSession, store: Store, bucket: str, prefix: str
-) -> AsyncIterator[str]:
+async def _read_listing(resp: Response) -> bytes:
+    parts: list[bytes] = []
+    size = 0
+    while (piece := await resp.next_buffer()) is not None:
+        size += len(piece)
+        if size > MAX_LISTING_BYTES:
+            raise RuntimeError("a listing page over 16 MiB")
+        parts.append(piece)
+    return b"".join(parts)
+
+
+async def list_keys(store: Store, bucket: str, prefix: str) -> AsyncIterator[str]:
     token: str | None = None
     while True:
         query = [("list-type", "2"), ("prefix", prefix)]
         if token:
             query.append(("continuation-token", token))
         path = "/" + sigv4.uri_encode(bucket, keep_slash=False)
-        async with session.get(
-            (_url(store, path, query)), headers=_signed(store, "GET", path, query)
-        ) as resp:
-            body = await resp.content.read(MAX_LISTING_BYTES)
+        async with await _get(store, path, query) as resp:
             if resp.status != 200:
                 raise RuntimeError(f"listing {bucket!r} failed: HTTP {resp.status}")
+            body = await _read_listing(resp)
         keys, token = parse_listing(body)
         for key in keys:
             yield key
@@ -139,7 +145,7 @@ async def list_keys(
             return
 
 
-async def check_object(session: aiohttp.ClientSession, store: Store, bucket: str, key: str) -> str:
+async def check_object(store: Store, bucket: str, key: str) -> str:
     """'checked', 'unrecorded' or 'mismatched' for one object."""
     path = (
         "/"
@@ -147,16 +153,14 @@ async def check_object(session: aiohttp.ClientSession, store: Store, bucket: str
         + "/"
         + sigv4.uri_encode(key, keep_slash=True)
     )
-    async with session.get(
-        (_url(store, path, [])), headers=_signed(store, "GET", path, [])
-    ) as resp:
+    async with await _get(store, path, []) as resp:
         if resp.status != 200:
             raise RuntimeError(f"HTTP {resp.status}")
         recorded = parse_record(resp.headers.get(RECORD_HEADER, ""))
         if recorded is None:
             return "unrecorded"
         verifier = ReadVerifier(*recorded)
-        async for piece in resp.content.iter_chunked(256 * 1024):
+        while (piece := await resp.next_buffer()) is not None:
             verifier.feed(piece)
         try:
             verifier.finish()
@@ -193,61 +197,67 @@ async def scrub(
     summary = Summary()
     listed = 0
     queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=concurrency * 4)
-    connector = aiohttp.TCPConnector(limit=concurrency, ssl=store.ssl)
-    timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=300)
-    async with aiohttp.ClientSession(
-        connector=connector, timeout=timeout, auto_decompress=False
-    ) as session:
 
-        async def worker() -> None:
-            while (key := await queue.get()) is not None:
-                try:
-                    outcome = await check_object(session, store, bucket, key)
-                except (aiohttp.ClientError, OSError, TimeoutError, RuntimeError):
-                    summary.unreadable.append(key)
+    async def worker() -> None:
+        while (key := await queue.get()) is not None:
+            try:
+                outcome = await check_object(store, bucket, key)
+            except (UpstreamError, OSError, TimeoutError, RuntimeError):
+                summary.unreadable.append(key)
+            else:
+                if outcome == "checked":
+                    summary.checked += 1
+                elif outcome == "unrecorded":
+                    summary.unrecorded += 1
                 else:
-                    if outcome == "checked":
-                        summary.checked += 1
-                    elif outcome == "unrecorded":
-                        summary.unrecorded += 1
-                    else:
-                        summary.mismatched.append(key)
-                if progress:
-                    progress.show(summary, listed, False)
+                    summary.mismatched.append(key)
+            if progress:
+                progress.show(summary, listed, False)
 
-        workers = [asyncio.create_task(worker()) for _ in range(concurrency)]
-        try:
-            async for key in list_keys(session, store, bucket, prefix):
-                listed += 1
-                await queue.put(key)
-        finally:
-            for _ in workers:
-                await queue.put(None)
-            await asyncio.gather(*workers)
+    workers = [asyncio.create_task(worker()) for _ in range(concurrency)]
+    try:
+        async for key in list_keys(store, bucket, prefix):
+            listed += 1
+            await queue.put(key)
+    finally:
+        for _ in workers:
+            await queue.put(None)
+        await asyncio.gather(*workers)
     if progress:
         progress.show(summary, listed, True)
     return summary
 
 
-def _store_from_env(url: str | None, env: Mapping[str, str]) -> Store:
-    url = url or env.get("S3SHIM_UPSTREAM_URL")
-    ak = env.get("S3SHIM_UPSTREAM_ACCESS_KEY_ID") or env.get("AWS_ACCESS_KEY_ID")
-    sk = env.get("S3SHIM_UPSTREAM_SECRET_ACCESS_KEY") or env.get("AWS_SECRET_ACCESS_KEY")
-    if not url or not ak or not sk:
+def _settings(url: str | None, env: Mapping[str, str]) -> config_mod.Config:
+    """s3shim's own configuration (the same environment and checks as the proxy's), with
+    ``--upstream-url`` given as the proxy's flag."""
+    try:
+        cfg = config_mod.load(["--upstream-url", url] if url else [], env)
+    except config_mod.ConfigError as exc:
+        raise ValueError(str(exc)) from None
+    if not cfg.upstream_access_key_id or not cfg.upstream_secret_access_key:
         raise ValueError(
-            "needs S3SHIM_UPSTREAM_URL (or --upstream-url) and the store key pair "
-            "(S3SHIM_UPSTREAM_ACCESS_KEY_ID/S3SHIM_UPSTREAM_SECRET_ACCESS_KEY or AWS_*)"
+            "needs the store key pair (S3SHIM_UPSTREAM_ACCESS_KEY_ID/"
+            "S3SHIM_UPSTREAM_SECRET_ACCESS_KEY or AWS_*)"
         )
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("S3SHIM_UPSTREAM_URL: expected http(s)://host[:port]")
-    region = env.get("S3SHIM_UPSTREAM_REGION") or env.get("AWS_REGION") or "us-east-1"
-    tls: ssl.SSLContext | bool = True
-    if (env.get("S3SHIM_UPSTREAM_INSECURE") or "").lower() in ("1", "true", "yes", "on"):
-        tls = False
-    elif env.get("S3SHIM_UPSTREAM_CA_BUNDLE"):
-        tls = ssl.create_default_context(cafile=env["S3SHIM_UPSTREAM_CA_BUNDLE"])
-    return Store(f"{parts.scheme}://{parts.netloc}", sigv4.Credentials(ak, sk), region, tls)
+    return cfg
+
+
+async def _scrub(
+    cfg: config_mod.Config, bucket: str, prefix: str, concurrency: int, progress: Progress
+) -> Summary:
+    assert cfg.upstream_access_key_id and cfg.upstream_secret_access_key  # _settings
+    client = new_upstream(cfg)  # inside the loop: the proxy's own client
+    store = Store(
+        client,
+        cfg.upstream_host,
+        sigv4.Credentials(cfg.upstream_access_key_id, cfg.upstream_secret_access_key),
+        cfg.upstream_region,
+    )
+    try:
+        return await scrub(store, bucket, prefix, concurrency=concurrency, progress=progress)
+    finally:
+        await client.close()
 
 
 def parse_target(target: str) -> tuple[str, str]:
@@ -276,19 +286,15 @@ def main(argv: Sequence[str], env: Mapping[str, str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         bucket, prefix = parse_target(args.target)
-        store = _store_from_env(args.upstream_url, env)
+        cfg = _settings(args.upstream_url, env)
         if not 1 <= args.concurrency <= 64:
             raise ValueError("--concurrency: expected 1-64")
     except ValueError as exc:
         print(f"s3shim verify: {exc}", file=sys.stderr)
         return 2
     try:
-        summary = asyncio.run(
-            scrub(
-                store, bucket, prefix, concurrency=args.concurrency, progress=Progress(sys.stderr)
-            )
-        )
-    except (aiohttp.ClientError, OSError, RuntimeError, errors.S3Error) as exc:
+        summary = asyncio.run(_scrub(cfg, bucket, prefix, args.concurrency, Progress(sys.stderr)))
+    except (UpstreamError, OSError, RuntimeError, errors.S3Error) as exc:
         print(f"s3shim verify: cannot list s3://{bucket}/{prefix}: {exc}", file=sys.stderr)
         return 3
     for key in summary.mismatched:

@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
@@ -25,10 +24,12 @@ from .config import Config
 from .listener import DEFAULT_PER_PEER_EXEMPT, Limits, S3Server
 from .metrics import Metrics, process_gone, share_across_processes
 from .proxy import READ_SIZE, Proxy, new_upstream
+from .upstream import UpstreamError
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 READY_CACHE_SECONDS = 2.0
+READY_TIMEOUT = 2.0  # for the whole check: connect, TLS, the store's answer
 
 
 def _glibc() -> ctypes.CDLL | None:
@@ -128,7 +129,10 @@ def _ssl_context(cfg: Config) -> ssl.SSLContext | None:
 class Health:
     """Liveness, and readiness = not draining and the store answered recently.
 
-    One client session (and one TLS context) serves every check; :meth:`close` ends it.
+    The store is asked through the client that serves traffic (:mod:`s3shim.upstream`), on
+    a new connection each time: a pooled one proves nothing about whether the store still
+    accepts connections, and a stale one would fail spuriously. One TLS context serves
+    every check.
     """
 
     def __init__(self, cfg: Config) -> None:
@@ -137,47 +141,26 @@ class Health:
         self._checked_at = -1e9
         self._ready = False
         self._lock = asyncio.Lock()
-        self.ssl = _check_ssl(cfg)  # built once: loading a CA bundle is not free
-        self._session: aiohttp.ClientSession | None = None
-
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        """The readiness session, made on first use (it needs the running loop)."""
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                # A new connection per check: a pooled one proves nothing about whether the
-                # store still accepts connections, and a stale one would fail spuriously.
-                connector=aiohttp.TCPConnector(ssl=self.ssl, force_close=True),
-                timeout=aiohttp.ClientTimeout(total=2),
-                cookie_jar=aiohttp.DummyCookieJar(),
-            )
-        return self._session
+        self.ssl = cfg.store_ssl_context()  # built once: loading a CA bundle is not free
 
     async def store_answers(self) -> bool:
         async with self._lock:
             if time.monotonic() - self._checked_at < READY_CACHE_SECONDS:
                 return self._ready
+            client = new_upstream(
+                self.cfg, tls=self.ssl, connect_timeout=READY_TIMEOUT, read_timeout=READY_TIMEOUT
+            )
             # Any HTTP answer (even 403 to this unsigned request) means the store is up.
             try:
-                async with self.session.get(self.cfg.upstream_url + "/") as resp:
-                    self._ready = resp.status < 500
-            except (aiohttp.ClientError, OSError, TimeoutError):
+                async with asyncio.timeout(READY_TIMEOUT):
+                    async with await client.request("GET", "/", (), None) as resp:
+                        self._ready = resp.status < 500
+            except (UpstreamError, OSError, TimeoutError):
                 self._ready = False
+            finally:
+                await client.close()
             self._checked_at = time.monotonic()
             return self._ready
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-
-
-def _check_ssl(cfg: Config) -> ssl.SSLContext | bool:
-    """How readiness checks verify an https store: as the proxy's own session does."""
-    if cfg.upstream_insecure:
-        return False
-    if cfg.upstream_ca_bundle:
-        return ssl.create_default_context(cafile=cfg.upstream_ca_bundle)
-    return True
 
 
 def make_admin_app(health: Health, metrics: Metrics) -> web.Application:
@@ -300,7 +283,6 @@ async def run(cfg: Config) -> None:
         log.info("stopped")
     finally:
         relief.cancel()
-        await health.close()
         await upstream.close()
 
 

@@ -1,6 +1,7 @@
-"""Readiness checks (server.Health): one client session and one TLS context for every check,
-closed on shutdown. The "store" here is a local HTTPS listener behind a private CA that
-counts requests; what the check proves is s3shim's own reuse, not any store's behaviour."""
+"""Readiness checks (server.Health): through s3shim's own store client, a new connection and
+one TLS context for every check. The "store" here is a local HTTPS listener behind a private
+CA that counts requests; what the check proves is s3shim's own reuse, not any store's
+behaviour."""
 
 from __future__ import annotations
 
@@ -52,7 +53,7 @@ def _cfg(url: str, ca: str) -> config.Config:
     )
 
 
-async def test_every_check_reuses_one_session_and_tls_context(
+async def test_every_check_reuses_one_tls_context(
     https_store: tuple[str, str, list[int]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     url, ca, seen = https_store
@@ -68,37 +69,19 @@ async def test_every_check_reuses_one_session_and_tls_context(
     monkeypatch.setattr(ssl, "create_default_context", counting)  # the module server uses
     monkeypatch.setattr(server, "READY_CACHE_SECONDS", 0.0)  # every call really checks
     health = server.Health(cfg)
-    try:
-        sessions = set()
-        for _ in range(4):
-            assert await health.store_answers()  # verified against the private CA
-            sessions.add(id(health.session))
-        assert len(seen) == 4  # four real checks, not a cached answer
-        assert len(sessions) == 1
-        assert len(made) == 1 and health.ssl is made[0]
-    finally:
-        await health.close()
-    assert health.session.closed
+    for _ in range(4):
+        assert await health.store_answers()  # verified against the private CA
+    assert len(seen) == 4  # four real checks, not a cached answer
+    assert len(made) == 1 and health.ssl is made[0]
 
 
-async def test_a_store_that_goes_away_is_not_ready_with_the_same_session(
+async def test_a_store_that_goes_away_is_not_ready(
     https_store: tuple[str, str, list[int]], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     url, ca, _ = https_store
     monkeypatch.setattr(server, "READY_CACHE_SECONDS", 0.0)
     health = server.Health(_cfg(url, ca))
-    try:
-        assert await health.store_answers()
-        first = health.session
-        # Same CA file, nothing listening: a new connection per check finds that out.
-        health.cfg = _cfg("https://127.0.0.1:9", ca)
-        assert not await health.store_answers()
-        assert health.session is first and not first.closed
-    finally:
-        await health.close()
-
-
-async def test_close_without_any_check_is_fine(tmp_path: Path) -> None:
-    tls = make_tls(tmp_path)
-    health = server.Health(_cfg("https://127.0.0.1:9", tls.ca))
-    await health.close()  # no session was ever made
+    assert await health.store_answers()
+    # Same CA file, nothing listening: a new connection per check finds that out.
+    health.cfg = _cfg("https://127.0.0.1:9", ca)
+    assert not await health.store_answers()
