@@ -399,12 +399,6 @@ def copied(pending: Pending, status: int, body: bytes) -> None:
 # ------------------------------------------------------------- which uploads are followed up
 
 
-def records_after_complete(record_checksums: bool, signed: bool, body_read_whole: bool) -> bool:
-    """A Complete is followed up when s3shim records checksums, signs for the store (an
-    unsigned request has no store key to follow up with) and read its XML."""
-    return record_checksums and signed and body_read_whole
-
-
 def streamed_put_record(
     record_checksums: bool,
     signed: bool,

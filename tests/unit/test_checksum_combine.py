@@ -8,7 +8,6 @@ from hypothesis import strategies as st
 
 from s3shim.checksums import COMBINABLE, Algorithm, combine, new_checksum
 
-
 CRCS = sorted(COMBINABLE, key=lambda a: a.value)
 
 
