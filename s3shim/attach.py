@@ -196,21 +196,41 @@ class Pending:
     etag: str | None  # the ETag the object must have (quoted); None: the store's answer says
 
 
+@dataclass(frozen=True, slots=True)
+class SeenPart:
+    """An UploadPart this process verified: the ETag the store gave it and its checksum."""
+
+    etag: str  # quotes removed
+    algorithm: Algorithm
+    b64: str
+
+
 def derive(
     claims: PartClaims,
     stored: Mapping[int, StoredPart],
     request_headers: Mapping[str, str] | None = None,
+    seen: Mapping[int, SeenPart] | None = None,
 ) -> Pending:
     """The whole object's record from the listed part CRCs and the stored part sizes.
 
     ``request_headers`` (lowercase names) are the Complete request's: a whole-object
     checksum the client sent there must be the derived one, else nothing is recorded.
+    ``seen``: the parts of this upload that went through this process. The Complete lists
+    the client's word for each part's CRC; where s3shim verified the part the store holds
+    (the same ETag), the word must be what s3shim verified.
     """
     pieces, etags = [], []
     for number, b64 in claims.checksums:
         part = stored.get(number)
         if part is None:
             raise Skip(Outcome.PARTS_UNKNOWN, f"part {number}")
+        mine = (seen or {}).get(number)
+        if (
+            mine is not None
+            and mine.etag == part.etag
+            and (mine.algorithm, mine.b64) != (claims.algorithm, b64)
+        ):
+            raise Skip(Outcome.DISAGREES, f"part {number}")
         pieces.append((b64, part.size))
         etags.append(part.etag)
     value = combine(claims.algorithm, pieces)

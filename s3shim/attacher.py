@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -20,7 +21,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter
 
 from . import attach, sigv4
-from .attach import Outcome, Pending, Skip, StoredPart
+from .attach import Outcome, Pending, SeenPart, Skip, StoredPart
+from .checksums import Algorithm
 from .upstream import Upstream, UpstreamError
 
 # ListParts runs before the client's Complete is forwarded: bounded, so a slow store delays
@@ -28,6 +30,9 @@ from .upstream import Upstream, UpstreamError
 LIST_PARTS_TIMEOUT = 5.0
 ATTACH_TIMEOUT = 30.0
 MAX_LISTED_PARTS = 10_000  # S3's limit on parts per upload; past it, a broken listing
+# Parts this process verified, remembered until their Complete (~200 B each): the oldest
+# uploads are forgotten first, and a forgotten part is then only the client's word.
+MAX_SEEN_PARTS = 100_000
 
 
 class _StoreRefused(Exception):
@@ -66,6 +71,8 @@ class Attacher:
         # Learnt from the first HEAD that shows a store not known to copy in place: from
         # then on no upload costs a store request for a record that cannot be attached.
         self.store_unfit = False
+        self._seen: OrderedDict[tuple[str, str], dict[int, SeenPart]] = OrderedDict()
+        self._seen_count = 0
 
     # --------------------------------------------------------------------- bookkeeping
 
@@ -90,6 +97,24 @@ class Attacher:
                 first_of_its_kind=True,
                 **where,
             )
+
+    def part_verified(
+        self, path: str, upload_id: str, number: int, etag: str, alg: Algorithm, b64: str
+    ) -> None:
+        """An UploadPart this process verified and the store took (its ETag)."""
+        parts = self._seen.setdefault((path, upload_id), {})
+        self._seen.move_to_end((path, upload_id))
+        if number not in parts:
+            self._seen_count += 1
+        parts[number] = SeenPart(etag.strip('"'), alg, b64)
+        while self._seen_count > MAX_SEEN_PARTS and len(self._seen) > 1:
+            _, dropped = self._seen.popitem(last=False)
+            self._seen_count -= len(dropped)
+
+    def _verified_parts(self, path: str, upload_id: str) -> dict[int, SeenPart]:
+        parts = self._seen.pop((path, upload_id), {})
+        self._seen_count -= len(parts)
+        return parts
 
     # ------------------------------------------------------------------- store requests
 
@@ -161,6 +186,7 @@ class Attacher:
         where: Mapping[str, str],
     ) -> Pending | None:
         """The record a Complete will get once the store commits it, or None (counted)."""
+        seen = self._verified_parts(path, upload_id)
         try:
             if self.store_unfit:
                 raise Skip(Outcome.STORE)
@@ -170,7 +196,7 @@ class Attacher:
                     stored = await self.stored_parts(creds, path, upload_id)
             except (UpstreamError, TimeoutError, ValueError, _StoreRefused) as exc:
                 raise Skip(Outcome.FAILED, f"ListParts: {type(exc).__name__}: {exc}") from None
-            return attach.derive(claims, stored, request_headers)
+            return attach.derive(claims, stored, request_headers, seen)
         except Skip as skip:
             self.count("multipart", skip.outcome, where, str(skip))
             return None

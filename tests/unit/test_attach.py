@@ -124,6 +124,29 @@ def test_a_whole_object_checksum_from_the_client_must_agree() -> None:
     assert attach.derive(claims, stored, {"x-amz-checksum-type": "COMPOSITE"}) == agreed
 
 
+def test_a_listed_crc_must_be_the_one_verified_for_the_stored_part() -> None:
+    a, b = b"first", b"second"
+    stored = {1: StoredPart(len(a), md5(a)), 2: StoredPart(len(b), md5(b))}
+    seen = {1: attach.SeenPart(md5(a), Algorithm.CRC32, crc32(a))}
+    honest = complete_xml([(1, md5(a), crc32(a)), (2, md5(b), crc32(b))])
+    assert attach.derive(attach.part_claims(honest), stored, seen=seen).record == (
+        "CRC32:" + crc32(a + b)
+    )
+    wrong = complete_xml([(1, md5(a), crc32(b"other")), (2, md5(b), crc32(b))])
+    with pytest.raises(Skip) as caught:
+        attach.derive(attach.part_claims(wrong), stored, seen=seen)
+    assert caught.value.outcome is Outcome.DISAGREES
+    # A part uploaded again since (another ETag): what this process saw says nothing of it.
+    again = {1: attach.SeenPart(md5(b"older"), Algorithm.CRC32, crc32(b"older"))}
+    assert attach.derive(attach.part_claims(honest), stored, seen=again).record == (
+        "CRC32:" + crc32(a + b)
+    )
+    # Verified as another algorithm: the listed value cannot be checked, so no record.
+    other = {1: attach.SeenPart(md5(a), Algorithm.CRC32C, "AAAAAA==")}
+    with pytest.raises(Skip):
+        attach.derive(attach.part_claims(honest), stored, seen=other)
+
+
 def test_a_store_whose_part_etags_are_not_md5s_gets_no_record() -> None:
     xml = complete_xml([(1, "e", crc32(b"a"))])
     with pytest.raises(Skip) as caught:

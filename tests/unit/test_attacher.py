@@ -3,15 +3,18 @@ works with a store: tests/e2e/test_integrity_multipart.py is, against RGW, moto 
 
 from __future__ import annotations
 
+import collections
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
 
+from s3shim import attacher as attacher_module
 from s3shim import sigv4
 from s3shim.attach import Pending
 from s3shim.attacher import Attacher
+from s3shim.checksums import Algorithm
 from s3shim.upstream import Upstream
 from tests.fakestore import FakeStore, Reply
 
@@ -187,3 +190,37 @@ async def test_listparts_pages_are_followed(store: FakeStore, attacher: Attacher
     parts = await attacher.stored_parts(CREDS, "/b/k", "u")
     assert sorted(parts) == [1, 2, 3] and parts[3].size == 3
     assert store.received[1].target.endswith("part-number-marker=2&uploadId=u")
+
+
+def one_part_listing(etag: str) -> Reply:
+    return Reply(
+        200,
+        body=(
+            "<ListPartsResult><IsTruncated>false</IsTruncated><Part><PartNumber>1</PartNumber>"
+            f"<ETag>&quot;{etag}&quot;</ETag><Size>1</Size></Part></ListPartsResult>"
+        ).encode(),
+    )
+
+
+async def test_a_listed_crc_other_than_the_verified_one_is_not_recorded(
+    store: FakeStore, attacher: Attacher
+) -> None:
+    etag = "0" * 32
+    attacher.part_verified("/b/k", "u", 1, f'"{etag}"', Algorithm.CRC32, "BBBBBB==")
+    store.script(one_part_listing(etag))
+    assert await attacher.before_complete(CREDS, "/b/k", "u", ONE_PART, {}, WHERE) is None
+    assert outcomes(attacher) == ["disagrees"]
+    # What it saw is forgotten with the Complete; another process's part is the client's word.
+    store.script(one_part_listing(etag))
+    pending = await attacher.before_complete(CREDS, "/b/k", "u", ONE_PART, {}, WHERE)
+    assert pending is not None and pending.record == "CRC32:AAAAAA=="
+
+
+def test_the_parts_remembered_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(attacher_module, "MAX_SEEN_PARTS", 3)
+    a = Attacher.__new__(Attacher)
+    a._seen, a._seen_count = collections.OrderedDict(), 0
+    for upload in ("u1", "u2"):
+        for n in (1, 2):
+            a.part_verified("/b/k", upload, n, "e", Algorithm.CRC32, "AAAAAA==")
+    assert list(a._seen) == [("/b/k", "u2")] and a._seen_count == 2
