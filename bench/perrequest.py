@@ -83,19 +83,19 @@ def one_request(proxy: Proxy, req: small.Rendered, clock: Callable[[], int]) -> 
     assert ctx is not None
     rec.access_key, rec.auth = ctx.access_key, Auth.of(ctx)
     t.append(clock())
-    p = plan(target, ctx, head, proxy.policy, proxy.settings.clients)
-    rec.framing, rec.rewrites = p.spec.framing, p.rewrites
+    planned = plan(target, ctx, head, proxy.policy, proxy.settings.clients)
+    rec.framing, rec.rewrites = planned.spec.framing, planned.rewrites
     t.append(clock())
-    headers, payload_hash = p.headers, p.payload_hash or ""
+    headers, payload_hash = planned.headers, planned.payload_hash or ""
     if req.body:
-        pipeline = BodyPipeline(p.spec)
+        pipeline = BodyPipeline(planned.spec)
         raw = pipeline.feed(req.body) + pipeline.finish()
-        whole = finish_whole(p, head.method, raw, pipeline.computed_checksum)
+        whole = finish_whole(planned, head.method, raw, pipeline.computed_checksum)
         headers, payload_hash = whole.headers, whole.payload_hash
     t.append(clock())
-    store_request(p, headers, payload_hash, proxy._store_date(), proxy.settings)
+    store_request(planned, headers, payload_hash, proxy._store_date(), proxy.settings)
     t.append(clock())
-    p.respond(200, STORE_ANSWER, None, rec.request_id)
+    planned.respond(200, STORE_ANSWER, None, rec.request_id)
     t.append(clock())
     rec.status = rec.upstream_status = 200
     rec.bytes_out = 1024

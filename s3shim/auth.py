@@ -447,8 +447,7 @@ def verify(
 
     ``regions``: the credential-scope regions accepted; None or empty accepts any (the
     region only feeds the signing key, so any region proves the same). ``region`` is a
-    deprecated alias meaning ``regions=frozenset({region})``, kept until the proxy passes
-    ``regions``; giving both is a TypeError.
+    deprecated alias meaning ``regions=frozenset({region})``; giving both is a TypeError.
     """
     allowed = _allowed_regions(regions, region)
     has_header = "authorization" in headers

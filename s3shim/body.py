@@ -14,7 +14,7 @@ import hmac
 from dataclasses import dataclass
 
 from . import chunked, errors
-from .checksums import Algorithm, Checksum, ExpectedChecksum, new_checksum
+from .checksums import Checksum, ExpectedChecksum, new_checksum
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,10 +59,6 @@ class BodyPipeline:
         # Why the body was refused, kept for the I/O layer: the exception itself is
         # swallowed by the HTTP client when it aborts the upstream request. Set here only.
         self.failure: errors.S3Error | None = None
-
-    @property
-    def checksum_algorithm(self) -> Algorithm | None:
-        return self._spec.checksum.algorithm if self._spec.checksum is not None else None
 
     def _payload(self, data: bytes | memoryview) -> bytes | memoryview:
         """Account for payload bytes and return the part that may be released now."""

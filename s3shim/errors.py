@@ -128,7 +128,7 @@ def request_timeout() -> S3Error:
     )
 
 
-def bad_gateway(message: str = "The upstream store could not be reached.") -> S3Error:
+def service_unavailable(message: str = "The upstream store could not be reached.") -> S3Error:
     # Not an AWS code, but the closest S3-style answer for "the store is down".
     return S3Error("ServiceUnavailable", message, 503)
 

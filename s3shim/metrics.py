@@ -36,7 +36,7 @@ def process_gone(pid: int) -> None:
         multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]  # untyped API
 
 
-class Children:
+class LabelCache:
     """A labelled metric's children, each made once.
 
     ``labels()`` takes a lock and builds its key on every call; a request touches five or

@@ -237,7 +237,7 @@ def _upstream_query(
     """The query the store gets, and which flag groups it lost."""
     sigv2 = any(k in _SIGV2_QUERY for k, _ in head.query)
     out = []
-    fired: set[Group] = set()
+    dropped: set[Group] = set()
     for k, v in head.query:
         if presigned and k.startswith("X-Amz-"):
             continue
@@ -251,10 +251,10 @@ def _upstream_query(
         # sent and decides as it would directly.
         group = policy.is_dropped(k.lower())
         if group is not None:
-            fired.add(group)
+            dropped.add(group)
             continue
         out.append((k, v))
-    return tuple(out), frozenset(fired)
+    return tuple(out), frozenset(dropped)
 
 
 def _own_presign(head: RequestHead, policy: Policy) -> bool:
@@ -283,7 +283,9 @@ class UpstreamPlan:
     store_creds: sigv4.Credentials | None = None
     read_limit: int = SMALL_BODY  # WHOLE: bytes of payload s3shim will hold
     strip_xml: bool = False  # WHOLE: drop per-part checksums from the Complete XML
-    hand_on: Algorithm | None = None  # a trailer checksum the store still gets (flags off)
+    # A trailer checksum the store still gets (flags off): s3shim decodes the client's
+    # framing, so it forwards the checksum itself, once verified.
+    forwarded_checksum: Algorithm | None = None
     reframing: chunked.OneChunkFraming | None = None  # REFRAME only
     # Read-side integrity (integrity.py): WHOLE records the checksum it computes; a full GET
     # is checked against the record; GET/HEAD asking for checksums get the recorded one.
@@ -297,7 +299,7 @@ class UpstreamPlan:
     expect: Continue | None = None
 
     @property
-    def vouch(self) -> bool:
+    def answer_verified_checksum(self) -> bool:
         """Whether a verified checksum is returned on success (Convex needs it on UploadPart;
         RGW does not send it)."""
         return self.op.traits.upload and self.spec.checksum is not None
@@ -348,7 +350,12 @@ class UpstreamPlan:
             # at their defaults verify the download end to end.
             alg, b64 = recorded
             out += [(alg.header, b64), (TYPE_HEADER, "FULL_OBJECT")]
-        if self.vouch and computed_checksum and status == 200 and self.spec.checksum is not None:
+        if (
+            self.answer_verified_checksum
+            and computed_checksum
+            and status == 200
+            and self.spec.checksum is not None
+        ):
             header = self.spec.checksum.algorithm.header
             if header not in present:
                 # s3shim verified this checksum over the bytes the store stored.
@@ -470,21 +477,21 @@ def plan(
         head = _sigv2_head(head, ctx)
     spec = body_spec(target.op, ctx, head)
     signed = ctx.signed_headers if ctx is not None else ()
-    fwd, fired = forward_headers(
+    fwd, dropped = forward_headers(
         _as_verified(head, signed), policy, decoded_aws_chunked=spec.framing is not None
     )
     if target.op is Op.CORS_PREFLIGHT and _own_presign(head, policy):
         # The client's own URL, untouched: RGW reads a tenant's bucket from its credential
         # (never checking the signature of a preflight), and the key is the store's already.
-        query, query_fired = head.query, frozenset[Group]()
+        query, query_dropped = head.query, frozenset[Group]()
     else:
-        query, query_fired = _upstream_query(head, ctx is None or ctx.presigned, policy)
-    fired |= query_fired
+        query, query_dropped = _upstream_query(head, ctx is None or ctx.presigned, policy)
+    dropped |= query_dropped
     length = spec.length if spec.length is not None else (None if head.has_body else 0)
     strip_xml = target.op.traits.complete_xml and policy.disable_checksums
     # s3shim decodes the client's framing, so a trailer checksum the store should still get
-    # (flag off) is handed on by s3shim itself, once verified.
-    hand_on = (
+    # (flag off) is forwarded by s3shim itself, once verified.
+    forwarded_checksum = (
         spec.checksum.algorithm
         if spec.checksum and spec.checksum.in_trailer and not policy.disable_checksums
         else None
@@ -507,23 +514,23 @@ def plan(
     elif length is None:
         # Stores need the length up front (RGW answers 411 to chunked transfer coding).
         raise errors.missing_content_length()
-    elif hand_on is not None:
+    elif forwarded_checksum is not None:
         mode, payload_hash = BodyMode.REFRAME, chunked.Framing.UNSIGNED_TRAILER.value
         reframing = chunked.OneChunkFraming(
-            length, hand_on.header, len(new_checksum(hand_on).b64digest())
+            length, forwarded_checksum.header, len(new_checksum(forwarded_checksum).b64digest())
         )
         headers = [
             *with_aws_chunked_encoding(fwd),
             (CONTENT_LENGTH, str(reframing.framed_length)),
             (DECODED_CONTENT_LENGTH, str(length)),
-            (TRAILER_HEADER, hand_on.header),
-            (SDK_ALGORITHM_HEADER, hand_on.name),
+            (TRAILER_HEADER, forwarded_checksum.header),
+            (SDK_ALGORITHM_HEADER, forwarded_checksum.name),
         ]
     else:
         headers = [*fwd, (CONTENT_LENGTH, str(length))]
-    upfront = _upfront_record(spec) if record and mode is not BodyMode.WHOLE else None
-    if upfront is not None:
-        headers.append((RECORD_HEADER, upfront))
+    streamed_record = _streamed_record(spec) if record and mode is not BodyMode.WHOLE else None
+    if streamed_record is not None:
+        headers.append((RECORD_HEADER, streamed_record))
     if expect is Continue.STORE:
         headers.append(EXPECT_CONTINUE)
     return UpstreamPlan(
@@ -535,14 +542,14 @@ def plan(
         payload_hash=payload_hash,
         path=target.upstream_path,
         query=query,
-        rewrites=fired,
+        rewrites=dropped,
         sign=ctx is not None,
         store_creds=(
             clients[ctx.access_key].upstream if ctx is not None and clients is not None else None
         ),
         read_limit=MAX_COMPLETE_XML if strip_xml else SMALL_BODY,
         strip_xml=strip_xml,
-        hand_on=hand_on,
+        forwarded_checksum=forwarded_checksum,
         reframing=reframing,
         record_whole=record and mode is BodyMode.WHOLE,
         # A ranged read's bytes are not the object's: nothing to compare them with.
@@ -577,7 +584,7 @@ def _continue_from(
     return Continue.STORE
 
 
-def _upfront_record(spec: BodySpec) -> str | None:
+def _streamed_record(spec: BodySpec) -> str | None:
     """A streamed body's record, known before it is sent: a header checksum (verified before
     the store commits: the last bytes are held back) or the body's signed hex SHA-256.
     (A body read whole gets its record once read: see finish_whole.)"""
@@ -599,27 +606,30 @@ class WholeBody:
 
 
 def finish_whole(
-    p: UpstreamPlan, method: str, body: bytes, computed_checksum: str | None
+    planned: UpstreamPlan, method: str, body: bytes, computed_checksum: str | None
 ) -> WholeBody:
     """The store's request for a body read whole: rewritten XML, length, real hash."""
-    rewrites = p.rewrites
-    if p.strip_xml:
+    rewrites = planned.rewrites
+    if planned.strip_xml:
         stripped = strip_part_checksums(body)
         if stripped != body:
             rewrites = rewrites | {Group.CHECKSUM}
         body = stripped
-    headers = list(p.headers)
-    if p.record_whole:
-        if p.spec.checksum is not None and computed_checksum:
-            record = encode_record(p.spec.checksum.algorithm, computed_checksum)
+    headers = list(planned.headers)
+    if planned.record_whole:
+        if planned.spec.checksum is not None and computed_checksum:
+            record = encode_record(planned.spec.checksum.algorithm, computed_checksum)
         else:
             c = new_checksum(DEFAULT_ALGORITHM)
             c.update(body)
             record = encode_record(DEFAULT_ALGORITHM, c.b64digest())
         headers.append((RECORD_HEADER, record))
-    if p.hand_on is not None and computed_checksum:
+    if planned.forwarded_checksum is not None and computed_checksum:
         # Known before sending: a plain header, as SDKs send it for small bodies.
-        headers += [(p.hand_on.header, computed_checksum), (SDK_ALGORITHM_HEADER, p.hand_on.name)]
+        headers += [
+            (planned.forwarded_checksum.header, computed_checksum),
+            (SDK_ALGORITHM_HEADER, planned.forwarded_checksum.name),
+        ]
     if body or method in ("PUT", "POST"):
         headers.append((CONTENT_LENGTH, str(len(body))))
     return WholeBody(body, tuple(headers), hashlib.sha256(body).hexdigest(), rewrites)
@@ -661,7 +671,7 @@ def relocated(relocate: tuple[str, str], value: bytes) -> bytes:
 
 
 def store_request(
-    p: UpstreamPlan,
+    planned: UpstreamPlan,
     headers: tuple[tuple[str, str], ...],
     payload_hash: str,
     amz_date: str,
@@ -670,23 +680,23 @@ def store_request(
     """The store's request target and head: signed with the plan's store key, or (forwarded
     unverified) with no credentials at all. The canonical path and query the signature
     covers are sent without re-quoting: what is signed is exactly what is sent."""
-    if p.store_creds is not None:
+    if planned.store_creds is not None:
         signed = sigv4.sign_headers(
-            method=p.method,
-            raw_path=p.path,
-            query=p.query,
+            method=planned.method,
+            raw_path=planned.path,
+            query=planned.query,
             host=settings.store_host,
             headers=dict(headers),
             payload_hash=payload_hash,
-            creds=p.store_creds,
+            creds=planned.store_creds,
             region=settings.store_region,
             amz_date=amz_date,
         )
         # Appended, not merged: the plan never forwards these names (TRANSPORT_DROPS).
         # Host is left out: the upstream client sends the store_host signed.
         headers = (*headers, *((n, v) for n, v in signed.headers.items() if n != "host"))
-    qs = sigv4.canonical_query(p.query)
-    return sigv4.canonical_uri(p.path) + ("?" + qs if qs else ""), headers
+    qs = sigv4.canonical_query(planned.query)
+    return sigv4.canonical_uri(planned.path) + ("?" + qs if qs else ""), headers
 
 
 def error_headers(request_id: str) -> dict[str, str]:
@@ -734,7 +744,7 @@ def form_plan(target: Target, head: RequestHead, settings: Settings, now: dateti
             "Authorization header or query."
         )
     fwd = [(n, v) for n, v in _as_verified(head, ()) if n in FORM_HEAD_HEADERS]
-    query, fired = _upstream_query(head, True, policy)
+    query, dropped = _upstream_query(head, True, policy)
     length = head.single_values().get(CONTENT_LENGTH)
     if length is None or not (length.isascii() and length.isdigit()):
         raise errors.missing_content_length()
@@ -755,7 +765,7 @@ def form_plan(target: Target, head: RequestHead, settings: Settings, now: dateti
         headers=tuple(fwd),
         path=target.upstream_path,
         query=query,
-        rewrites=fired,
+        rewrites=dropped,
         relocate=(settings.store_origin, f"{settings.client_scheme}://{head.host}")
         if head.host
         else None,
@@ -764,29 +774,29 @@ def form_plan(target: Target, head: RequestHead, settings: Settings, now: dateti
     )
 
 
-def form_request(fp: FormPlan) -> UpstreamPlan:
-    """The store's request for a form whose fields were read (``fp.upload.store_form`` set):
+def form_request(form: FormPlan) -> UpstreamPlan:
+    """The store's request for a form whose fields were read (``form.upload.store_form`` set):
     the store's form streams with its own type and exact length. A form s3shim verified and
     re-signs with a store key loses its URL's query: the policy signs fields, never the URL,
     and a store may act on a query (RGW reads a form POST's query ``x-amz-meta-*`` as metadata
     in some releases); the store then reads only what was verified, as RGW 16 does directly
     (it ignores the query)."""
-    upload = fp.upload
+    upload = form.upload
     assert upload.store_form is not None and upload.content_length is not None
     return UpstreamPlan(
-        op=fp.op,
-        method=fp.method,
+        op=form.op,
+        method=form.method,
         body=BodyMode.STREAM,
         spec=BodySpec(length=None),
         headers=(
-            *fp.headers,
+            *form.headers,
             ("content-type", upload.content_type),
             (CONTENT_LENGTH, str(upload.content_length)),
         ),
         payload_hash=None,
-        path=fp.path,
-        query=() if upload.access_key is not None else fp.query,
-        rewrites=fp.rewrites | upload.store_form.dropped,
+        path=form.path,
+        query=() if upload.access_key is not None else form.query,
+        rewrites=form.rewrites | upload.store_form.dropped,
         sign=False,  # the form's fields carry the store's signature
-        relocate=fp.relocate,
+        relocate=form.relocate,
     )

@@ -467,7 +467,7 @@ def rewrite_for_store(
     """
     form = by_name(fields)
     checksum = declared_checksum(fields)
-    fired: set[rewrite.Group] = set()
+    dropped: set[rewrite.Group] = set()
     kept: list[Field] = []
     for f in fields:
         if f.key in rewrite.RESERVED_HEADERS:
@@ -476,10 +476,10 @@ def rewrite_for_store(
         if group is None:
             kept.append(f)
         else:
-            fired.add(group)
+            dropped.add(group)
     document = verified.document
     if verified.kind is AuthKind.ANONYMOUS or document is None:
-        return StoreForm(tuple(kept), None, None, checksum, frozenset(fired))
+        return StoreForm(tuple(kept), None, None, checksum, frozenset(dropped))
     if creds is None:
         raise ValueError("a signed form needs the store's credentials")
 
@@ -493,7 +493,7 @@ def rewrite_for_store(
         for name in cond.names:
             group = flags.is_dropped(name)
             if group is not None:
-                fired.add(group)
+                dropped.add(group)
 
     amz_date = now.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
     new_values = {
@@ -522,4 +522,4 @@ def rewrite_for_store(
             out.append(f)
         # else: SigV2 fields and the session token are not forwarded
     out += [Field(k, v.encode()) for k, v in new_values.items() if k not in placed]
-    return StoreForm(tuple(out), policy_b64, signature, checksum, frozenset(fired))
+    return StoreForm(tuple(out), policy_b64, signature, checksum, frozenset(dropped))

@@ -29,7 +29,7 @@ from .attacher import Attacher
 from .body import BodyPipeline
 from .classify import Op, Target
 from .config import Config
-from .metrics import Children, Metrics
+from .metrics import LabelCache, Metrics
 from .plan import (
     BodyMode,
     Continue,
@@ -133,11 +133,11 @@ class Proxy:
         self.policy = self.settings.policy
         self.log = logs.get()
         m = metrics
-        self._requests, self._latency = Children(m.requests), Children(m.latency)
-        self._bytes_in, self._bytes_out = Children(m.bytes_in), Children(m.bytes_out)
-        self._upstream_latency, self._auth = Children(m.upstream_latency), Children(m.auth)
-        self._rewrites, self._auth_failures = Children(m.rewrites), Children(m.auth_failures)
-        self._integrity_failures = Children(m.integrity_failures)
+        self._requests, self._latency = LabelCache(m.requests), LabelCache(m.latency)
+        self._bytes_in, self._bytes_out = LabelCache(m.bytes_in), LabelCache(m.bytes_out)
+        self._upstream_latency, self._auth = LabelCache(m.upstream_latency), LabelCache(m.auth)
+        self._rewrites, self._auth_failures = LabelCache(m.rewrites), LabelCache(m.auth_failures)
+        self._integrity_failures = LabelCache(m.integrity_failures)
         self._amz_date = (0, "")  # the store's x-amz-date, formatted once a second
         # Records attached after the store committed (multipart, trailer-checksum PUTs).
         self.attacher = Attacher(
@@ -217,8 +217,8 @@ class Proxy:
         rec.op, rec.bucket = target.op, target.bucket
         kind = scheme(target, head, self.policy)
         if kind is Scheme.FORM:
-            fp = form_plan(target, head, self.settings, datetime.now(UTC))
-            return await self._post_object(request, fp, rec)
+            form = form_plan(target, head, self.settings, datetime.now(UTC))
+            return await self._post_object(request, form, rec)
         try:
             ctx = verify(kind, head, self.settings, datetime.now(UTC))
         except errors.S3Error as err:
@@ -228,79 +228,87 @@ class Proxy:
             rec.auth = _UNVERIFIED_AUTH[kind]
         else:
             rec.access_key, rec.auth = ctx.access_key, Auth.of(ctx)
-        p = plan(target, ctx, head, self.policy, self.settings.clients)
-        rec.framing, rec.rewrites = p.spec.framing, p.rewrites
+        planned = plan(target, ctx, head, self.policy, self.settings.clients)
+        rec.framing, rec.rewrites = planned.spec.framing, planned.rewrites
 
         # Authenticated: now, and only now, may the body be invited; by s3shim itself when
         # it reads the body before the store's head goes out, else once the store asks.
         invitation = None
-        if p.expect is Continue.SHIM:
+        if planned.expect is Continue.SHIM:
             _write_continue(request)
-        elif p.expect is Continue.STORE:
+        elif planned.expect is Continue.STORE:
             invitation = _Invitation(request)
 
-        pipeline = BodyPipeline(p.spec)
+        pipeline = BodyPipeline(planned.spec)
         pending: attach.Pending | None = None
         data: bytes | AsyncIterator[bytes] | None
-        match p.body:
+        match planned.body:
             case BodyMode.WHOLE:
-                raw = await self._read_whole(request, pipeline, p.read_limit, rec)
-                whole = finish_whole(p, head.method, raw, pipeline.computed_checksum)
+                raw = await self._read_whole(request, pipeline, planned.read_limit, rec)
+                whole = finish_whole(planned, head.method, raw, pipeline.computed_checksum)
                 rec.rewrites = whole.rewrites
-                if p.op is Op.COMPLETE_MULTIPART_UPLOAD:
-                    pending = await self._before_complete(p, head.single_values(), raw, target)
+                if planned.op is Op.COMPLETE_MULTIPART_UPLOAD:
+                    pending = await self._before_complete(
+                        planned, head.single_values(), raw, target
+                    )
                 data, headers, payload_hash = whole.body or None, whole.headers, whole.payload_hash
             case BodyMode.STREAM:
-                assert p.payload_hash is not None
+                assert planned.payload_hash is not None
                 data = self._stream(request, pipeline, rec, invitation)
-                headers, payload_hash = p.headers, p.payload_hash
+                headers, payload_hash = planned.headers, planned.payload_hash
             case BodyMode.REFRAME:
-                assert p.payload_hash is not None
+                assert planned.payload_hash is not None
                 stream = self._stream(request, pipeline, rec, invitation)
-                data = self._reframe(p, stream, pipeline)
-                headers, payload_hash = p.headers, p.payload_hash
-        upstream = await self._send(p, headers, payload_hash, data, pipeline, rec)
-        if p.op is Op.PUT_OBJECT and p.body is not BodyMode.WHOLE:
+                data = self._reframe(planned, stream, pipeline)
+                headers, payload_hash = planned.headers, planned.payload_hash
+        upstream = await self._send(planned, headers, payload_hash, data, pipeline, rec)
+        if planned.op is Op.PUT_OBJECT and planned.body is not BodyMode.WHOLE:
             pending = attach.streamed_put_record(
                 self.policy.record_checksums,
-                p.store_creds is not None,
+                planned.store_creds is not None,
                 headers,
-                p.spec.checksum.algorithm if p.spec.checksum is not None else None,
+                planned.spec.checksum.algorithm if planned.spec.checksum is not None else None,
                 pipeline.computed_checksum,
             )
         if pending is not None:
-            self._attach_after(p, pending, upstream, target)
+            self._attach_after(planned, pending, upstream, target)
         # The store answered before it asked for the body: the client still holds all of it,
         # so the connection closes after the answer (RFC 9110 10.1.1); its bytes can never be
         # read as a next request, nor waited for.
         uninvited = invitation is not None and not invitation.sent
         answer = await self._respond(
-            request, upstream, p, pipeline.computed_checksum, rec, target.key, close=uninvited
+            request, upstream, planned, pipeline.computed_checksum, rec, target.key, close=uninvited
         )
         return answer
 
     async def _before_complete(
-        self, p: UpstreamPlan, request_headers: dict[str, str], body: bytes, target: Target
+        self, planned: UpstreamPlan, request_headers: dict[str, str], body: bytes, target: Target
     ) -> attach.Pending | None:
         """The record a Complete will get once the store commits it: from its part CRCs and
         the part sizes the store lists (ListParts, before the Complete is forwarded)."""
-        creds = p.store_creds
+        creds = planned.store_creds
         if creds is None or not self.policy.record_checksums:
             return None
-        upload_id = next((v for k, v in p.query if k == "uploadId"), "")
+        upload_id = next((v for k, v in planned.query if k == "uploadId"), "")
         return await self.attacher.before_complete(
-            creds, p.path, upload_id, body, request_headers, _where(target)
+            creds, planned.path, upload_id, body, request_headers, _where(target)
         )
 
     def _attach_after(
-        self, p: UpstreamPlan, pending: attach.Pending, upstream: Response, target: Target
+        self, planned: UpstreamPlan, pending: attach.Pending, upstream: Response, target: Target
     ) -> None:
         """Start attaching the record once the store answered; drained as a request is."""
-        assert p.store_creds is not None
-        kind = "multipart" if p.op is Op.COMPLETE_MULTIPART_UPLOAD else "put"
+        assert planned.store_creds is not None
+        kind = "multipart" if planned.op is Op.COMPLETE_MULTIPART_UPLOAD else "put"
         headers = {n.lower(): v for n, v in reversed(list(upstream.headers.items()))}
         task = self.attacher.after_commit(
-            kind, p.store_creds, p.path, pending, upstream.status, headers, _where(target)
+            kind,
+            planned.store_creds,
+            planned.path,
+            pending,
+            upstream.status,
+            headers,
+            _where(target),
         )
         if task is not None:
             self.active += 1
@@ -310,12 +318,12 @@ class Proxy:
         self.active -= 1
 
     async def _post_object(
-        self, request: BaseRequest, fp: FormPlan, rec: RequestRecord
+        self, request: BaseRequest, form: FormPlan, rec: RequestRecord
     ) -> web.StreamResponse:
         """A browser form upload: authenticated by its fields, which are read first."""
-        upload = fp.upload
+        upload = form.upload
         # The form's signature is in the body: there is nothing to check before it is read.
-        if fp.expect is Continue.SHIM:
+        if form.expect is Continue.SHIM:
             _write_continue(request)
         body = aiter(self._client_body(request))
         first = b""
@@ -334,9 +342,9 @@ class Proxy:
                 rec.integrity_failure = err.code
             raise
         assert upload.verified is not None
-        p = form_request(fp)
+        planned = form_request(form)
         rec.access_key, rec.auth = upload.access_key, Auth.of_form(upload.verified.kind)
-        rec.rewrites = p.rewrites
+        rec.rewrites = planned.rewrites
 
         async def data() -> AsyncIterator[bytes]:
             try:
@@ -357,23 +365,23 @@ class Proxy:
             if tail:
                 yield tail
 
-        upstream = await self._send(p, p.headers, "", data(), upload, rec)
-        return await self._respond(request, upstream, p, None, rec, None)
+        upstream = await self._send(planned, planned.headers, "", data(), upload, rec)
+        return await self._respond(request, upstream, planned, None, rec, None)
 
     async def _send(
         self,
-        p: UpstreamPlan,
+        planned: UpstreamPlan,
         headers: tuple[tuple[str, str], ...],
         payload_hash: str,
         data: bytes | AsyncIterator[bytes] | None,
         body: _Refusable,
         rec: RequestRecord,
     ) -> Response:
-        amz_date = self._store_date() if p.store_creds is not None else ""
-        target, headers = store_request(p, headers, payload_hash, amz_date, self.settings)
+        amz_date = self._store_date() if planned.store_creds is not None else ""
+        target, headers = store_request(planned, headers, payload_hash, amz_date, self.settings)
         sent = time.monotonic()
         try:
-            upstream = await self.upstream.request(p.method, target, headers, data)
+            upstream = await self.upstream.request(planned.method, target, headers, data)
         except UpstreamError as exc:
             if body.failure is not None:
                 # The body was refused mid-stream and the upstream request aborted with it.
@@ -381,8 +389,8 @@ class Proxy:
                 raise body.failure from None
             rec.upstream_error = type(exc.__cause__ or exc).__name__
             self.metrics.upstream_errors.inc()
-            raise errors.bad_gateway() from None
-        self._upstream_latency(p.op.value).observe(time.monotonic() - sent)
+            raise errors.service_unavailable() from None
+        self._upstream_latency(planned.op.value).observe(time.monotonic() - sent)
         rec.upstream_status = upstream.status
         rec.upstream_request_id = upstream.headers.get("x-amz-request-id")
         return upstream
@@ -449,9 +457,9 @@ class Proxy:
 
     @staticmethod
     async def _reframe(
-        p: UpstreamPlan, payload: AsyncIterator[bytes], pipeline: BodyPipeline
+        planned: UpstreamPlan, payload: AsyncIterator[bytes], pipeline: BodyPipeline
     ) -> AsyncIterator[bytes]:
-        framing = p.reframing
+        framing = planned.reframing
         assert framing is not None
         yield framing.head()
         async for piece in payload:
@@ -480,7 +488,7 @@ class Proxy:
         self,
         request: BaseRequest,
         upstream: Response,
-        p: UpstreamPlan,
+        planned: UpstreamPlan,
         computed_checksum: str | None,
         rec: RequestRecord,
         key: str | None,
@@ -489,7 +497,7 @@ class Proxy:
     ) -> web.StreamResponse:
         """The store's answer, streamed to the client; ``close``: with Connection: close."""
         async with upstream:
-            answer = p.respond(
+            answer = planned.respond(
                 upstream.status, upstream.headers.items(), computed_checksum, rec.request_id
             )
             if answer.body is Reply.WHOLE:

@@ -149,9 +149,9 @@ FRAMING_HEADERS = frozenset({TRAILER_HEADER, SDK_ALGORITHM_HEADER})
 def forward_headers(
     headers: Iterable[tuple[str, str]], policy: Policy, *, decoded_aws_chunked: bool = False
 ) -> tuple[list[tuple[str, str]], frozenset[Group]]:
-    """The client headers the store gets, and which rewrite groups actually fired."""
+    """The client headers the store gets, and which flag groups dropped something."""
     out: list[tuple[str, str]] = []
-    fired: set[Group] = set()
+    dropped: set[Group] = set()
     for name, value in headers:
         lname = name.lower()
         if lname in TRANSPORT_DROPS or lname.startswith(TRANSPORT_DROP_PREFIXES):
@@ -164,7 +164,7 @@ def forward_headers(
             continue
         group = policy.is_dropped(lname)
         if group is not None:
-            fired.add(group)
+            dropped.add(group)
             continue
         if decoded_aws_chunked:
             if lname in FRAMING_HEADERS:
@@ -175,7 +175,7 @@ def forward_headers(
                     continue
                 value = kept
         out.append((lname, value))
-    return out, frozenset(fired)
+    return out, frozenset(dropped)
 
 
 def content_encoding_without_aws_chunked(value: str) -> str | None:

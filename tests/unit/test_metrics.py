@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from prometheus_client import generate_latest
 
-from s3shim.metrics import Children, Metrics
+from s3shim.metrics import LabelCache, Metrics
 
 
 def test_children_are_made_once_and_count_into_the_registry() -> None:
     m = Metrics()
-    by = Children(m.requests)
+    by = LabelCache(m.requests)
     assert by("GetObject", "200") is by("GetObject", "200")
     assert by("GetObject", "200") is not by("GetObject", "404")
     by("GetObject", "200").inc()
@@ -22,4 +22,4 @@ def test_children_are_made_once_and_count_into_the_registry() -> None:
 
 def test_a_child_is_the_metrics_own_child() -> None:
     m = Metrics()
-    assert Children(m.latency)("PutObject") is m.latency.labels("PutObject")
+    assert LabelCache(m.latency)("PutObject") is m.latency.labels("PutObject")

@@ -159,7 +159,7 @@ def _trailer_head(length: int) -> RequestHead:
 def test_flags_off_large_trailer_checksum_is_reframed_for_the_store() -> None:
     length = SMALL_BODY + 5
     p = plan(target(), ctx(chunked.Framing.UNSIGNED_TRAILER.value), _trailer_head(length), OFF)
-    assert p.body is BodyMode.REFRAME and p.hand_on is Algorithm.CRC32
+    assert p.body is BodyMode.REFRAME and p.forwarded_checksum is Algorithm.CRC32
     assert p.payload_hash == "STREAMING-UNSIGNED-PAYLOAD-TRAILER"
     assert p.reframing is not None
     sent = dict(p.headers)
@@ -172,7 +172,7 @@ def test_flags_off_large_trailer_checksum_is_reframed_for_the_store() -> None:
 
 def test_flags_off_small_trailer_checksum_is_handed_on_as_a_header() -> None:
     p = plan(target(), ctx(chunked.Framing.UNSIGNED_TRAILER.value), _trailer_head(5), OFF)
-    assert p.body is BodyMode.WHOLE and p.hand_on is Algorithm.CRC32
+    assert p.body is BodyMode.WHOLE and p.forwarded_checksum is Algorithm.CRC32
     whole = finish_whole(p, "PUT", b"hello", CRC)
     sent = dict(whole.headers)
     assert sent["x-amz-checksum-crc32"] == CRC
@@ -183,7 +183,7 @@ def test_flags_off_small_trailer_checksum_is_handed_on_as_a_header() -> None:
 def test_flags_on_trailer_checksum_is_verified_but_never_reaches_the_store() -> None:
     length = SMALL_BODY + 5
     p = plan(target(), ctx(chunked.Framing.UNSIGNED_TRAILER.value), _trailer_head(length), ON)
-    assert p.body is BodyMode.STREAM and p.hand_on is None
+    assert p.body is BodyMode.STREAM and p.forwarded_checksum is None
     assert p.spec.checksum is not None and p.spec.checksum.in_trailer
     assert not any(n.startswith("x-amz-checksum") or n == "x-amz-trailer" for n in names(p))
     assert dict(p.headers)["content-length"] == str(length)
@@ -302,7 +302,7 @@ def test_checksums_that_describe_another_body_are_not_verified_here(op: Op) -> N
 def test_uploads_vouch_for_the_verified_checksum_on_success_only(op: Op) -> None:
     h = head(content_length="5", x_amz_checksum_crc32=CRC)
     p = plan(target(op), ctx(signed=("host", "x-amz-checksum-crc32")), h, ON)
-    assert p.vouch
+    assert p.answer_verified_checksum
     upstream = [("ETag", '"e"'), ("Server", "rgw"), ("Transfer-Encoding", "chunked")]
     got = response_headers(p, 200, upstream, CRC, "ID")
     assert ("x-amz-checksum-crc32", CRC) in got
@@ -327,7 +327,7 @@ def test_other_operations_vouch_for_nothing() -> None:
     p = plan(
         target(Op.CREATE_MULTIPART_UPLOAD), ctx(signed=("host", "x-amz-checksum-crc32")), h, ON
     )
-    assert not p.vouch
+    assert not p.answer_verified_checksum
     assert response_headers(p, 200, [], CRC, "ID") == [
         ("x-amz-request-id", "ID"),
         ("Server", "s3shim"),
