@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import hashlib
 import os
+import random
 import re
 import signal
 import socket
@@ -29,7 +30,7 @@ from urllib.parse import urlsplit
 import pytest
 from botocore.client import BaseClient
 
-from s3shim import sigv4
+from s3shim import chunked, sigv4
 from s3shim.attach import Outcome
 from s3shim.attacher import Attacher
 from s3shim.upstream import Upstream
@@ -40,6 +41,7 @@ from tests.e2e.jsrun import run_sdk_uploads
 from tests.e2e.test_clients_awscli import aws
 from tests.e2e.test_read_integrity import CUT_OR_REFUSED, RECORD, corrupt, run_verify
 from tests.helpers import crc32_b64
+from tests.rawclient import RawClient
 from tests.shim import Shim, run_shim
 
 RECORD_WAIT = 10.0  # the attach runs just after the client's answer: poll for its result
@@ -653,3 +655,33 @@ def test_a_crash_between_complete_and_attach_leaves_the_object_unrecorded_and_re
         r.release.set()
     assert RECORD not in direct.head_object(Bucket=bucket, Key="crash")["Metadata"]
     assert shim.client().get_object(Bucket=bucket, Key="crash")["Body"].read() == data
+
+
+@pytest.mark.parametrize(
+    "framing",
+    [chunked.Framing.UNSIGNED_TRAILER, chunked.Framing.SIGNED_TRAILER],
+    ids=lambda f: f.value,
+)
+def test_a_large_put_whose_crc32_came_in_a_trailer_is_recorded_after_it(
+    direct: BaseClient, rgw_store: Store, tmp_path: Path, framing: chunked.Framing
+) -> None:
+    """Too large to read whole, its checksum known only at its end: recorded by the copy,
+    which costs HEAD, GetObjectAcl and the copy."""
+    bucket = new_bucket(direct)
+    data = os.urandom(3 * MIB + 7)
+    with (
+        relay(rgw_store.endpoint) as r,
+        run_shim(
+            r.endpoint, rgw_store.access_key, rgw_store.secret_key, tmp_path / "trailer"
+        ) as through,
+    ):
+        reply = RawClient.of(through).aws_chunked_put(
+            f"/{bucket}/trailer", data, framing, random.Random(7)
+        )
+        assert reply.status == 200, reply.body
+        assert wait_for_record(direct, bucket, "trailer") == "CRC32:" + crc32_b64(data)
+        assert settled(through, "recorded", 1)
+        ops = [operation(m, t) for m, t in r.requests]
+    assert ops == ["PutObject", "HeadObject", "GetObjectAcl", "PutObject"]
+    assert reply.headers.get("etag") == direct.head_object(Bucket=bucket, Key="trailer")["ETag"]
+    assert direct.get_object(Bucket=bucket, Key="trailer")["Body"].read() == data
