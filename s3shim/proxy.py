@@ -325,11 +325,10 @@ class Proxy:
         # The form's signature is in the body: there is nothing to check before it is read.
         if form.expect is Continue.SHIM:
             _write_continue(request)
-        body = aiter(self._client_body(request))
+        body = aiter(self._client_body(request, rec))
         first = b""
         try:
             async for piece in body:
-                rec.bytes_in += len(piece)
                 first += upload.feed(piece)
                 if upload.store_form is not None:
                     break
@@ -351,7 +350,6 @@ class Proxy:
                 if first:
                     yield first
                 async for piece in body:
-                    rec.bytes_in += len(piece)
                     out = upload.feed(piece)
                     if out:
                         yield out
@@ -395,8 +393,8 @@ class Proxy:
         rec.upstream_request_id = upstream.headers.get("x-amz-request-id")
         return upstream
 
-    async def _client_body(self, request: BaseRequest) -> AsyncIterator[bytes]:
-        """The request body as it arrives; a client silent for too long is cut off."""
+    async def _client_body(self, request: BaseRequest, rec: RequestRecord) -> AsyncIterator[bytes]:
+        """The request body as it arrives, counted; a client silent for too long is cut off."""
         content = request.content
         while True:
             try:
@@ -406,6 +404,7 @@ class Proxy:
                 raise errors.request_timeout() from None
             if piece is None:
                 return
+            rec.bytes_in += len(piece)
             yield piece
 
     async def _read_whole(
@@ -416,8 +415,7 @@ class Proxy:
         try:
             if not request.body_exists:  # nothing to wait for, but the checks still run
                 return pipeline.finish()
-            async for piece in self._client_body(request):
-                rec.bytes_in += len(piece)
+            async for piece in self._client_body(request, rec):
                 out = pipeline.feed(piece)
                 size += len(out)
                 if size > limit:
@@ -439,8 +437,7 @@ class Proxy:
         if invitation is not None:
             invitation.send()  # first asked for by the upstream client: the store wants it
         try:
-            async for piece in self._client_body(request):
-                rec.bytes_in += len(piece)
+            async for piece in self._client_body(request, rec):
                 out = pipeline.feed(piece)
                 if out:
                     yield out
