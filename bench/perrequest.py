@@ -9,11 +9,11 @@ seen without the noise of sockets, the event loop and the load generator:
     .venv/bin/python -m bench.perrequest                 # every op, 20,000 rounds each
     .venv/bin/python -m bench.perrequest --profile get   # + cProfile of one op (top 25)
 
-Steps: ``head`` (plan.read_request: parse_head and classify), ``auth`` (plan.scheme and
-plan.verify: SigV4 header or presigned verification), ``plan``, ``whole`` (finish_whole, PUT
-only), ``sign`` (plan.store_request: re-signing for the store, canonical path and query),
-``respond`` (UpstreamPlan.respond for a typical store answer), ``record`` (metrics + the JSON
-log line, written to /dev/null). Nothing is asserted.
+Steps: ``head`` (parse_head) and ``classify`` (together plan.read_request), ``auth``
+(plan.scheme and plan.verify: SigV4 header or presigned verification), ``plan``, ``whole``
+(finish_whole, PUT only), ``sign`` (plan.store_request: re-signing for the store, canonical
+path and query), ``respond`` (UpstreamPlan.respond for a typical store answer), ``record``
+(metrics + the JSON log line, written to /dev/null). Nothing is asserted.
 """
 
 from __future__ import annotations
@@ -38,8 +38,10 @@ from bench import small
 from s3shim import config as config_mod
 from s3shim import logs
 from s3shim.body import BodyPipeline
+from s3shim.classify import classify
+from s3shim.head import parse_head
 from s3shim.metrics import Metrics
-from s3shim.plan import finish_whole, plan, read_request, scheme, store_request, verify
+from s3shim.plan import finish_whole, plan, scheme, store_request, verify
 from s3shim.proxy import Proxy
 from s3shim.record import Auth, RequestRecord, new_request_id
 
@@ -55,7 +57,7 @@ STORE_ANSWER = (
     ("x-amz-request-id", "tx000001-0067-default"),
     ("Accept-Ranges", "bytes"),
 )
-STEPS = ("head", "auth", "plan", "whole", "sign", "respond", "record")
+STEPS = ("head", "classify", "auth", "plan", "whole", "sign", "respond", "record")
 
 
 def make_proxy() -> Proxy:
@@ -76,7 +78,11 @@ def one_request(proxy: Proxy, req: small.Rendered, clock: Callable[[], int]) -> 
     """Run the pure steps of Proxy._handle/_send/_respond/_record once; ns per step."""
     t = [clock()]
     rec = RequestRecord(new_request_id(), req.method)
-    head, target = read_request(req.method, req.target, req.headers, bool(req.body), ())
+    head = parse_head(req.method, req.target, req.headers, bool(req.body))
+    t.append(clock())
+    target = classify(
+        head.method, head.host, head.raw_path, head.query, frozenset(head.headers), ()
+    )
     rec.op, rec.bucket = target.op, target.bucket
     t.append(clock())
     ctx = verify(scheme(target, head, proxy.policy), head, proxy.settings, datetime.now(UTC))
