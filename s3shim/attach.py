@@ -433,3 +433,14 @@ def streamed_put_record(
     if any(n.lower() == RECORD_HEADER for n, _ in sent_headers):
         return None  # recorded with the upload itself
     return streamed_put(algorithm, computed)
+
+
+def verified_part(
+    query: Iterable[tuple[str, str]], status: int, etag: str | None
+) -> tuple[str, int, str] | None:
+    """An UploadPart the store took: (upload id, part number, ETag), or None."""
+    params = dict(query)
+    number = params.get("partNumber", "")
+    if status != 200 or not etag or not number.isdigit() or not params.get("uploadId"):
+        return None
+    return params["uploadId"], int(number), etag

@@ -270,6 +270,8 @@ class Proxy:
                 planned.spec.checksum.algorithm if planned.spec.checksum is not None else None,
                 pipeline.computed_checksum,
             )
+        elif planned.op is Op.UPLOAD_PART and self.policy.record_checksums:
+            self._part_verified(planned, upstream, pipeline.computed_checksum)
         if pending is not None:
             self._attach_after(planned, pending, upstream, target)
         # The store answered before it asked for the body: the client still holds all of it,
@@ -293,6 +295,16 @@ class Proxy:
         return await self.attacher.before_complete(
             creds, planned.path, upload_id, body, request_headers, _where(target)
         )
+
+    def _part_verified(
+        self, planned: UpstreamPlan, upstream: Response, computed: str | None
+    ) -> None:
+        """Remembered until the Complete: the CRC it lists for this part must be this one."""
+        part = attach.verified_part(planned.query, upstream.status, upstream.headers.get("ETag"))
+        if part is not None and computed and planned.spec.checksum is not None:
+            upload_id, number, etag = part
+            alg = planned.spec.checksum.algorithm
+            self.attacher.part_verified(planned.path, upload_id, number, etag, alg, computed)
 
     def _attach_after(
         self, planned: UpstreamPlan, pending: attach.Pending, upstream: Response, target: Target

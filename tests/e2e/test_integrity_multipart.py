@@ -269,6 +269,37 @@ def test_a_complete_listing_no_part_checksums_stays_unrecorded(
     assert client.get_object(Bucket=bucket, Key="bare")["Body"].read() == b"p" * 100
 
 
+def test_a_complete_listing_another_crc_than_s3shim_answered_stays_unrecorded(
+    shim: Shim, direct: BaseClient, bucket: str
+) -> None:
+    """The list is the client's word; where s3shim verified the part, it must agree."""
+    client = shim.client()
+    before = counted(shim, "disagrees")
+    up = client.create_multipart_upload(Bucket=bucket, Key="liar", ChecksumAlgorithm="CRC32")
+    data = os.urandom(1000)
+    part = client.upload_part(
+        Bucket=bucket,
+        Key="liar",
+        UploadId=up["UploadId"],
+        PartNumber=1,
+        Body=data,
+        ChecksumAlgorithm="CRC32",
+    )
+    assert part["ChecksumCRC32"] == crc32_b64(data)
+    wrong = crc32_b64(b"other bytes")
+    client.complete_multipart_upload(
+        Bucket=bucket,
+        Key="liar",
+        UploadId=up["UploadId"],
+        MultipartUpload={
+            "Parts": [{"PartNumber": 1, "ETag": part["ETag"], "ChecksumCRC32": wrong}]
+        },
+    )
+    assert settled(shim, "disagrees", before + 1)
+    assert RECORD not in direct.head_object(Bucket=bucket, Key="liar")["Metadata"]
+    assert client.get_object(Bucket=bucket, Key="liar")["Body"].read() == data
+
+
 def test_a_versioned_bucket_gets_no_extra_version(shim: Shim, direct: BaseClient) -> None:
     bucket = new_bucket(direct)
     direct.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
