@@ -30,7 +30,7 @@ from __future__ import annotations
 import enum
 import hashlib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from . import auth, chunked, errors, sigv2, sigv4
@@ -531,6 +531,10 @@ def plan(
     streamed_record = _streamed_record(spec) if record and mode is not BodyMode.WHOLE else None
     if streamed_record is not None:
         headers.append((RECORD_HEADER, streamed_record))
+    elif record and mode is not BodyMode.WHOLE and spec.checksum is None:
+        # No record can go with the body: s3shim computes one as it streams, attached once
+        # the store committed the object (attach.py).
+        spec = replace(spec, compute=DEFAULT_ALGORITHM)
     if expect is Continue.STORE:
         headers.append(EXPECT_CONTINUE)
     return UpstreamPlan(

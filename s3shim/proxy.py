@@ -267,7 +267,11 @@ class Proxy:
                 self.policy.record_checksums,
                 planned.store_creds is not None,
                 headers,
-                planned.spec.checksum.algorithm if planned.spec.checksum is not None else None,
+                (
+                    planned.spec.checksum.algorithm
+                    if planned.spec.checksum is not None
+                    else planned.spec.compute
+                ),
                 pipeline.computed_checksum,
             )
         elif planned.op is Op.UPLOAD_PART and self.policy.record_checksums:

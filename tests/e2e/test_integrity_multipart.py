@@ -36,11 +36,11 @@ from s3shim.attacher import Attacher
 from s3shim.upstream import Upstream
 from tests.backends import Store
 from tests.backends import s3_client as store_client
-from tests.convex_sequence import MIB, PART, multipart_upload, new_bucket
+from tests.convex_sequence import MIB, PART, multipart_upload, new_bucket, presign_client
 from tests.e2e.jsrun import run_sdk_uploads
 from tests.e2e.test_clients_awscli import aws
 from tests.e2e.test_read_integrity import CUT_OR_REFUSED, RECORD, corrupt, run_verify
-from tests.helpers import crc32_b64
+from tests.helpers import crc32_b64, crc64nvme_b64
 from tests.rawclient import RawClient
 from tests.shim import Shim, run_shim
 
@@ -193,6 +193,37 @@ def test_js_sdk_stream_put_and_lib_storage_upload_are_recorded(
         assert hashlib.sha256(got).hexdigest() == o["sha256"]
         # The stream PUT's CRC32 came in an aws-chunked trailer, too late for a header.
         assert record == "CRC32:" + crc32_b64(got), o
+
+
+def test_a_large_put_with_no_checksum_gets_one_computed_by_s3shim(
+    shim: Shim, direct: BaseClient, bucket: str
+) -> None:
+    """Streamed with UNSIGNED-PAYLOAD and no checksum (a presigned URL from a browser, a
+    client signing no payload): s3shim computes CRC64NVME as it streams, recorded after."""
+    data = os.urandom(3 * MIB + 1)
+    url = presign_client(shim.client()).generate_presigned_url(
+        "put_object", Params={"Bucket": bucket, "Key": "presigned-large"}, ExpiresIn=300
+    )
+    req = urllib.request.Request(
+        url, data=data, method="PUT", headers={"Content-Type": "application/octet-stream"}
+    )
+    with urllib.request.urlopen(req, timeout=60) as r:
+        assert r.status == 200
+    assert wait_for_record(direct, bucket, "presigned-large") == (
+        "CRC64NVME:" + crc64nvme_b64(data)
+    )
+    head = shim.client().head_object(Bucket=bucket, Key="presigned-large", ChecksumMode="ENABLED")
+    assert head["ChecksumCRC64NVME"] == crc64nvme_b64(data)
+    unsigned = RawClient.of(shim).put(
+        f"/{bucket}/unsigned-large", data, payload_hash="UNSIGNED-PAYLOAD"
+    )
+    assert unsigned.status == 200
+    assert wait_for_record(direct, bucket, "unsigned-large") == "CRC64NVME:" + crc64nvme_b64(data)
+    chunks = RawClient.of(shim).aws_chunked_put(
+        f"/{bucket}/signed-chunks", data, chunked.Framing.SIGNED, random.Random(3)
+    )
+    assert chunks.status == 200
+    assert wait_for_record(direct, bucket, "signed-chunks") == "CRC64NVME:" + crc64nvme_b64(data)
 
 
 # ------------------------------------------------------------------- rot inside the store
