@@ -271,7 +271,7 @@ class UpstreamPlan:
     body: BodyMode
     spec: BodySpec
     # Every header for the store, except those WHOLE adds once the body is read
-    # (content-length, a handed-on checksum): see finish_whole.
+    # (content-length, a forwarded checksum): see finish_whole.
     headers: tuple[tuple[str, str], ...]
     payload_hash: str | None  # None for WHOLE: the body's own sha256, once read
     path: str  # path-style raw path on the store
@@ -291,7 +291,7 @@ class UpstreamPlan:
     # is checked against the record; GET/HEAD asking for checksums get the recorded one.
     record_whole: bool = False
     verify_read: bool = False
-    answer_checksum: bool = False
+    answer_recorded_checksum: bool = False
     # A form upload's answer names the object by URL: the store writes its own origin there,
     # which s3shim replaces with the one the client used (store origin, client origin).
     relocate: tuple[str, str] | None = None
@@ -338,12 +338,14 @@ class UpstreamPlan:
             present.add(lname)
         recorded = (
             parse_record(record)
-            if record is not None and status == 200 and (self.answer_checksum or self.verify_read)
+            if record is not None
+            and status == 200
+            and (self.answer_recorded_checksum or self.verify_read)
             else None
         )
         if (
             recorded is not None
-            and self.answer_checksum
+            and self.answer_recorded_checksum
             and not any(n.startswith(HEADER_PREFIX) for n in present)
         ):
             # The store keeps no checksums; s3shim answers with the one it recorded, so SDKs
@@ -558,7 +560,7 @@ def plan(
         record_whole=record and mode is BodyMode.WHOLE,
         # A ranged read's bytes are not the object's: nothing to compare them with.
         verify_read=reads and target.op is Op.GET_OBJECT and "range" not in head.headers,
-        answer_checksum=reads
+        answer_recorded_checksum=reads
         and (head.first(MODE_HEADER) or "").upper() == "ENABLED"
         and "range" not in head.headers,
         expect=expect,
