@@ -518,12 +518,13 @@ def test_presigned_checksum_parameters_reach_the_store_as_sent_only_with_the_fla
 def test_s3shim_records_its_own_checksum_never_the_presigned_query_one(
     runs: Runs, user: str
 ) -> None:
-    """With the flags on (recording on), a small presigned upload is recorded with the
-    CRC64NVME s3shim computed over what it stored, not the query's CRC32 of nothing; a
-    streamed UNSIGNED-PAYLOAD upload has nothing verified to record; flags off: no record."""
+    """With the flags on (recording on), a presigned upload is recorded with the CRC64NVME
+    s3shim computed over what it stored, not the query's CRC32 of nothing (a streamed one
+    once the store committed it); flags off: no record."""
     on = runs.metadata[("rgw", "on", user, "js-sdk-put-4k")]
     assert on.get(RECORD_NAME) == f"CRC64NVME:{crc64nvme_b64(SMALL)}"
-    assert RECORD_NAME not in runs.metadata[("rgw", "on", user, "js-sdk-put-1.5m")]
+    streamed = runs.metadata[("rgw", "on", user, "js-sdk-put-1.5m")]
+    assert streamed.get(RECORD_NAME) == f"CRC64NVME:{crc64nvme_b64(LARGE)}"
     assert RECORD_NAME not in runs.metadata[("rgw", "off", user, "js-sdk-put-4k")]
 
 
