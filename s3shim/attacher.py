@@ -1,12 +1,12 @@
 """The store requests of recording a checksum after the store committed (decisions: attach.py).
 
 Before a CompleteMultipartUpload is forwarded: ListParts (paged), for the part sizes; the
-parts may have come through another s3shim process, so only the store knows them. After the
-store committed (Complete, or a streamed PutObject whose checksum came in a trailer): HEAD,
-GetObjectAcl and the conditional self-copy, all
-through the proxy's own :class:`Upstream` client and signed with the store key the upload
-used. It runs after the client has its answer, which it never changes: a failure is logged
-and counted (``s3shim_checksum_records_total``) and leaves the object unrecorded, as it was.
+parts may have come through another s3shim process, so only the store knows them. Once the
+store committed the upload (Complete, or a streamed PutObject): HEAD, GetObjectAcl and the
+conditional self-copy, through the proxy's own :class:`Upstream` client and signed with the
+store key the upload used. They run before the client gets the store's answer, which they
+never change: a failure is logged and counted (``s3shim_checksum_records_total``) and leaves
+the object unrecorded, as it was.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ from .upstream import Upstream, UpstreamError
 # ListParts runs before the client's Complete is forwarded: bounded, so a slow store delays
 # the upload's answer by this at most (and the object is then left unrecorded).
 LIST_PARTS_TIMEOUT = 5.0
-ATTACH_TIMEOUT = 30.0
+# The client's answer waits for the attach: a store this slow leaves the object unrecorded.
+ATTACH_TIMEOUT = 10.0
 MAX_LISTED_PARTS = 10_000  # S3's limit on parts per upload; past it, a broken listing
 # Parts this process verified, remembered until their Complete (~200 B each): the oldest
 # uploads are forgotten first, and a forgotten part is then only the client's word.
@@ -66,7 +67,6 @@ class Attacher:
             registry=registry,
         )
         self._logged: set[tuple[str, Outcome]] = set()
-        self.tasks: set[asyncio.Task[None]] = set()
         self.requests = 0  # store requests made, for tests and the cost count
         # Learnt from the first HEAD that shows a store not known to copy in place: from
         # then on no upload costs a store request for a record that cannot be attached.
@@ -203,7 +203,7 @@ class Attacher:
 
     # ------------------------------------------------------------------------ the attach
 
-    def after_commit(
+    async def after_commit(
         self,
         kind: str,
         creds: sigv4.Credentials,
@@ -212,45 +212,52 @@ class Attacher:
         status: int,
         headers: Mapping[str, str],
         where: Mapping[str, str],
-    ) -> asyncio.Task[None] | None:
-        """The upload was answered: start attaching its record (None: nothing to attach)."""
+    ) -> None:
+        """The store answered the upload: attach its record before the client hears of it.
+
+        Before, not after: while the client has no answer, whatever another request does
+        meanwhile (a delete, an overwrite) is as if it came before the upload ended, the copy
+        being the upload's last step. A copy still in flight once the client moved on could
+        bring back an object it had deleted (RGW checks the precondition when the copy starts,
+        not when it writes). Never raises: the upload's answer is the store's, whatever
+        becomes of the record.
+        """
         try:
             if self.store_unfit:
                 raise Skip(Outcome.STORE)
             bound = attach.committed(pending, status, headers)
         except Skip as skip:
             self.count(kind, skip.outcome, where, str(skip))
-            return None
-        task = asyncio.get_running_loop().create_task(self._attach(kind, creds, path, bound, where))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-        return task
+            return
+        try:
+            outcome, detail = await self._attach(creds, path, bound)
+        except Exception as exc:  # a bug of s3shim's must not fail an upload the store took
+            self.log.error("checksum_attach_failed", exc_info=exc, kind=kind, **where)
+            outcome, detail = Outcome.FAILED, type(exc).__name__
+        self.count(kind, outcome, where, detail)
 
     async def _attach(
-        self,
-        kind: str,
-        creds: sigv4.Credentials,
-        path: str,
-        pending: Pending,
-        where: Mapping[str, str],
-    ) -> None:
+        self, creds: sigv4.Credentials, path: str, pending: Pending
+    ) -> tuple[Outcome, str]:
         outcome, detail = Outcome.FAILED, ""
-        for attempt in (1, 2):  # a store failure is retried once
-            try:
-                async with asyncio.timeout(ATTACH_TIMEOUT):
-                    await self._copy(creds, path, pending)
-                outcome = Outcome.RECORDED
-                break
-            except Skip as skip:
-                outcome, detail = skip.outcome, str(skip)
-                if skip.outcome is Outcome.STORE:
-                    self.store_unfit = True
-                if skip.outcome is not Outcome.FAILED:
-                    break
-            except (UpstreamError, TimeoutError, ValueError, _StoreRefused) as exc:
-                outcome, detail = Outcome.FAILED, f"{type(exc).__name__}: {exc}"
-            detail += f" (attempt {attempt})"
-        self.count(kind, outcome, where, detail)
+        try:
+            async with asyncio.timeout(ATTACH_TIMEOUT):
+                for attempt in (1, 2):  # a store failure is retried once
+                    try:
+                        await self._copy(creds, path, pending)
+                        return Outcome.RECORDED, ""
+                    except Skip as skip:
+                        outcome, detail = skip.outcome, str(skip)
+                        if skip.outcome is Outcome.STORE:
+                            self.store_unfit = True
+                        if skip.outcome is not Outcome.FAILED:
+                            return outcome, detail
+                    except (UpstreamError, ValueError, _StoreRefused) as exc:
+                        outcome, detail = Outcome.FAILED, f"{type(exc).__name__}: {exc}"
+                    detail += f" (attempt {attempt})"
+        except TimeoutError:
+            return Outcome.FAILED, f"no answer in {ATTACH_TIMEOUT} s ({detail})"
+        return outcome, detail
 
     async def _copy(self, creds: sigv4.Credentials, path: str, pending: Pending) -> None:
         status, _, head, _ = await self._call(creds, "HEAD", path, ())

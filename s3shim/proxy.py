@@ -277,7 +277,7 @@ class Proxy:
         elif planned.op is Op.UPLOAD_PART and self.policy.record_checksums:
             self._part_verified(planned, upstream, pipeline.computed_checksum)
         if pending is not None:
-            self._attach_after(planned, pending, upstream, target)
+            await self._attach_after(planned, pending, upstream, target)
         # The store answered before it asked for the body: the client still holds all of it,
         # so the connection closes after the answer (RFC 9110 10.1.1); its bytes can never be
         # read as a next request, nor waited for.
@@ -310,14 +310,15 @@ class Proxy:
             alg = planned.spec.checksum.algorithm
             self.attacher.part_verified(planned.path, upload_id, number, etag, alg, computed)
 
-    def _attach_after(
+    async def _attach_after(
         self, planned: UpstreamPlan, pending: attach.Pending, upstream: Response, target: Target
     ) -> None:
-        """Start attaching the record once the store answered; drained as a request is."""
+        """The record attached once the store answered, before the client gets the answer
+        (never failing it: see Attacher.after_commit)."""
         assert planned.store_creds is not None
         kind = "multipart" if planned.op is Op.COMPLETE_MULTIPART_UPLOAD else "put"
         headers = {n.lower(): v for n, v in reversed(list(upstream.headers.items()))}
-        task = self.attacher.after_commit(
+        await self.attacher.after_commit(
             kind,
             planned.store_creds,
             planned.path,
@@ -326,12 +327,6 @@ class Proxy:
             headers,
             _where(target),
         )
-        if task is not None:
-            self.active += 1
-            task.add_done_callback(self._attached)
-
-    def _attached(self, _task: object) -> None:
-        self.active -= 1
 
     async def _post_object(
         self, request: BaseRequest, form: FormPlan, rec: RequestRecord

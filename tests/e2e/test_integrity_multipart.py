@@ -18,7 +18,6 @@ import re
 import signal
 import socket
 import threading
-import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -44,17 +43,12 @@ from tests.helpers import crc32_b64, crc64nvme_b64
 from tests.rawclient import RawClient
 from tests.shim import Shim, run_shim
 
-RECORD_WAIT = 10.0  # the attach runs just after the client's answer: poll for its result
+HELD_WAIT = 10.0  # bounds the wait for a request the relay holds
 
 
-def wait_for_record(direct: BaseClient, bucket: str, key: str) -> str:
-    """The record once attached (polled: it follows the client's answer)."""
-    deadline = time.monotonic() + RECORD_WAIT
-    while True:
-        meta = direct.head_object(Bucket=bucket, Key=key)["Metadata"]
-        if RECORD in meta or time.monotonic() > deadline:
-            return str(meta.get(RECORD, ""))
-        time.sleep(0.05)
+def recorded(direct: BaseClient, bucket: str, key: str) -> str:
+    """The record, read from the store (attached before the client got its answer)."""
+    return str(direct.head_object(Bucket=bucket, Key=key)["Metadata"].get(RECORD, ""))
 
 
 def counted(shim: Shim, outcome: str) -> float:
@@ -69,13 +63,8 @@ def counted(shim: Shim, outcome: str) -> float:
 
 
 def settled(shim: Shim, outcome: str, count: float) -> bool:
-    """Whether s3shim counted ``count`` attach outcomes of this kind (polled)."""
-    deadline = time.monotonic() + RECORD_WAIT
-    while counted(shim, outcome) < count:
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
+    """Whether s3shim counted ``count`` attach outcomes of this kind (before answering)."""
+    return counted(shim, outcome) >= count
 
 
 def direct_multipart(client: BaseClient, bucket: str, key: str, data: bytes, **create: Any) -> None:
@@ -106,7 +95,7 @@ def test_convex_multipart_upload_carries_the_whole_object_crc32(
     data = os.urandom(2 * PART + 12345)
     client = shim.client()
     multipart_upload(client, bucket, "convex", data)
-    assert wait_for_record(direct, bucket, "convex") == "CRC32:" + crc32_b64(data)
+    assert recorded(direct, bucket, "convex") == "CRC32:" + crc32_b64(data)
     head = client.head_object(Bucket=bucket, Key="convex", ChecksumMode="ENABLED")
     assert head["ChecksumCRC32"] == crc32_b64(data)
     assert head["ChecksumType"] == "FULL_OBJECT"
@@ -139,7 +128,7 @@ def test_the_clients_answers_are_the_stores(shim: Shim, direct: BaseClient, buck
             Bucket=bucket, Key=key, UploadId=up["UploadId"], MultipartUpload={"Parts": parts}
         )
         answers[name] = done
-    assert wait_for_record(direct, bucket, "same-shim") == "CRC32:" + crc32_b64(data)
+    assert recorded(direct, bucket, "same-shim") == "CRC32:" + crc32_b64(data)
     a, b = answers["direct"], answers["shim"]
     assert a["ResponseMetadata"]["HTTPStatusCode"] == b["ResponseMetadata"]["HTTPStatusCode"] == 200
     assert a.get("ETag") == b.get("ETag")  # the same parts: the same ETag (RGW 16: empty)
@@ -157,7 +146,7 @@ def test_boto3_upload_file_at_defaults_is_recorded(
     src = tmp_path / "big"
     src.write_bytes(data)
     shim.client().upload_file(str(src), bucket, "upload-file")  # 8 MiB parts, CRC32 each
-    assert wait_for_record(direct, bucket, "upload-file") == "CRC32:" + crc32_b64(data)
+    assert recorded(direct, bucket, "upload-file") == "CRC32:" + crc32_b64(data)
     out = tmp_path / "out"
     shim.client().download_file(bucket, "upload-file", str(out))
     assert out.read_bytes() == data
@@ -171,7 +160,7 @@ def test_aws_cli_cp_at_defaults_is_recorded(
     src.write_bytes(data)
     aws(shim, "s3", "cp", str(src), f"s3://{bucket}/cli")  # 8 MiB parts
     assert direct.head_object(Bucket=bucket, Key="cli")["ETag"].endswith('-3"')
-    assert wait_for_record(direct, bucket, "cli") == "CRC32:" + crc32_b64(data)
+    assert recorded(direct, bucket, "cli") == "CRC32:" + crc32_b64(data)
 
 
 def test_js_sdk_stream_put_and_lib_storage_upload_are_recorded(
@@ -188,7 +177,7 @@ def test_js_sdk_stream_put_and_lib_storage_upload_are_recorded(
     )
     assert {o["kind"] for o in results} == {"put", "upload"}
     for o in results:
-        record = wait_for_record(direct, bucket, str(o["key"]))
+        record = recorded(direct, bucket, str(o["key"]))
         got = direct.get_object(Bucket=bucket, Key=o["key"])["Body"].read()
         assert hashlib.sha256(got).hexdigest() == o["sha256"]
         # The stream PUT's CRC32 came in an aws-chunked trailer, too late for a header.
@@ -209,21 +198,19 @@ def test_a_large_put_with_no_checksum_gets_one_computed_by_s3shim(
     )
     with urllib.request.urlopen(req, timeout=60) as r:
         assert r.status == 200
-    assert wait_for_record(direct, bucket, "presigned-large") == (
-        "CRC64NVME:" + crc64nvme_b64(data)
-    )
+    assert recorded(direct, bucket, "presigned-large") == ("CRC64NVME:" + crc64nvme_b64(data))
     head = shim.client().head_object(Bucket=bucket, Key="presigned-large", ChecksumMode="ENABLED")
     assert head["ChecksumCRC64NVME"] == crc64nvme_b64(data)
     unsigned = RawClient.of(shim).put(
         f"/{bucket}/unsigned-large", data, payload_hash="UNSIGNED-PAYLOAD"
     )
     assert unsigned.status == 200
-    assert wait_for_record(direct, bucket, "unsigned-large") == "CRC64NVME:" + crc64nvme_b64(data)
+    assert recorded(direct, bucket, "unsigned-large") == "CRC64NVME:" + crc64nvme_b64(data)
     chunks = RawClient.of(shim).aws_chunked_put(
         f"/{bucket}/signed-chunks", data, chunked.Framing.SIGNED, random.Random(3)
     )
     assert chunks.status == 200
-    assert wait_for_record(direct, bucket, "signed-chunks") == "CRC64NVME:" + crc64nvme_b64(data)
+    assert recorded(direct, bucket, "signed-chunks") == "CRC64NVME:" + crc64nvme_b64(data)
 
 
 # ------------------------------------------------------------------- rot inside the store
@@ -234,7 +221,7 @@ def test_a_rewritten_multipart_object_is_refused(
 ) -> None:
     data = os.urandom(PART + 100)
     multipart_upload(shim.client(), bucket, "rot-whole", data)
-    assert wait_for_record(direct, bucket, "rot-whole")
+    assert recorded(direct, bucket, "rot-whole")
     corrupt(direct, bucket, "rot-whole")  # same metadata, one byte different
     with pytest.raises(CUT_OR_REFUSED):
         shim.client().get_object(Bucket=bucket, Key="rot-whole")["Body"].read()
@@ -247,7 +234,7 @@ def test_a_flipped_byte_in_one_part_is_refused(shim: Shim, direct: BaseClient, b
     data = os.urandom(2 * PART + 100)
     multipart_upload(shim.client(), bucket, "rot-part", data)
     meta = direct.head_object(Bucket=bucket, Key="rot-part")["Metadata"]
-    assert RECORD in meta or wait_for_record(direct, bucket, "rot-part")
+    assert RECORD in meta or recorded(direct, bucket, "rot-part")
     meta = direct.head_object(Bucket=bucket, Key="rot-part")["Metadata"]
     # The store's object made again from its parts, the second with one byte flipped.
     bad = bytearray(data)
@@ -267,7 +254,7 @@ def test_the_scrub_checks_recorded_multipart_objects(
     bucket = new_bucket(direct)
     for i in range(2):
         multipart_upload(shim.client(), bucket, f"mp/{i}", os.urandom(PART + i))
-        assert wait_for_record(direct, bucket, f"mp/{i}")
+        assert recorded(direct, bucket, f"mp/{i}")
     good = run_verify(rgw_store, f"s3://{bucket}/mp/")
     assert good.returncode == 0, good.stderr
     assert good.stdout.strip().endswith("checked=2 unrecorded=0 mismatched=0 unreadable=0")
@@ -352,7 +339,7 @@ def test_a_bucket_with_versioning_suspended_is_recorded_in_place(
     direct.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Suspended"})
     data = os.urandom(PART + 1)
     multipart_upload(shim.client(), bucket, "s", data)
-    assert wait_for_record(direct, bucket, "s") == "CRC32:" + crc32_b64(data)
+    assert recorded(direct, bucket, "s") == "CRC32:" + crc32_b64(data)
     versions = direct.list_object_versions(Bucket=bucket, Prefix="s")["Versions"]
     assert [v["VersionId"] for v in versions] == ["null"]  # replaced, not added
 
@@ -428,9 +415,7 @@ async def upload_then_attach(
     if between is not None:
         between()
     headers = {k.lower(): v for k, v in done["ResponseMetadata"]["HTTPHeaders"].items()}
-    task = attacher.after_commit("multipart", creds, path, pending, 200, headers, where)
-    assert task is not None
-    await task
+    await attacher.after_commit("multipart", creds, path, pending, 200, headers, where)
     await upstream.close()
     outcome = Outcome.RECORDED
     for _, kw in log.lines:
@@ -589,7 +574,7 @@ def test_parts_uploaded_through_two_processes_are_recorded(
         clients[1].complete_multipart_upload(
             Bucket=bucket, Key="two", UploadId=up["UploadId"], MultipartUpload={"Parts": parts}
         )
-        assert wait_for_record(direct, bucket, "two") == "CRC32:" + crc32_b64(data)
+        assert recorded(direct, bucket, "two") == "CRC32:" + crc32_b64(data)
 
 
 @dataclass
@@ -681,7 +666,7 @@ def test_the_cost_per_upload_in_store_requests(
         ) as counted_shim,
     ):
         multipart_upload(counted_shim.client(), bucket, "cost", data)
-        assert wait_for_record(direct, bucket, "cost") == "CRC32:" + crc32_b64(data)
+        assert recorded(direct, bucket, "cost") == "CRC32:" + crc32_b64(data)
         assert settled(counted_shim, "recorded", 1)
         ops = [operation(m, t) for m, t in r.requests]
     assert sorted(ops) == sorted(
@@ -702,8 +687,18 @@ def test_the_cost_per_upload_in_store_requests(
 def test_a_crash_between_complete_and_attach_leaves_the_object_unrecorded_and_readable(
     shim: Shim, direct: BaseClient, rgw_store: Store, tmp_path: Path
 ) -> None:
+    """s3shim killed after the store completed the upload, before the copy: the client gets
+    no answer (as from a store that died answering), the object is there, unrecorded."""
     bucket = new_bucket(direct)
     data = os.urandom(PART + 11)
+    failed: list[BaseException] = []
+
+    def upload(client: BaseClient) -> None:
+        try:
+            multipart_upload(client, bucket, "crash", data)
+        except Exception as exc:  # the connection is cut by the kill
+            failed.append(exc)
+
     with (
         relay(rgw_store.endpoint) as r,
         run_shim(
@@ -711,12 +706,30 @@ def test_a_crash_between_complete_and_attach_leaves_the_object_unrecorded_and_re
         ) as doomed,
     ):
         r.hold_prefix = f"HEAD /{bucket}/crash ".encode()
-        multipart_upload(doomed.client(), bucket, "crash", data)  # the client has its answer
-        assert r.held.wait(RECORD_WAIT)  # the attach began: its HEAD is held
+        uploader = threading.Thread(target=upload, args=(doomed.client(),))
+        uploader.start()
+        assert r.held.wait(HELD_WAIT)  # the store completed it; the attach's HEAD is held
         os.kill(doomed.pid, signal.SIGKILL)
         r.release.set()
+        uploader.join(60)
+    assert failed  # no answer: the client retries, as it would a store's cut answer
     assert RECORD not in direct.head_object(Bucket=bucket, Key="crash")["Metadata"]
     assert shim.client().get_object(Bucket=bucket, Key="crash")["Body"].read() == data
+
+
+def test_a_delete_right_after_the_answer_stays_deleted(
+    shim: Shim, direct: BaseClient, bucket: str
+) -> None:
+    """The copy is done before the client hears of its upload, so nothing the client does
+    next can be undone by it."""
+    client = shim.client()
+    for i in range(5):
+        data = os.urandom(PART + i)
+        multipart_upload(client, bucket, f"gone-{i}", data)
+        assert RECORD in direct.head_object(Bucket=bucket, Key=f"gone-{i}")["Metadata"]
+        client.delete_object(Bucket=bucket, Key=f"gone-{i}")
+    listed = direct.list_objects_v2(Bucket=bucket, Prefix="gone-")
+    assert listed.get("KeyCount", 0) == 0
 
 
 @pytest.mark.parametrize(
@@ -741,7 +754,7 @@ def test_a_large_put_whose_crc32_came_in_a_trailer_is_recorded_after_it(
             f"/{bucket}/trailer", data, framing, random.Random(7)
         )
         assert reply.status == 200, reply.body
-        assert wait_for_record(direct, bucket, "trailer") == "CRC32:" + crc32_b64(data)
+        assert recorded(direct, bucket, "trailer") == "CRC32:" + crc32_b64(data)
         assert settled(through, "recorded", 1)
         ops = [operation(m, t) for m, t in r.requests]
     assert ops == ["PutObject", "HeadObject", "GetObjectAcl", "PutObject"]

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
+from s3shim import attach as attach_module
 from s3shim import attacher as attacher_module
 from s3shim import sigv4
 from s3shim.attach import Pending
@@ -57,6 +58,9 @@ class Log:
     def warning(self, event: str, **kw: Any) -> None:
         self.lines.append(("warning", event, kw))
 
+    def error(self, event: str, **kw: Any) -> None:
+        self.lines.append(("error", event, {"outcome": "bug", **kw}))
+
 
 @pytest.fixture
 async def store() -> AsyncIterator[FakeStore]:
@@ -93,9 +97,7 @@ def outcomes(a: Attacher) -> list[str]:
 
 
 async def attach_now(a: Attacher) -> None:
-    task = a.after_commit("multipart", CREDS, "/b/k", PENDING, 200, {}, WHERE)
-    assert task is not None
-    await task
+    await a.after_commit("multipart", CREDS, "/b/k", PENDING, 200, {}, WHERE)
 
 
 async def test_the_copy_carries_the_record_conditionally(
@@ -144,20 +146,21 @@ async def test_a_store_not_known_to_copy_in_place_is_asked_nothing_more(
     store.script(Reply(200, (("ETag", PENDING.etag or ""),)))
     await attach_now(attacher)
     assert attacher.requests == 1 and outcomes(attacher) == ["store"]
-    assert attacher.after_commit("multipart", CREDS, "/b/k", PENDING, 200, {}, WHERE) is None
+    await attach_now(attacher)
     xml = ONE_PART
     assert await attacher.before_complete(CREDS, "/b/k", "u", xml, {}, WHERE) is None
     assert attacher.requests == 1
     assert outcomes(attacher) == ["store"]  # each reason logged once, counted always
+    assert attacher._counter.labels("multipart", "store")._value.get() == 3
 
 
 async def test_a_versioned_answer_is_followed_by_nothing(
     store: FakeStore, attacher: Attacher
 ) -> None:
-    got = attacher.after_commit(
+    await attacher.after_commit(
         "multipart", CREDS, "/b/k", PENDING, 200, {"x-amz-version-id": "v1"}, WHERE
     )
-    assert got is None and attacher.requests == 0 and outcomes(attacher) == ["versioned"]
+    assert attacher.requests == 0 and outcomes(attacher) == ["versioned"]
 
 
 async def test_a_listparts_failure_leaves_the_complete_unrecorded(
@@ -224,3 +227,16 @@ def test_the_parts_remembered_are_bounded(monkeypatch: pytest.MonkeyPatch) -> No
         for n in (1, 2):
             a.part_verified("/b/k", upload, n, "e", Algorithm.CRC32, "AAAAAA==")
     assert list(a._seen) == [("/b/k", "u2")] and a._seen_count == 2
+
+
+async def test_a_bug_in_the_attach_never_fails_the_upload(
+    store: FakeStore, attacher: Attacher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*_: object) -> None:
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(attach_module, "check_current", broken)
+    store.script(HEAD)
+    await attach_now(attacher)  # does not raise
+    log: Log = attacher.log
+    assert [lvl for lvl, _, _ in log.lines][-1] == "warning" and outcomes(attacher)[-1] == "failed"
