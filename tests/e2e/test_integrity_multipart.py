@@ -105,6 +105,13 @@ def test_convex_multipart_upload_carries_the_whole_object_crc32(
     assert client.get_object(Bucket=bucket, Key="convex")["Body"].read() == data
 
 
+def test_an_empty_convex_upload_is_recorded(shim: Shim, direct: BaseClient, bucket: str) -> None:
+    """Convex sends one empty part for an empty file."""
+    multipart_upload(shim.client(), bucket, "empty", b"")
+    assert recorded(direct, bucket, "empty") == "CRC32:" + crc32_b64(b"")
+    assert shim.client().get_object(Bucket=bucket, Key="empty")["Body"].read() == b""
+
+
 def test_the_clients_answers_are_the_stores(shim: Shim, direct: BaseClient, bucket: str) -> None:
     """The same upload direct and through: the same answer, the same object but the record."""
     data = os.urandom(PART + 10)
