@@ -297,3 +297,22 @@ def test_the_copy_must_answer_a_result_with_the_same_etag() -> None:
         with pytest.raises(Skip) as caught:
             attach.copied(PENDING, status, body)
         assert caught.value.outcome is outcome
+
+
+def test_a_streamed_put_is_followed_up_only_without_a_record_of_its_own() -> None:
+    alg = Algorithm.CRC64NVME
+    got = attach.streamed_put_record(True, True, [("content-length", "5")], alg, "AAAAAAAAAAA=")
+    assert got == Pending("CRC64NVME:AAAAAAAAAAA=", None)
+    sent_with_record = [(RECORD_HEADER, "CRC32:AAAAAA==")]
+    assert attach.streamed_put_record(True, True, sent_with_record, alg, "AAAAAAAAAAA=") is None
+    assert attach.streamed_put_record(False, True, [], alg, "AAAAAAAAAAA=") is None  # off
+    assert attach.streamed_put_record(True, False, [], alg, "AAAAAAAAAAA=") is None  # unsigned
+    assert attach.streamed_put_record(True, True, [], None, None) is None
+
+
+def test_an_upload_part_the_store_took() -> None:
+    query = [("partNumber", "3"), ("uploadId", "u")]
+    assert attach.verified_part(query, 200, '"e"') == ("u", 3, '"e"')
+    assert attach.verified_part(query, 500, '"e"') is None
+    assert attach.verified_part(query, 200, None) is None
+    assert attach.verified_part([("partNumber", "x"), ("uploadId", "u")], 200, '"e"') is None
