@@ -424,7 +424,7 @@ class Config:
         "--record-checksums",
         tristate,
         default="auto",
-        help="Store s3shim's verified checksum with each PutObject as "
+        help="Store s3shim's verified checksum with each upload (multipart too) as "
         "x-amz-meta-s3shim-checksum. auto: on when --disable-checksums is true.",
     )
     verify_reads: bool | None = setting(
