@@ -41,6 +41,7 @@ from urllib.parse import urlsplit
 
 from . import __version__
 from .sigv4 import Credentials
+from .ssekeys import Keyring, KeysFileError, parse_keys_file
 
 T = TypeVar("T")
 _C = TypeVar("_C")
@@ -382,7 +383,40 @@ class Config:
         boolean,
         default="false",
         help="true: drop SSE-S3/SSE-KMS headers (x-amz-server-side-encryption*) before the "
-        "store sees them. SSE-C headers are never dropped.",
+        "store sees them. SSE-C headers are never dropped. With S3SHIM_SSE_KEYS_FILE set, "
+        "SSE-S3 (AES256) is kept as SSE-C whatever this says; SSE-KMS still follows it.",
+    )
+    sse_keys_file: str | None = setting(
+        "S3SHIM_SSE_KEYS_FILE",
+        "--sse-keys-file",
+        existing_file,
+        log=False,  # sse_keys: the ids only
+        help='JSON file of master keys ({"keys": [{"id", "key"}]}, the first current; '
+        "see README): SSE-S3 requests are stored encrypted by the store itself as SSE-C, "
+        "with a key per object derived from the current master key, and every read carries "
+        "it again. Takes precedence over AWS_S3_DISABLE_SSE for SSE-S3 (kept, as SSE-C); "
+        "SSE-KMS still follows that flag. Losing this file makes the data unreadable.",
+    )
+    sse_keyring: Keyring | None = derived(
+        log="sse_keys",
+        show=lambda c: [k.id for k in c.sse_keyring.keys] if c.sse_keyring else None,
+        repr=False,
+    )
+    sse_default: bool = setting(
+        "S3SHIM_SSE_DEFAULT",
+        "--sse-default",
+        boolean,
+        default="false",
+        help="true: every write is stored encrypted (as a bucket's default encryption), not "
+        "only those asking for SSE-S3; needs S3SHIM_SSE_KEYS_FILE.",
+    )
+    sse_allow_http: bool = setting(
+        "S3SHIM_SSE_ALLOW_HTTP",
+        "--sse-allow-http",
+        boolean,
+        default="false",
+        help="true (labs only, insecure): allow S3SHIM_SSE_KEYS_FILE with an http:// store, "
+        "sending the keys in the clear. Without it s3shim refuses to start.",
     )
     disable_checksums: bool = setting(
         "AWS_S3_DISABLE_CHECKSUMS",
@@ -655,8 +689,34 @@ def _ca_bundle(v: Values, src: Sources) -> None:
         ) from None
 
 
+def _sse_keys(v: Values, src: Sources) -> None:
+    path = v["sse_keys_file"]
+    v["sse_keyring"] = None
+    if not path:
+        if v["sse_default"]:
+            raise ConfigError(f"{src['sse_default']}: needs S3SHIM_SSE_KEYS_FILE")
+        return
+    name = src["sse_keys_file"]
+    try:
+        text = Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ConfigError(f"{name}: cannot read {path}: {reason}") from None
+    try:
+        v["sse_keyring"] = parse_keys_file(text, f"{name}: {path}")
+    except KeysFileError as exc:  # its message names the entry, never a key
+        raise ConfigError(str(exc)) from None
+    if v["upstream_scheme"] != "https" and not v["sse_allow_http"]:
+        raise ConfigError(
+            f"{name}: the store is http://, which would carry the keys in the clear (and "
+            "RGW refuses SSE over HTTP, or stores plaintext); use an https:// store, or "
+            "S3SHIM_SSE_ALLOW_HTTP=true in a lab"
+        )
+
+
 _CHECKS: tuple[Callable[[Values, Sources], None], ...] = (
     _upstream_parts,
+    _sse_keys,
     _clients,
     _upstream_region,
     _tls_pair,

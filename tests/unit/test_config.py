@@ -38,6 +38,7 @@ from s3shim.config import (
     tristate,
     whole,
 )
+from s3shim.ssekeys import Keyring
 
 from ..tls import make_tls
 
@@ -67,7 +68,16 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
             json.dumps({"clients": [{"access_key_id": f"client{i}", "secret_access_key": "cs"}]})
         )
         out["keys" + i] = str(keys)
+        sse = d / f"sse{i}.json"
+        sse.write_text(json.dumps({"keys": [{"id": f"k{i}", "key": SSE_KEYS[int(i) - 1]}]}))
+        out["sse" + i] = str(sse)
     return out
+
+
+SSE_KEYS = (
+    "dGVzdC1rZXktMDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY=",
+    "c2Vjb25kLWtleS0wMTIzNDU2Nzg5YWJjZGVmMDEyMzQ=",
+)
 
 
 # env -> (text a, value a, text b, value b, other settings it needs). Every option must be
@@ -124,6 +134,21 @@ def samples(f: dict[str, str]) -> dict[str, tuple[str, object, str, object, dict
         "S3SHIM_WORKERS": ("64", 64, "2", 2, {}),
         "S3SHIM_LOG_LEVEL": ("DEBUG", "debug", "error", "error", {}),
         "S3SHIM_LOG_FORMAT": ("json", "json", "Console", "console", {}),
+        "S3SHIM_SSE_KEYS_FILE": (
+            f["sse1"],
+            f["sse1"],
+            f["sse2"],
+            f["sse2"],
+            {"S3SHIM_SSE_ALLOW_HTTP": "true"},
+        ),
+        "S3SHIM_SSE_DEFAULT": (
+            "true",
+            True,
+            "no",
+            False,
+            {"S3SHIM_SSE_KEYS_FILE": f["sse1"], "S3SHIM_SSE_ALLOW_HTTP": "true"},
+        ),
+        "S3SHIM_SSE_ALLOW_HTTP": ("true", True, "no", False, {}),
     }
 
 
@@ -146,7 +171,7 @@ def test_defaults() -> None:
 # --------------------------------------------------------------------------- the table
 def test_every_config_field_is_a_setting_or_derived() -> None:
     settings = {o.field for o in OPTIONS}
-    derived = {"upstream_host", "upstream_scheme", "clients"}
+    derived = {"upstream_host", "upstream_scheme", "clients", "sse_keyring"}
     assert settings | derived == {f.name for f in dataclasses.fields(Config)}
     assert not settings & derived
     assert len({o.env for o in OPTIONS}) == len({o.flag for o in OPTIONS}) == len(OPTIONS)
@@ -168,6 +193,10 @@ def test_the_public_fields_keep_their_types() -> None:
         "listen_port": int,
         "disable_sse": bool,
         "disable_checksums": bool,
+        "sse_keys_file": str | None,
+        "sse_keyring": Keyring | None,
+        "sse_default": bool,
+        "sse_allow_http": bool,
         "allowed_regions": tuple[str, ...],
         "allow_anonymous": bool,
         "allow_sigv2": bool,
@@ -229,6 +258,8 @@ def test_a_config_built_by_hand_gets_the_table_defaults() -> None:
         "tls_cert": None,
         "tls_key": None,
         "upstream_ca_bundle": None,
+        "sse_keys_file": None,
+        "sse_keyring": None,
     }
     assert set(no_default) == {
         f.name for f in dataclasses.fields(Config) if f.default is dataclasses.MISSING
@@ -562,7 +593,13 @@ def test_no_setting_echoes_a_rejected_value(opt: Option[Any]) -> None:
         cfg = load([], {**BASE, opt.env: marker})
     except ConfigError as exc:
         # A path that does not exist is named, so the operator sees which file is wrong.
-        if opt.field not in ("tls_cert", "tls_key", "upstream_ca_bundle", "client_keys_file"):
+        if opt.field not in (
+            "tls_cert",
+            "tls_key",
+            "upstream_ca_bundle",
+            "client_keys_file",
+            "sse_keys_file",
+        ):
             assert marker not in str(exc)
         assert "\n" not in str(exc) and str(exc).startswith(opt.env)
     else:  # free text: it was read as given
@@ -637,6 +674,9 @@ def test_describe_is_the_startup_log_schema() -> None:
         "listen": "127.0.0.1:8080",
         "disable_sse": False,
         "disable_checksums": False,
+        "sse_keys": None,
+        "sse_default": False,
+        "sse_allow_http": False,
         "allowed_regions": "any",
         "allow_anonymous": True,
         "allow_sigv2": True,
