@@ -132,6 +132,12 @@ class Metrics:
             "Requests the store could not be reached for.",
             registry=r,
         )
+        self.sse_key_retries = Counter(
+            "s3shim_sse_key_retries",
+            "Store requests repeated with the next SSE-C key (an older master key's, then "
+            "none) after the store's wrong-key answer: one per extra round trip.",
+            registry=r,
+        )
         self.open_connections = Gauge(
             "s3shim_open_connections",
             "Client connections open now (admitted, not yet closed), all workers.",

@@ -33,7 +33,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from . import auth, chunked, errors, sigv2, sigv4
+from . import auth, chunked, errors, sigv2, sigv4, sse
 from .auth import AuthContext
 from .body import BodySpec
 from .checksums import (
@@ -69,6 +69,7 @@ from .rewrite import (
     forward_headers,
     with_aws_chunked_encoding,
 )
+from .sse import Encryption
 
 SMALL_BODY = 1024 * 1024  # bodies up to this are read whole, verified, then sent signed
 MAX_COMPLETE_XML = DEFAULT_MAX_SIZE  # read whole up to complete_xml's own bound
@@ -297,6 +298,9 @@ class UpstreamPlan:
     relocate: tuple[str, str] | None = None
     # The client sent Expect: 100-continue, and who answers it; None: it expects nothing.
     expect: Continue | None = None
+    # The SSE-C keys s3shim adds (sse.py), signed with the rest by store_request; the
+    # store's answer is then AWS's SSE-S3 answer. None: s3shim adds none.
+    encryption: Encryption | None = None
 
     @property
     def answer_verified_checksum(self) -> bool:
@@ -324,6 +328,8 @@ class UpstreamPlan:
         length: str | None = None
         record: str | None = None
         relocate = self.relocate
+        if self.encryption is not None:
+            upstream = sse.answer_headers(upstream)  # no key or key MD5 for the client
         for name, value in upstream:
             lname = name.lower()
             if lname in RESPONSE_DROPS:
@@ -479,9 +485,13 @@ def plan(
         head = _sigv2_head(head, ctx)
     spec = body_spec(target.op, ctx, head)
     signed = ctx.signed_headers if ctx is not None else ()
-    fwd, dropped = forward_headers(
-        _as_verified(head, signed), policy, decoded_aws_chunked=spec.framing is not None
-    )
+    verified = _as_verified(head, signed)
+    # Keys only with a verified request: what is forwarded unverified carries no secret.
+    enc = _encryption(target, head, policy) if policy.keyring and ctx is not None else None
+    if enc is not None and enc.drop_sse_s3:
+        # Kept as SSE-C instead: the store is not asked for its own SSE-S3 as well.
+        verified = [(n, v) for n, v in verified if n != sse.SSE_HEADER]
+    fwd, dropped = forward_headers(verified, policy, decoded_aws_chunked=spec.framing is not None)
     if target.op is Op.CORS_PREFLIGHT and _own_presign(head, policy):
         # The client's own URL, untouched: RGW reads a tenant's bucket from its credential
         # (never checking the signature of a preflight), and the key is the store's already.
@@ -564,6 +574,20 @@ def plan(
         and (head.first(MODE_HEADER) or "").upper() == "ENABLED"
         and "range" not in head.headers,
         expect=expect,
+        encryption=enc,
+    )
+
+
+def _encryption(target: Target, head: RequestHead, policy: Policy) -> Encryption | None:
+    single = head.single_values()
+    return sse.decide(
+        target.op,
+        target.bucket or "",
+        target.key or "",
+        single,
+        policy.keyring,
+        encrypt_by_default=policy.sse_default,
+        copy_source=sse.copy_source(single.get("x-amz-copy-source")),
     )
 
 
@@ -682,10 +706,14 @@ def store_request(
     payload_hash: str,
     amz_date: str,
     settings: Settings,
+    attempt: int = 0,
 ) -> tuple[str, tuple[tuple[str, str], ...]]:
     """The store's request target and head: signed with the plan's store key, or (forwarded
     unverified) with no credentials at all. The canonical path and query the signature
-    covers are sent without re-quoting: what is signed is exactly what is sent."""
+    covers are sent without re-quoting: what is signed is exactly what is sent. ``attempt``:
+    which of the plan's SSE-C keys it carries (the next one after a wrong-key answer)."""
+    if planned.encryption is not None:
+        headers = (*headers, *planned.encryption.headers(attempt))
     if planned.store_creds is not None:
         signed = sigv4.sign_headers(
             method=planned.method,

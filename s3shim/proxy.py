@@ -89,6 +89,14 @@ class _Refusable(Protocol):
     def failure(self) -> errors.S3Error | None: ...
 
 
+class _NoRefusal:
+    """A body already read and verified: nothing left to refuse."""
+
+    failure: errors.S3Error | None = None
+
+
+_NO_REFUSAL = _NoRefusal()
+
 _UNVERIFIED_AUTH = {Scheme.ANONYMOUS: Auth.ANONYMOUS, Scheme.PREFLIGHT: Auth.PREFLIGHT}
 
 
@@ -262,6 +270,8 @@ class Proxy:
                 data = self._reframe(planned, stream, pipeline)
                 headers, payload_hash = planned.headers, planned.payload_hash
         upstream = await self._send(planned, headers, payload_hash, data, pipeline, rec)
+        if planned.encryption is not None and upstream.status == 400:
+            upstream = await self._next_keys(planned, headers, payload_hash, data, upstream, rec)
         if planned.op is Op.PUT_OBJECT and planned.body is not BodyMode.WHOLE:
             pending = attach.streamed_put_record(
                 self.policy.record_checksums,
@@ -286,6 +296,30 @@ class Proxy:
             request, upstream, planned, pipeline.computed_checksum, rec, target.key, close=uninvited
         )
         return answer
+
+    async def _next_keys(
+        self,
+        planned: UpstreamPlan,
+        headers: tuple[tuple[str, str], ...],
+        payload_hash: str,
+        data: bytes | AsyncIterator[bytes] | None,
+        upstream: Response,
+        rec: RequestRecord,
+    ) -> Response:
+        """The request again with each next SSE-C key while the store answers "wrong key",
+        when its body is still in hand (none, or read whole); a streamed body is gone."""
+        enc = planned.encryption
+        assert enc is not None
+        attempt = 0
+        while enc.retry_after(attempt, upstream.status) and not isinstance(data, AsyncIterator):
+            async with upstream:
+                await upstream.read()  # a small error body: the connection is kept
+            attempt += 1
+            self.metrics.sse_key_retries.inc()
+            upstream = await self._send(
+                planned, headers, payload_hash, data, _NO_REFUSAL, rec, attempt=attempt
+            )
+        return upstream
 
     async def _before_complete(
         self, planned: UpstreamPlan, request_headers: dict[str, str], body: bytes, target: Target
@@ -385,9 +419,12 @@ class Proxy:
         data: bytes | AsyncIterator[bytes] | None,
         body: _Refusable,
         rec: RequestRecord,
+        attempt: int = 0,
     ) -> Response:
         amz_date = self._store_date() if planned.store_creds is not None else ""
-        target, headers = store_request(planned, headers, payload_hash, amz_date, self.settings)
+        target, headers = store_request(
+            planned, headers, payload_hash, amz_date, self.settings, attempt
+        )
         sent = time.monotonic()
         try:
             upstream = await self.upstream.request(planned.method, target, headers, data)

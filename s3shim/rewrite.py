@@ -18,6 +18,7 @@ from .integrity import RECORD_HEADER
 
 if TYPE_CHECKING:
     from .config import Config
+    from .ssekeys import Keyring
 
 
 class Group(enum.Enum):
@@ -113,6 +114,9 @@ class Policy:
     # their presigned URL may carry the URL's own parameters, which the store reads to find
     # the bucket's tenant (plan.plan).
     identity_keys: frozenset[str] = frozenset()
+    # Master keys: SSE-S3 kept as SSE-C (sse.py); with sse_default, every write encrypted.
+    keyring: Keyring | None = None
+    sse_default: bool = False
 
     @classmethod
     def of(cls, config: Config) -> Policy:
@@ -128,6 +132,8 @@ class Policy:
             identity_keys=frozenset(
                 key for key, entry in config.clients.items() if entry.upstream == entry.client
             ),
+            keyring=config.sse_keyring,
+            sse_default=config.sse_default,
         )
 
     def is_dropped(self, name: str) -> Group | None:

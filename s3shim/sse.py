@@ -11,8 +11,9 @@ keeps the AWS_S3_DISABLE_SSE behaviour.
 Measured on RGW 16 over TLS, and what follows from it here:
 - GET/HEAD with SSE-C headers of an *unencrypted* object return it: reads always carry the
   current key, so objects written before s3shim had keys stay readable at no cost.
-- a wrong key is 400 InvalidArgument (HEAD: a bodiless 400): the next key is tried, current
-  first, then the older ones, then none (a store that refuses keys for a plain object);
+- a wrong key is 400 InvalidArgument (HEAD: a bodiless 400): on a 400 the next key is tried,
+  current first, then the older ones, then none (a store that refuses keys for a plain
+  object), for requests whose body is still in hand;
 - UploadPart with a key on an unencrypted upload is accepted and stored plain, and on an
   encrypted one it must be the upload's key: every part carries the key;
 - CopyObject from an SSE-C source is 501 NotImplemented in every form; a plain source into
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from urllib.parse import unquote
 
 from .classify import Op
 from .ssekeys import COPY_SOURCE_PREFIX, CUSTOMER_PREFIX, Keyring, ObjectKey
@@ -67,11 +69,24 @@ class Encryption:
                 out += key.headers(COPY_SOURCE_PREFIX)
         return out
 
-    def retry_after(self, attempt: int, status: int, code: str | None, *, head: bool) -> bool:
-        """Whether the store's answer to try ``attempt`` means "another key", with one left."""
-        if attempt + 1 >= self.attempts or status != 400:
-            return False
-        return head or code == "InvalidArgument"
+    def retry_after(self, attempt: int, status: int) -> bool:
+        """Whether the store's answer to try ``attempt`` means "try the next key".
+
+        A wrong key is a 400 (InvalidArgument; HEAD: bodiless), so any 400 with a key left
+        moves on, without reading the error body: a 400 for another reason does not depend on
+        the key, so the next tries answer it again, and the last one (no key) is the store's
+        answer to the request as the client sent it.
+        """
+        return status == 400 and attempt + 1 < self.attempts
+
+
+def copy_source(value: str | None) -> tuple[str, str] | None:
+    """The (bucket, key) an ``x-amz-copy-source`` names (``[/]bucket/key[?versionId=...]``,
+    URL-encoded), or None when it names no object."""
+    if not value:
+        return None
+    bucket, _, key = unquote(value.partition("?")[0]).lstrip("/").partition("/")
+    return (bucket, key) if bucket and key else None
 
 
 def _customer_headers(headers: Mapping[str, str]) -> tuple[bool, bool]:
