@@ -328,8 +328,9 @@ class UpstreamPlan:
         length: str | None = None
         record: str | None = None
         relocate = self.relocate
-        if self.encryption is not None:
-            upstream = sse.answer_headers(upstream)  # no key or key MD5 for the client
+        if self.encryption is not None:  # no key or key MD5 for the client
+            written = self.encryption.write is not None and status == 200
+            upstream = sse.answer_headers(upstream, written=written)
         for name, value in upstream:
             lname = name.lower()
             if lname in RESPONSE_DROPS:
@@ -488,6 +489,13 @@ def plan(
     verified = _as_verified(head, signed)
     # Keys only with a verified request: what is forwarded unverified carries no secret.
     enc = _encryption(target, head, policy) if policy.keyring and ctx is not None else None
+    if enc is not None and enc.write is not None and target.op is Op.COPY_OBJECT:
+        # RGW 16 answers 200 to a copy with the destination's SSE-C key and stores it in
+        # plaintext: an encrypted copy would be a lie the client could never see.
+        raise errors.not_implemented(
+            "A copy cannot be stored encrypted (the store writes copies in plaintext); "
+            "copy by GetObject and PutObject."
+        )
     if enc is not None and enc.drop_sse_s3:
         # Kept as SSE-C instead: the store is not asked for its own SSE-S3 as well.
         verified = [(n, v) for n, v in verified if n != sse.SSE_HEADER]

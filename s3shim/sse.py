@@ -131,14 +131,18 @@ def decide(
     return Encryption(write, reads, sources, drop)
 
 
-def answer_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+def answer_headers(
+    headers: Iterable[tuple[str, str]], *, written: bool = False
+) -> list[tuple[str, str]]:
     """A store answer to a request s3shim added SSE-C to, as AWS answers SSE-S3.
 
     The store names the algorithm and the key's MD5 when the object is encrypted; the client
     gets ``x-amz-server-side-encryption: AES256`` instead, and nothing for a plain object.
+    ``written``: the store took a write under s3shim's key, so the object is encrypted even
+    when the answer does not say so (RGW's CopyObject answer names no SSE-C at all).
     """
     out: list[tuple[str, str]] = []
-    encrypted = False
+    encrypted = written
     for name, value in headers:
         lname = name.lower()
         if lname in _CUSTOMER_ANSWER:

@@ -160,3 +160,11 @@ def test_the_client_sees_sse_s3_and_never_a_key_or_its_md5() -> None:
         ("x-amz-server-side-encryption", "AES256"),
     ]
     assert answer_headers([("ETag", '"e"')]) == [("ETag", '"e"')]  # a plain object
+
+
+def test_a_write_under_s3shim_key_answers_sse_s3_even_when_the_store_names_none() -> None:
+    assert answer_headers([("ETag", '"e"')], written=True) == [
+        ("ETag", '"e"'),
+        ("x-amz-server-side-encryption", "AES256"),
+    ]
+    assert answer_headers([("ETag", '"e"')]) == [("ETag", '"e"')]

@@ -1,0 +1,533 @@
+"""Encryption kept: SSE-S3 through s3shim is stored by RGW itself as SSE-C, over TLS.
+
+A Ceph RGW of its own serves HTTPS with a test CA (``scripts/rgw.sh --tls-port``); s3shim
+trusts it through S3SHIM_UPSTREAM_CA_BUNDLE and holds a keys file. What is proven is read
+back from the store: the RADOS objects hold no plaintext, a direct GET without the key
+fails and one with the key s3shim derives returns the bytes, and the same request made
+directly with SSE-C keys has the outcome the client's SSE-S3 request has through s3shim.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.client import BaseClient
+from botocore.config import Config as BotoConfig
+from botocore.exceptions import ClientError
+
+from s3shim.ssekeys import Keyring, parse_keys_file
+
+from ..backends import RGW_ACCESS_KEY, RGW_SCRIPT, RGW_SECRET_KEY, BackendUnavailable, log_tail
+from ..conftest import in_ci
+from ..convex_sequence import MIB, new_bucket, payload, presign_client, run_sequence
+from ..shim import Shim, run_shim
+from ..tls import make_tls
+
+pytestmark = pytest.mark.rgw
+
+OLD = {"id": "2026-01", "key": base64.b64encode(bytes(range(100, 132))).decode()}
+NEW = {"id": "2026-06", "key": base64.b64encode(bytes(range(7, 39))).decode()}
+CUSTOMER = "x-amz-server-side-encryption-customer-"
+DATA_POOL = "default.rgw.buckets.data"
+
+
+@dataclass(frozen=True)
+class TlsRgw:
+    endpoint: str  # https://127.0.0.1:PORT
+    state: Path
+    ca: str
+
+    def client(self) -> BaseClient:
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id=RGW_ACCESS_KEY,
+            aws_secret_access_key=RGW_SECRET_KEY,
+            region_name="us-east-1",
+            config=BotoConfig(
+                s3={"addressing_style": "path"},
+                retries={"max_attempts": 1, "mode": "standard"},
+                # boto3 frames https bodies as aws-chunked with a trailer, which RGW 16
+                # refuses (MissingContentLength): plain bodies, as the store reads them.
+                request_checksum_calculation="when_required",
+            ),
+            verify=self.ca,
+        )
+
+    def rados_objects(self, key: str) -> list[bytes]:
+        """The RADOS objects holding ``key``'s data (head and tail objects)."""
+        conf = str(self.state / "ceph.conf")
+        names = subprocess.run(
+            ["rados", "-c", conf, "-p", DATA_POOL, "ls"],
+            capture_output=True,
+            check=True,
+            timeout=30,
+        ).stdout.decode()
+        out = []
+        for name in names.split():
+            if name.endswith("_" + key) or f"_{key}." in name or f"_{key}.2~" in name:
+                done = subprocess.run(
+                    ["rados", "-c", conf, "-p", DATA_POOL, "get", name, "-"],
+                    capture_output=True,
+                    check=True,
+                    timeout=30,
+                )
+                out.append(done.stdout)
+        return out
+
+
+@contextlib.contextmanager
+def _start_tls_rgw(tmp: Path) -> Iterator[TlsRgw]:
+    tls = make_tls(tmp)
+    state = tmp / "rgw"
+    log = tmp / "rgw-start.log"
+    argv = [
+        str(RGW_SCRIPT),
+        "start",
+        str(state),
+        "auto",
+        RGW_ACCESS_KEY,
+        RGW_SECRET_KEY,
+        "--mon-v2-port",
+        "auto",
+        "--mon-v1-port",
+        "auto",
+        "--tls-port",
+        "auto",
+        "--tls-cert",
+        tls.cert,
+        "--tls-key",
+        tls.key,
+    ]
+    with open(log, "wb") as logf:
+        done = subprocess.run(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=logf, timeout=180
+        )
+    https = state / "https-endpoint"
+    try:
+        if done.returncode != 0 or not https.is_file():
+            raise BackendUnavailable(f"rgw.sh start --tls-port failed\n{log_tail(log, 60)}")
+        yield TlsRgw(https.read_text().strip(), state, tls.ca)
+    finally:
+        subprocess.run(
+            [str(RGW_SCRIPT), "stop", str(state)], capture_output=True, timeout=60, check=False
+        )
+
+
+@pytest.fixture(scope="module")
+def rgw_tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsRgw]:
+    with contextlib.ExitStack() as stack:
+        try:
+            store = stack.enter_context(_start_tls_rgw(tmp_path_factory.mktemp("rgw-tls")))
+        except BackendUnavailable as exc:
+            if in_ci():
+                pytest.fail(f"RGW over TLS could not start (CI=true): {exc.reason}")
+            pytest.skip(f"RGW over TLS unavailable: {exc.reason}")
+        yield store
+
+
+def _keys_file(directory: Path, *keys: dict[str, str]) -> str:
+    path = directory / f"sse-{uuid.uuid4().hex[:6]}.json"
+    path.write_text(json.dumps({"keys": list(keys)}))
+    return str(path)
+
+
+@contextlib.contextmanager
+def _shim(rgw: TlsRgw, directory: Path, *keys: dict[str, str], **env: str) -> Iterator[Shim]:
+    with run_shim(
+        rgw.endpoint,
+        RGW_ACCESS_KEY,
+        RGW_SECRET_KEY,
+        directory,
+        env={
+            "S3SHIM_UPSTREAM_CA_BUNDLE": rgw.ca,
+            **({"S3SHIM_SSE_KEYS_FILE": _keys_file(directory, *keys)} if keys else {}),
+            **env,
+        },
+    ) as shim:
+        yield shim
+
+
+@pytest.fixture(scope="module")
+def shim_old(rgw_tls: TlsRgw, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shim]:
+    """s3shim with the old key only (before a rotation), the Convex flags on."""
+    with _shim(rgw_tls, tmp_path_factory.mktemp("shim-old"), OLD) as shim:
+        yield shim
+
+
+@pytest.fixture(scope="module")
+def shim(rgw_tls: TlsRgw, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shim]:
+    """s3shim after the rotation: the new key current, the old one second."""
+    with _shim(rgw_tls, tmp_path_factory.mktemp("shim"), NEW, OLD) as shim:
+        yield shim
+
+
+def _ring(*keys: dict[str, str]) -> Keyring:
+    return parse_keys_file(json.dumps({"keys": list(keys)}), "test")
+
+
+def _sse_c(bucket: str, key: str, master: dict[str, str]) -> dict[str, Any]:
+    """boto3's SSE-C parameters for the key s3shim derives for bucket/key under ``master``."""
+    derived = _ring(master).for_write(bucket, key)
+    return {"SSECustomerAlgorithm": "AES256", "SSECustomerKey": derived.key}
+
+
+def _headers(response: dict[str, Any]) -> dict[str, str]:
+    headers: dict[str, str] = response["ResponseMetadata"]["HTTPHeaders"]
+    return headers
+
+
+def _status(response: dict[str, Any]) -> int:
+    status: int = response["ResponseMetadata"]["HTTPStatusCode"]
+    return status
+
+
+def _no_customer_headers(response: dict[str, Any]) -> None:
+    names = set(_headers(response))
+    assert not {n for n in names if n.startswith(CUSTOMER)}, names
+
+
+def _code(call: Any) -> tuple[int, str]:
+    with pytest.raises(ClientError) as info:
+        call()
+    err = info.value.response
+    return err["ResponseMetadata"]["HTTPStatusCode"], err["Error"].get("Code", "")
+
+
+def _retries(shim: Shim) -> float:
+    with urllib.request.urlopen(shim.admin + "/metrics", timeout=10) as r:
+        text = r.read().decode()
+    for line in text.splitlines():
+        if line.startswith("s3shim_sse_key_retries_total "):
+            return float(line.split()[1])
+    return 0.0
+
+
+def _unique() -> bytes:
+    # A marker no ciphertext can contain by chance, repeated so every RADOS object of a
+    # multi-object body holds a copy of it in plaintext.
+    return (uuid.uuid4().hex.encode() * 4) + b"\n"
+
+
+def _assert_ciphertext_only(rgw: TlsRgw, key: str, marker: bytes) -> None:
+    stored = rgw.rados_objects(key)
+    assert stored, f"no RADOS object found for {key}"
+    assert all(marker not in blob for blob in stored)
+
+
+# --------------------------------------------------------------------- stored encrypted
+def test_sse_s3_put_is_stored_as_ciphertext_and_reads_back(shim: Shim, rgw_tls: TlsRgw) -> None:
+    client, direct = shim.client(), rgw_tls.client()
+    bucket = new_bucket(client)
+    marker = _unique()
+    data = marker * 1000
+    put = client.put_object(Bucket=bucket, Key="enc", Body=data, ServerSideEncryption="AES256")
+    assert put["ServerSideEncryption"] == "AES256"
+    _no_customer_headers(put)
+    got = client.get_object(Bucket=bucket, Key="enc")
+    assert got["Body"].read() == data and got["ServerSideEncryption"] == "AES256"
+    _no_customer_headers(got)
+    head = client.head_object(Bucket=bucket, Key="enc")
+    assert head["ContentLength"] == len(data) and head["ServerSideEncryption"] == "AES256"
+    _no_customer_headers(head)
+    ranged = client.get_object(Bucket=bucket, Key="enc", Range="bytes=5-40")
+    assert ranged["Body"].read() == data[5:41]
+    _no_customer_headers(ranged)
+    # The store: ciphertext in RADOS, no read without the key, the bytes with the derived one.
+    _assert_ciphertext_only(rgw_tls, "enc", marker)
+    assert _code(lambda: direct.get_object(Bucket=bucket, Key="enc"))[0] == 400
+    direct_got = direct.get_object(Bucket=bucket, Key="enc", **_sse_c(bucket, "enc", NEW))
+    assert direct_got["Body"].read() == data
+
+
+def test_the_rados_check_sees_plaintext_of_a_plain_object(rgw_tls: TlsRgw) -> None:
+    """The control: the same check finds the bytes of an object stored without a key."""
+    direct = rgw_tls.client()
+    bucket = new_bucket(direct)
+    marker = _unique()
+    direct.put_object(Bucket=bucket, Key="plain-control", Body=marker * 10)
+    assert any(marker in blob for blob in rgw_tls.rados_objects("plain-control"))
+
+
+def test_same_outcome_as_a_direct_sse_c_put(shim: Shim, rgw_tls: TlsRgw) -> None:
+    client, direct = shim.client(), rgw_tls.client()
+    bucket = new_bucket(client)
+    data = payload(3000)
+    through = client.put_object(Bucket=bucket, Key="t", Body=data, ServerSideEncryption="AES256")
+    keys = _sse_c(bucket, "d", NEW)
+    straight = direct.put_object(Bucket=bucket, Key="d", Body=data, **keys)
+    assert _status(through) == _status(straight) == 200
+    assert straight["SSECustomerAlgorithm"] == "AES256"
+    assert through["ServerSideEncryption"] == "AES256"  # what AWS answers for SSE-S3
+    # Each reads back from the store under the derived key, and not without it.
+    for key in ("t", "d"):
+        assert _code(lambda k=key: direct.get_object(Bucket=bucket, Key=k))[0] == 400
+        got = direct.get_object(Bucket=bucket, Key=key, **_sse_c(bucket, key, NEW))
+        assert got["Body"].read() == data
+    # And through s3shim, the directly written one reads as SSE-S3.
+    assert client.get_object(Bucket=bucket, Key="d")["Body"].read() == data
+
+
+def test_a_streamed_put_and_a_multipart_upload_are_encrypted(shim: Shim, rgw_tls: TlsRgw) -> None:
+    client, direct = shim.client(), rgw_tls.client()
+    bucket = new_bucket(client)
+    marker = _unique()
+    big = (marker * (3 * MIB // len(marker) + 1))[: 3 * MIB]
+    client.put_object(Bucket=bucket, Key="big", Body=big, ServerSideEncryption="AES256")
+    created = client.create_multipart_upload(Bucket=bucket, Key="mp", ServerSideEncryption="AES256")
+    assert created["ServerSideEncryption"] == "AES256"
+    _no_customer_headers(created)
+    upload = created["UploadId"]
+    parts = []
+    for n, body in enumerate([big + big, b"tail" + marker], start=1):
+        part = client.upload_part(Bucket=bucket, Key="mp", UploadId=upload, PartNumber=n, Body=body)
+        _no_customer_headers(part)
+        parts.append({"PartNumber": n, "ETag": part["ETag"]})
+    client.complete_multipart_upload(
+        Bucket=bucket, Key="mp", UploadId=upload, MultipartUpload={"Parts": parts}
+    )
+    whole = big + big + b"tail" + marker
+    assert client.get_object(Bucket=bucket, Key="big")["Body"].read() == big
+    assert client.get_object(Bucket=bucket, Key="mp")["Body"].read() == whole
+    for key in ("big", "mp"):
+        _assert_ciphertext_only(rgw_tls, key, marker)
+        assert _code(lambda k=key: direct.get_object(Bucket=bucket, Key=k))[0] == 400
+
+
+def test_presigned_get_and_put(shim: Shim, rgw_tls: TlsRgw) -> None:
+    client, direct = shim.client(), rgw_tls.client()
+    bucket = new_bucket(client)
+    marker = _unique()
+    presigner = presign_client(client)
+    url = presigner.generate_presigned_url(
+        "put_object",
+        Params={"Bucket": bucket, "Key": "pre", "ServerSideEncryption": "AES256"},
+        ExpiresIn=300,
+    )
+    req = urllib.request.Request(
+        url, data=marker, method="PUT", headers={"x-amz-server-side-encryption": "AES256"}
+    )
+    with urllib.request.urlopen(req, timeout=60) as r:
+        assert r.status == 200 and r.headers["x-amz-server-side-encryption"] == "AES256"
+        assert not [n for n in r.headers if n.lower().startswith(CUSTOMER)]
+    url = presigner.generate_presigned_url(
+        "get_object", Params={"Bucket": bucket, "Key": "pre"}, ExpiresIn=300
+    )
+    with urllib.request.urlopen(url, timeout=60) as r:
+        assert r.read() == marker
+    _assert_ciphertext_only(rgw_tls, "pre", marker)
+    assert _code(lambda: direct.get_object(Bucket=bucket, Key="pre"))[0] == 400
+
+
+def test_the_client_own_sse_c_passes_untouched(shim: Shim, rgw_tls: TlsRgw) -> None:
+    client, direct = shim.client(), rgw_tls.client()
+    bucket = new_bucket(client)
+    own = {"SSECustomerAlgorithm": "AES256", "SSECustomerKey": os.urandom(32)}
+    put = client.put_object(Bucket=bucket, Key="own", Body=b"mine", **own)
+    assert put["SSECustomerAlgorithm"] == "AES256"  # the client's own SSE-C answer, as sent
+    assert direct.get_object(Bucket=bucket, Key="own", **own)["Body"].read() == b"mine"
+    assert client.get_object(Bucket=bucket, Key="own", **own)["Body"].read() == b"mine"
+
+
+# ----------------------------------------------------------------------------- copies
+def test_a_copy_into_an_encrypted_object_is_refused_as_rgw_would_store_it_plain(
+    shim: Shim, rgw_tls: TlsRgw
+) -> None:
+    """RGW 16 answers 200 to CopyObject with the destination's SSE-C key, and stores the copy
+    in plaintext, readable without any key: s3shim refuses that copy rather than answer an
+    SSE-S3 it did not get. A copy that asks for no encryption still works."""
+    client, direct = shim.client(), rgw_tls.client()
+    bucket = new_bucket(client)
+    marker = _unique()
+    direct.put_object(Bucket=bucket, Key="src", Body=marker)
+    direct.copy_object(
+        Bucket=bucket,
+        Key="direct-dst",
+        CopySource=f"{bucket}/src",
+        **_sse_c(bucket, "direct-dst", NEW),
+    )
+    assert any(marker in blob for blob in rgw_tls.rados_objects("direct-dst"))
+    assert direct.get_object(Bucket=bucket, Key="direct-dst")["Body"].read() == marker
+    refused = _code(
+        lambda: client.copy_object(
+            Bucket=bucket, Key="dst", CopySource=f"{bucket}/src", ServerSideEncryption="AES256"
+        )
+    )
+    assert refused == (501, "NotImplemented")
+    assert _code(lambda: direct.head_object(Bucket=bucket, Key="dst"))[0] == 404
+    client.copy_object(Bucket=bucket, Key="plain-dst", CopySource=f"{bucket}/src")
+    assert client.get_object(Bucket=bucket, Key="plain-dst")["Body"].read() == marker
+
+
+def test_copy_from_an_encrypted_source_is_what_rgw_answers_directly(
+    shim: Shim, rgw_tls: TlsRgw
+) -> None:
+    """RGW 16 refuses every copy of an SSE-C source (501 NotImplemented): s3shim's keys do
+    not change that; the client gets the store's answer, as with the keys sent directly."""
+    client, direct = shim.client(), rgw_tls.client()
+    bucket = new_bucket(client)
+    client.put_object(Bucket=bucket, Key="src", Body=b"secret", ServerSideEncryption="AES256")
+    through = _code(
+        lambda: client.copy_object(Bucket=bucket, Key="dst", CopySource=f"{bucket}/src")
+    )
+    keys = _sse_c(bucket, "src", NEW)
+    straight = _code(
+        lambda: direct.copy_object(
+            Bucket=bucket,
+            Key="dst",
+            CopySource=f"{bucket}/src",
+            CopySourceSSECustomerAlgorithm="AES256",
+            CopySourceSSECustomerKey=keys["SSECustomerKey"],
+        )
+    )
+    assert through == straight == (501, "NotImplemented")
+
+
+# --------------------------------------------------------------- rotation, plain objects
+def test_objects_under_the_old_key_stay_readable_after_rotation(
+    shim_old: Shim, shim: Shim, rgw_tls: TlsRgw
+) -> None:
+    bucket = new_bucket(shim_old.client())
+    data = payload(5000)
+    shim_old.client().put_object(Bucket=bucket, Key="old", Body=data, ServerSideEncryption="AES256")
+    direct = rgw_tls.client()
+    assert (
+        direct.get_object(Bucket=bucket, Key="old", **_sse_c(bucket, "old", OLD))["Body"].read()
+        == data
+    )
+    assert (
+        _code(lambda: direct.get_object(Bucket=bucket, Key="old", **_sse_c(bucket, "old", NEW)))[0]
+        == 400
+    )
+    client = shim.client()
+    before = _retries(shim)
+    got = client.get_object(Bucket=bucket, Key="old")
+    assert got["Body"].read() == data and got["ServerSideEncryption"] == "AES256"
+    assert _retries(shim) == before + 1  # one extra round trip: the current key first
+    head = client.head_object(Bucket=bucket, Key="old")
+    assert head["ContentLength"] == len(data)
+    assert (
+        client.get_object(Bucket=bucket, Key="old", Range="bytes=0-9")["Body"].read() == data[:10]
+    )
+    assert _retries(shim) == before + 3
+    # Written again through the rotated s3shim: under the new key, read with no retry.
+    client.put_object(Bucket=bucket, Key="old", Body=data, ServerSideEncryption="AES256")
+    assert client.get_object(Bucket=bucket, Key="old")["Body"].read() == data
+    assert _retries(shim) == before + 3
+
+
+def test_objects_stored_unencrypted_stay_readable(shim: Shim, rgw_tls: TlsRgw) -> None:
+    client, direct = shim.client(), rgw_tls.client()
+    bucket = new_bucket(client)
+    data = payload(2 * MIB)  # a streamed answer too
+    direct.put_object(Bucket=bucket, Key="plain", Body=data)
+    before = _retries(shim)
+    got = client.get_object(Bucket=bucket, Key="plain")
+    assert got["Body"].read() == data and "ServerSideEncryption" not in got
+    assert client.head_object(Bucket=bucket, Key="plain")["ContentLength"] == len(data)
+    assert _retries(shim) == before  # RGW returns a plain object to a request with a key
+
+
+def test_a_missing_object_is_the_store_404(shim: Shim, rgw_tls: TlsRgw) -> None:
+    client, direct = shim.client(), rgw_tls.client()
+    bucket = new_bucket(client)
+    through = _code(lambda: client.get_object(Bucket=bucket, Key="none"))
+    assert through == _code(lambda: direct.get_object(Bucket=bucket, Key="none"))
+    assert through[0] == 404
+
+
+# ------------------------------------------------------------------------------- Convex
+@pytest.mark.parametrize("size", [1, 5 * MIB + 1], ids=lambda s: f"{s}B")
+def test_the_convex_sequence_with_sse(shim: Shim, rgw_tls: TlsRgw, size: int) -> None:
+    client = shim.client()
+    bucket = new_bucket(client)
+    run_sequence(client, bucket, size)
+    # Its SSE-S3 writes left ciphertext only, readable through s3shim, not without the key.
+    direct = rgw_tls.client()
+    marker = _unique()
+    data = marker * (size // len(marker) + 1)
+    created = client.create_multipart_upload(
+        Bucket=bucket, Key="files/x", ServerSideEncryption="AES256", ChecksumAlgorithm="CRC32"
+    )
+    part = client.upload_part(
+        Bucket=bucket,
+        Key="files/x",
+        UploadId=created["UploadId"],
+        PartNumber=1,
+        Body=data,
+        ChecksumAlgorithm="CRC32",
+    )
+    client.complete_multipart_upload(
+        Bucket=bucket,
+        Key="files/x",
+        UploadId=created["UploadId"],
+        MultipartUpload={
+            "Parts": [
+                {"PartNumber": 1, "ETag": part["ETag"], "ChecksumCRC32": part["ChecksumCRC32"]}
+            ]
+        },
+    )
+    assert client.get_object(Bucket=bucket, Key="files/x")["Body"].read() == data
+    _assert_ciphertext_only(rgw_tls, "files/x", marker)
+    assert _code(lambda: direct.get_object(Bucket=bucket, Key="files/x"))[0] == 400
+
+
+# ---------------------------------------------------------------------- startup refusals
+def _start(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    base = {
+        "PATH": os.environ.get("PATH", ""),
+        "AWS_ACCESS_KEY_ID": RGW_ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": RGW_SECRET_KEY,
+        "S3SHIM_LISTEN_PORT": "1",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "s3shim"],
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def test_startup_refuses_keys_with_an_http_store(tmp_path: Path) -> None:
+    done = _start(
+        {
+            "S3SHIM_UPSTREAM_URL": "http://127.0.0.1:7480",
+            "S3SHIM_SSE_KEYS_FILE": _keys_file(tmp_path, NEW),
+        }
+    )
+    assert done.returncode == 2
+    assert "S3SHIM_SSE_KEYS_FILE: the store is http://" in done.stderr
+    assert NEW["key"] not in done.stderr + done.stdout
+
+
+def test_startup_refuses_a_bad_key_without_printing_it(tmp_path: Path) -> None:
+    short = {"id": "a", "key": base64.b64encode(b"0123456789abcdef").decode()}
+    done = _start(
+        {
+            "S3SHIM_UPSTREAM_URL": "https://127.0.0.1:7443",
+            "S3SHIM_SSE_KEYS_FILE": _keys_file(tmp_path, short),
+        }
+    )
+    assert done.returncode == 2 and "keys[0].key must be the base64 of 32" in done.stderr
+    assert short["key"] not in done.stderr + done.stdout
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_the_startup_line_names_key_ids_only(shim: Shim) -> None:
+    text = shim.log_text()
+    assert '"sse_keys": ["2026-06", "2026-01"]' in text
+    assert NEW["key"] not in text and OLD["key"] not in text
