@@ -132,6 +132,12 @@ class FormUpload:
         region = self._credential_region()
         if self._regions and region is not None and region not in self._regions:
             raise errors.invalid_argument(f"The authorization region '{region}' is not accepted.")
+        if self._policy.keyring is not None and self._asks_encryption():
+            # The store form carries no s3shim key yet; the store would keep it in plaintext.
+            raise errors.not_implemented(
+                "A form upload cannot be stored encrypted through s3shim yet; upload with "
+                "PutObject or a presigned PUT."
+            )
         creds = self._store_creds(verified.access_key) if verified.access_key else None
         store = postpolicy.rewrite_for_store(
             self._fields,
@@ -150,6 +156,15 @@ class FormUpload:
         if store.checksum is not None:
             self._checksum = new_checksum(store.checksum.algorithm)
         return head
+
+    def _asks_encryption(self) -> bool:
+        """SSE-S3 in the fields, or every write encrypted (S3SHIM_SSE_DEFAULT) unless the
+        form asks for the client's own SSE-C or for SSE-KMS."""
+        names = {f.key: f.value for f in self._fields}
+        if any(n.startswith("x-amz-server-side-encryption-customer-") for n in names):
+            return False
+        asked = names.get("x-amz-server-side-encryption")
+        return asked == b"AES256" or (asked is None and self._policy.sse_default)
 
     def _credential_region(self) -> str | None:
         for f in self._fields:
