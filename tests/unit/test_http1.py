@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from s3shim.http1 import (
+    AFTER,
     TRANSITIONS,
     Body,
     Event,
@@ -228,7 +229,7 @@ def test_the_framing_table(
     headers: list[tuple[str, str]],
     expected: tuple[Body, int, bool],
 ) -> None:
-    assert response_framing(method, status, headers_of(headers), version) == expected
+    assert response_framing(method, status, headers_of(headers), lambda: version) == expected
 
 
 @pytest.mark.parametrize(("method", "status", "version", "headers"), REFUSED)
@@ -236,7 +237,7 @@ def test_a_response_that_could_be_read_two_ways_is_refused(
     method: str, status: int, version: str, headers: list[tuple[str, str]]
 ) -> None:
     with pytest.raises(ProtocolError):
-        response_framing(method, status, headers_of(headers), version)
+        response_framing(method, status, headers_of(headers), lambda: version)
 
 
 class _Seen:
@@ -264,7 +265,7 @@ def llhttp_reading(status: int, version: str, headers: list[tuple[str, str]]) ->
 
 def ours(status: int, version: str, headers: list[tuple[str, str]]) -> bool | None:
     try:
-        return response_framing("GET", status, headers_of(headers), version)[2]
+        return response_framing("GET", status, headers_of(headers), lambda: version)[2]
     except ProtocolError:
         return None
 
@@ -412,3 +413,9 @@ def test_a_connection_is_reused_only_from_done_and_never_after_must_close() -> N
         s: State.DONE if s is State.DONE else State.MUST_CLOSE for s in State
     }
     assert all(TRANSITIONS[s, Event.CLOSE] is State.MUST_CLOSE for s in State)
+
+
+def test_the_per_event_tables_are_the_transition_table() -> None:
+    assert {(s, e): n for e, after in AFTER.items() for s, n in after.items()} == TRANSITIONS
+    with pytest.raises(ProtocolError, match="POOL while BODY"):
+        AFTER[Event.POOL][State.BODY]
