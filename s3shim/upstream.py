@@ -8,28 +8,29 @@ single store it was configured with, so nearly everything a general client does 
 for nothing. What is left: write the head (and a small body) in one ``transport.write``, parse
 the answer with llhttp (httptools), hand body pieces over as they arrived.
 
-Framing rules that matter for a proxy in front of a store:
+What the bytes mean is decided in ``http1.py`` (pure): the request head and its checks, a
+response's framing and keep-alive, and the connection's one ``State``. What this module adds:
 
-* the request target and header values are sent exactly as given: the target is what SigV4
-  signed, and the values are encoded as the signer hashed them (UTF-8, surrogateescape, so
-  bytes that arrived undecodable go out unchanged);
 * a request body always comes with the caller's Content-Length, and a streamed one that
   fails or has another length aborts the connection: the store sees a short body and commits
   nothing;
-* a connection whose framing is in any doubt (early response, extra bytes, a cut body, an
-  error) is closed, never reused;
+* a connection goes back to the pool only when its state is DONE and its response kept it
+  alive; any doubt about the framing (early response, extra bytes, a cut body, an error)
+  ends keep-alive;
 * a request with ``Expect: 100-continue`` sends its head alone and holds its body until the
   store answers 100 Continue, or stays silent for ``continue_timeout`` (a store that ignores
   the expectation); a final answer first is returned with nothing taken from the body's
   iterator, and that connection is not used again (the store may read what follows as the
-  body, or as the next request).
+  body, or as the next request);
+* one resend, on a new connection, of an idempotent request whose pooled connection the
+  store closed before answering, when its body is still in hand (none, bytes, or held for
+  100 Continue and never asked for).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import ssl as _ssl
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
@@ -39,16 +40,33 @@ from typing import Any, cast
 import httptools  # type: ignore[import-untyped]  # ships no type information
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from .http1 import (
+    AFTER_BODY_SENT,
+    AFTER_CLOSE,
+    AFTER_FAIL,
+    AFTER_POOL,
+    AFTER_RESPONSE_END,
+    AFTER_RESPONSE_HEAD,
+    AFTER_SEND,
+    AFTER_SEND_HEAD,
+    AWAITING_HEAD,
+    BEFORE_HEAD,
+    BODY,
+    DONE,
+    IDLE,
+    NO_BODY,
+    SENDING,
+    UNTIL_CLOSE,
+    State,
+    request_head,
+    response_framing,
+)
+
 _ONE_WRITE = 64 * 1024  # a bytes body up to this is copied behind the head: one send
 # The longest response head taken (1xx heads before it included): a store that never ends
 # its head must not make s3shim buffer without bound. S3 allows 2 KB of user metadata.
 _MAX_HEAD = 64 * 1024
 _PARSE_ERRORS = (httptools.HttpParserError, httptools.HttpParserUpgrade)
-_NO_BODY = (204, 304)
-# Controls a store's parser may end a line or a field at (CR and LF are counted apart).
-_CTL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-_TARGET_BAD = re.compile(r"[\x00-\x20\x7f]")
-_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 
 class UpstreamError(OSError):
@@ -101,6 +119,11 @@ class _Held:
         self.taken = True
         return await anext(self._body)
 
+    def untouched(self) -> AsyncIterator[bytes]:
+        """The iterator, which nothing has asked for a byte yet."""
+        assert not self.taken
+        return self._body
+
     async def aclose(self) -> None:
         # An iterator never started is left as it is (for the resend); else closed as ever.
         aclose = getattr(self._body, "aclose", None)
@@ -112,12 +135,6 @@ def _in_hand(body: bytes | AsyncIterator[bytes] | None) -> bool:
     """Whether a request's body can be sent once more: none, bytes, or a held one that the
     store never asked for."""
     return not isinstance(body, AsyncIterator) or (isinstance(body, _Held) and not body.taken)
-
-
-def _chunked(transfer_encoding: str | None) -> bool:
-    if transfer_encoding is None:
-        return False
-    return transfer_encoding.rpartition(",")[2].strip().lower() == "chunked"
 
 
 class Response:
@@ -146,11 +163,14 @@ class Response:
 
     async def read(self) -> bytes:
         """The rest of the body (not joined when it arrived in one piece)."""
-        first = await self.next_buffer()
+        conn = self._conn
+        if conn is None:
+            raise RuntimeError("the response was released")
+        first = await conn.next_piece()  # (not through next_buffer: one await less a piece)
         if first is None:
             return b""
         rest: list[bytes] = []
-        while (piece := await self.next_buffer()) is not None:
+        while (piece := await conn.next_piece()) is not None:
             rest.append(piece)
         return b"".join([first, *rest]) if rest else first
 
@@ -231,7 +251,7 @@ class Upstream:
         the module's notes). Raises :class:`UpstreamError` (:class:`UpstreamBodyError` when
         the body failed).
         """
-        head, length, expects = self._head(method, target, headers)
+        head, length, expects = request_head(method, target, self.host_header, headers)
         if isinstance(body, bytes) or body is None:
             if (len(body) if body else 0) != (length or 0):
                 raise ValueError("a bytes body needs its exact Content-Length")
@@ -245,11 +265,10 @@ class Upstream:
             hold = self.continue_timeout
             if not isinstance(body, bytes):
                 body = _Held(body)
-        head_only = method == "HEAD"
         conn = self._pop_idle()
         if conn is not None:
             try:
-                return await conn.exchange(head, body, length, head_only, hold)
+                return await conn.exchange(method, head, body, length, hold)
             except _Closed:
                 # The store closed this idle connection as the request went out. An
                 # idempotent request with its body still in hand is sent once more on a fresh
@@ -259,48 +278,12 @@ class Upstream:
                 # again could turn a success into NoSuchUpload.
                 if method not in _IDEMPOTENT or not _in_hand(body):
                     raise
+                if isinstance(body, _Held):
+                    # A new holder: the stale connection's writer, still being cancelled,
+                    # keeps the old one, and cannot close the iterator under the new one.
+                    body = _Held(body.untouched())
         conn = await self._connect()
-        return await conn.exchange(head, body, length, head_only, hold)
-
-    def _head(
-        self, method: str, target: str, headers: Sequence[tuple[str, str]]
-    ) -> tuple[bytes, int | None, bool]:
-        """The encoded head, its Content-Length, and whether it expects 100 Continue."""
-        parts = [method, " ", target, " HTTP/1.1\r\nHost: ", self.host_header, "\r\n"]
-        length: str | None = None
-        expects = False
-        for name, value in headers:
-            parts += (name, ": ", value, "\r\n")
-            if len(name) in (4, 6, 14, 17):
-                lname = name.lower()
-                if lname == "content-length":
-                    if length is not None:
-                        raise ValueError("two Content-Length headers")
-                    length = value
-                elif lname == "expect":
-                    if expects or value.lower() != "100-continue":
-                        raise ValueError("Expect other than one 100-continue")
-                    expects = True
-                elif lname in ("host", "transfer-encoding"):
-                    raise ValueError(f"{name} is the client's to set")
-            if not _TOKEN.fullmatch(name):
-                raise ValueError("a header name that is not a token")
-        parts.append("\r\n")
-        text = "".join(parts)
-        # One CR LF per line and none elsewhere: a CR or LF inside a name, a value, the
-        # method, the target or Host would let the caller's data split the request.
-        lines = len(headers) + 3
-        if text.count("\n") != lines or text.count("\r") != lines:
-            raise ValueError("CR or LF in the request line or a header")
-        if _TARGET_BAD.search(target) or not _TOKEN.fullmatch(method) or target[:1] != "/":
-            raise ValueError("a space in the method or target, or a target not in origin-form")
-        if _CTL.search(text):
-            raise ValueError("a control character in the request line or a header")
-        if length is None:
-            return text.encode("utf-8", "surrogateescape"), None, expects
-        if not (length.isascii() and length.isdigit()):
-            raise ValueError("Content-Length is not a number")
-        return text.encode("utf-8", "surrogateescape"), int(length), expects
+        return await conn.exchange(method, head, body, length, hold)
 
     def _pop_idle(self) -> _Connection | None:
         idle = self._idle
@@ -317,7 +300,8 @@ class Upstream:
             return
         idle = self._idle
         idle.append(conn)
-        self._prune(now)
+        if now - idle[0].idle_since >= self.idle_timeout:
+            self._prune(now)
         if self._pruner is None:
             loop = asyncio.get_running_loop()
             self._pruner = loop.call_at(idle[0].idle_since + self.idle_timeout, self._on_prune)
@@ -367,28 +351,24 @@ class Upstream:
 
 
 class _Connection(asyncio.Protocol):
-    """One connection: the protocol callbacks (httptools') and the exchange's state."""
+    """One connection: it moves the bytes (httptools' callbacks, the body's writer) and runs
+    the timers; its ``state`` (``http1.State``) moves only by http1's transition table."""
 
     __slots__ = (
-        "_active",
+        "_body",
         "_body_error",
-        "_body_out",
-        "_body_sent",
         "_buffered",
-        "_complete",
         "_drain_waiter",
         "_error",
         "_framing",
         "_got_body",
         "_head_buf",
-        "_head_only",
         "_headers",
         "_high",
-        "_informational",
         "_keep_alive",
         "_loop",
-        "_lost",
         "_low",
+        "_method",
         "_parser",
         "_pieces",
         "_pool",
@@ -398,8 +378,7 @@ class _Connection(asyncio.Protocol):
         "_received",
         "_remaining",
         "_response",
-        "_reusable",
-        "_until_eof",
+        "_state",
         "_waiter",
         "_write_paused",
         "_writer",
@@ -418,76 +397,101 @@ class _Connection(asyncio.Protocol):
         self._parser: Any = httptools.HttpResponseParser(self)
         self._waiter: asyncio.Future[None] | None = None
         self._drain_waiter: asyncio.Future[None] | None = None
-        self._lost = False  # EOF seen or connection lost
-        self._reusable = True  # False once its framing is in doubt; never True again
+        self._state = IDLE
+        # Whether the connection may carry another request once the response is DONE: from
+        # the response's framing, ended by any doubt about it.
+        self._keep_alive = False
         self._write_paused = False
         self._read_paused = False
         self._pieces: deque[bytes] = deque()
         self._buffered = 0
         self.idle_since = 0.0
-        self._active = False  # an exchange is under way (until release)
         self._headers: CIMultiDict[str] = CIMultiDict()  # new for each message (on_message_begin)
         self._reason = b""
-        self._begin(False)
-
-    def _begin(self, head_only: bool) -> None:
-        self._head_only = head_only
-        self._received = 0  # bytes before the response's head was complete
+        self._method = ""
+        self._received = 0
         self._error: UpstreamError | None = None
         self._body_error: UpstreamError | None = None
-        self._body_sent = True
-        self._body_out = True  # the body's last byte was handed to the transport
-        # Bytes fed to the parser since a read last carried body bytes: chunk lines and a
-        # trailer, which httptools buffers without a bound (counted per read, not per byte).
         self._framing = 0
         self._got_body = False
         self._writer: asyncio.Task[None] | None = None
         self._response: Response | None = None
-        self._complete = False
-        self._keep_alive = False
-        self._until_eof = False
-        self._remaining = -1  # body bytes still due, for a Content-Length body
-        self._informational = False
+        self._body = NO_BODY
+        self._remaining = 0
         self._head_buf = b""
+
+    @property
+    def state(self) -> State:
+        return self._state
+
+    @property
+    def buffered(self) -> int:
+        """Body bytes received and not yet taken."""
+        return self._buffered
+
+    @property
+    def reusable(self) -> bool:
+        """Whether, released now, the connection would go back to the pool."""
+        return self._state is DONE and self._keep_alive and not self.transport.is_closing()
 
     # The exchange (coroutines, called by Upstream and Response)
 
     async def exchange(
         self,
+        method: str,
         head: bytes,
         body: bytes | AsyncIterator[bytes] | None,
         length: int | None,
-        head_only: bool,
         hold: float | None = None,
     ) -> Response:
         """One request and its response's head. ``hold``: the head expects 100 Continue,
         and the body waits for it at most this long."""
-        self._begin(head_only)
-        self._active = True
         transport = self.transport
+        if self._state is not IDLE or transport.is_closing():
+            # (a new connection the store closed before the first request)
+            raise UpstreamError("the store closed the connection before the request")
+        self._method = method
+        self._received = 0  # bytes before the response's head was complete
+        self._error = self._body_error = None
+        # Bytes fed to the parser since a read last carried body bytes: chunk lines and a
+        # trailer, which httptools buffers without a bound (counted per read, not per byte).
+        self._framing = 0
+        self._got_body = False
+        self._writer = None
+        self._response = None
+        self._keep_alive = False
+        self._body = NO_BODY
+        self._remaining = 0  # body bytes still due, for a Content-Length body
+        self._head_buf = b""
         if body is None:
+            self._state = AFTER_SEND[self._state]
             transport.write(head)
         elif isinstance(body, bytes) and hold is None:
+            self._state = AFTER_SEND[self._state]
             if len(body) <= _ONE_WRITE:
                 transport.write(head + body)
             else:  # vectored, not copied
                 transport.writelines((head, body))
         else:
             assert length is not None
+            self._state = AFTER_SEND_HEAD[self._state]
             transport.write(head)
-            self._body_sent = self._body_out = False
             if isinstance(body, bytes):
                 body = _once(body)
             self._writer = self._loop.create_task(self._send_body(body, length, hold))
         try:
-            while self._response is None:
-                self._raise_failure()
+            while self._state in BEFORE_HEAD:
                 # No read timeout while the body is still going out: the store answers
                 # once it has it all (the writer has its own timeout for a stalled store).
-                await self._wait(self._body_sent)
+                writer = self._writer
+                await self._wait(writer is None or writer.done())
         except BaseException:
             self._abandon()
             raise
+        if self._response is None:  # failed before the head
+            self._abandon()
+            self._raise_failure()
+        assert self._response is not None
         return self._response
 
     async def next_piece(self) -> bytes | None:
@@ -500,7 +504,7 @@ class _Connection(asyncio.Protocol):
                     self._read_paused = False
                     self.transport.resume_reading()
                 return piece
-            if self._complete:
+            if self._state is DONE:
                 return None
             self._raise_failure()
             await self._wait(True)
@@ -536,7 +540,7 @@ class _Connection(asyncio.Protocol):
         try:
             if hold is not None:
                 await self._await_continue(hold)
-                if self._response is not None or self._lost or self._error is not None:
+                if self._state is not SENDING or transport.is_closing():
                     return  # answered (or gone) first: not one byte of the body is asked for
             async for piece in it:
                 sent += len(piece)
@@ -548,11 +552,11 @@ class _Connection(asyncio.Protocol):
                     async for more in it:
                         if more:
                             raise ValueError(f"the body is longer than its Content-Length {length}")
-                if self._lost or self._error is not None:
+                if transport.is_closing():
                     return  # the connection is gone: the response side says why
                 transport.write(piece)
                 if sent == length:
-                    self._body_out = True
+                    self._state = AFTER_BODY_SENT[self._state]
                 if self._write_paused:
                     await self._drain()
             if sent != length:
@@ -561,23 +565,23 @@ class _Connection(asyncio.Protocol):
             task = asyncio.current_task()
             if task is not None and task.cancelling():
                 raise  # release() or _abandon(): the exchange is over
-            self._body_error = _error(UpstreamBodyError, "the request body was cancelled", exc)
-            self._reusable = False
-            transport.abort()
-            self._wake()
+            self._body_failed(_error(UpstreamBodyError, "the request body was cancelled", exc))
             return
         except Exception as exc:
-            self._body_error = _error(UpstreamBodyError, f"the request body failed: {exc}", exc)
-            self._reusable = False
-            transport.abort()  # the store must see a short body, and commit nothing
-            self._wake()
+            self._body_failed(_error(UpstreamBodyError, f"the request body failed: {exc}", exc))
             return
         finally:
             aclose = getattr(it, "aclose", None)
             if aclose is not None:
                 with contextlib.suppress(Exception):
                     await aclose()
-        self._body_sent = True
+        self._wake()  # the exchange's wait for the head is timed from now
+
+    def _body_failed(self, err: UpstreamError) -> None:
+        self._body_error = err
+        self._keep_alive = False
+        self._state = AFTER_FAIL[self._state]
+        self.transport.abort()  # the store must see a short body, and commit nothing
         self._wake()
 
     async def _drain(self) -> None:
@@ -621,58 +625,53 @@ class _Connection(asyncio.Protocol):
     def _fail(self, err: UpstreamError) -> None:
         if self._error is None:
             self._error = err
-        self._reusable = False
+        self._keep_alive = False
+        self._state = AFTER_FAIL[self._state]
         self.transport.abort()
         self._wake()
         self._wake_writer()
 
     def _abandon(self) -> None:
         """The exchange ends without a response (an error, or the caller was cancelled)."""
-        self._active = False
-        self._reusable = False
+        self._keep_alive = False
+        self._state = AFTER_FAIL[self._state]
         if self._writer is not None:
             self._writer.cancel()
         self.transport.abort()
 
     def release(self) -> None:
-        self._active = False
         writer, self._writer = self._writer, None
         if writer is not None and not writer.done():
             # An early response (the store answered before taking the whole body): the rest
             # is never sent, so this connection's next request would start mid-body.
             writer.cancel()
-            self._reusable = False
-        if (
-            self._complete
-            and self._keep_alive
-            and self._reusable
-            and self._error is None
-            and not self._lost
-            and not self.transport.is_closing()
-        ):
+            self._keep_alive = False
+        if self.reusable:
             self._pieces.clear()  # received whole, but not all taken: still reusable
             self._buffered = 0
             if self._read_paused:
                 self._read_paused = False
                 self.transport.resume_reading()
+            self._state = AFTER_POOL[self._state]
             self.idle_since = now = self._loop.time()
             self._pool._put_idle(self, now)
-        elif self._complete:
+        elif self._state is DONE:
+            self._state = AFTER_CLOSE[self._state]
             self.transport.close()
         else:
+            self._state = AFTER_CLOSE[self._state]
             self.transport.abort()
 
     def usable(self, idle_timeout: float) -> bool:
         return (
-            self._reusable
-            and not self._lost
+            self._state is IDLE
             and not self.transport.is_closing()
             and self._loop.time() - self.idle_since < idle_timeout
         )
 
     def close(self) -> None:
-        self._reusable = False
-        self.transport.close()
+        self._keep_alive = False
+        self.transport.close()  # connection_lost moves the state
 
     # asyncio.Protocol
 
@@ -682,34 +681,36 @@ class _Connection(asyncio.Protocol):
         self._pool._conns.add(self)
 
     def data_received(self, data: bytes) -> None:
-        if not self._active or self._complete:
-            # Bytes nobody asked for (no pipelining): the framing can no longer be trusted.
-            self._reusable = False
-            if not self._active:
-                self.transport.abort()
-            return
-        if self._response is not None:
+        state = self._state
+        if state is BODY:
             if self._remaining > 0:
                 self._take(data)
                 return
-        else:
+        elif state is AWAITING_HEAD or state is SENDING:
             self._received += len(data)
-            if self._head_only:
+            if self._method == "HEAD":
                 self._feed_head(data)
                 return
+        else:
+            # Bytes nobody asked for (no pipelining): the framing can no longer be trusted.
+            self._keep_alive = False
+            if state is not DONE:
+                self._state = AFTER_FAIL[state]
+                self.transport.abort()
+            return
         self._got_body = False
         try:
             self._parser.feed_data(data)
         except _PARSE_ERRORS as exc:
-            if self._complete:  # more after the response's end (on_message_begin refused it)
-                self._reusable = False
+            if self._state is DONE:  # more after the response's end (on_message_begin)
+                self._keep_alive = False
             else:
                 self._fail(_error(UpstreamError, f"bad response from the store: {exc}", exc))
             return
         self._framing = 0 if self._got_body else self._framing + len(data)
         if self._response is None and self._received > _MAX_HEAD:
             self._fail(UpstreamError("the store's response head is too long"))
-        elif self._framing > _MAX_HEAD and not self._complete:
+        elif self._framing > _MAX_HEAD and self._state is BODY:
             self._fail(UpstreamError("the store's chunk framing or trailer is too long"))
 
     def _feed_head(self, data: bytes) -> None:
@@ -720,7 +721,7 @@ class _Connection(asyncio.Protocol):
         which then expects a body, is replaced by a fresh one.
         """
         buf = self._head_buf + data if self._head_buf else data
-        while self._response is None:
+        while self._state in BEFORE_HEAD:
             end = buf.find(b"\r\n\r\n")  # llhttp refuses bare LF line ends anyway
             if end < 0:
                 if self._received > _MAX_HEAD:
@@ -737,27 +738,31 @@ class _Connection(asyncio.Protocol):
         self._head_buf = b""
         self._parser = httptools.HttpResponseParser(self)
         if buf:  # a body after a HEAD response's head: the store's framing is off
-            self._reusable = False
-        self._message_done()
+            self._keep_alive = False
+        if self._state is BODY:  # (llhttp has ended it already when it saw no body)
+            self._message_done()
 
     def eof_received(self) -> bool | None:
-        self._lost = True
+        self._keep_alive = False
         return None  # the transport closes itself; connection_lost follows
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._lost = True
         self._pool._conns.discard(self)
-        if self._active and not self._complete:
-            if self._response is not None and self._until_eof and exc is None:
-                self._keep_alive = False  # a body delimited by the end of the connection
-                self._message_done()
-            elif self._error is None:
-                if self._response is None and not self._received:
+        self._keep_alive = False
+        state = self._state
+        if state is BODY and self._body is UNTIL_CLOSE and exc is None:
+            self._message_done()  # a body delimited by the end of the connection
+        elif state is BODY or state in BEFORE_HEAD:
+            if self._error is None:
+                if state is not BODY and not self._received:
                     why = "the store closed the connection before answering"
                     self._error = _error(_Closed, why, exc)
                 else:
                     why = "the store closed the connection before the response's end"
                     self._error = _error(UpstreamError, why, exc)
+            self._state = AFTER_FAIL[state]
+        elif state is IDLE:
+            self._state = AFTER_FAIL[state]
         self._wake()
         self._wake_writer()
 
@@ -771,7 +776,7 @@ class _Connection(asyncio.Protocol):
     # httptools callbacks
 
     def on_message_begin(self) -> None:
-        if self._complete:
+        if self._state is DONE:
             raise RuntimeError("bytes after the end of the response")  # stops the parser
         self._headers = CIMultiDict()
         self._reason = b""
@@ -780,7 +785,7 @@ class _Connection(asyncio.Protocol):
         self._reason += status
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if self._response is None:  # else a chunked body's trailer: not passed on
+        if self._state in BEFORE_HEAD:  # else a chunked body's trailer: not passed on
             # llhttp strips the whitespace before a value, not after it (RFC 9110 5.5: both)
             self._headers.add(
                 name.decode("utf-8", "surrogateescape"),
@@ -788,40 +793,23 @@ class _Connection(asyncio.Protocol):
             )
 
     def on_headers_complete(self) -> None:
-        status: int = self._parser.get_status_code()
+        parser = self._parser
+        status: int = parser.get_status_code()
         if status < 200:  # 100 Continue, 103 Early Hints...: skipped
-            self._informational = True
             if status == 100:
                 self._wake_writer()  # a body held for it goes now (else: a no-op)
             return
         headers = CIMultiDictProxy(self._headers)
         reason = self._reason.decode("utf-8", "surrogateescape")
+        self._body, self._remaining, keep_alive = response_framing(
+            self._method, status, headers, parser.get_http_version
+        )
+        # An early response (the body not all out): whether the store reads the rest as body
+        # or as the next request cannot be known, so the connection is not used again. (A
+        # body still held for 100 Continue is then never sent: see _send_body.)
+        self._keep_alive = keep_alive and self._state is AWAITING_HEAD
+        self._state = AFTER_RESPONSE_HEAD[self._state]
         self._response = Response(self, status, reason, headers)
-        if not self._body_out:
-            # An early response: whether the store reads the rest as body or as the next
-            # request cannot be known, so the connection is not used again. (A body still
-            # held for 100 Continue is then never sent: see _send_body.)
-            self._reusable = False
-        # Asked here: once a message is complete llhttp has reset what this reads.
-        self._keep_alive = self._parser.should_keep_alive()
-        if self._head_only and not self._keep_alive:
-            # llhttp expects a HEAD response without a length to run to EOF: say it again
-            # from the version and Connection alone.
-            tokens = {
-                t.strip().lower() for v in headers.getall("connection", ()) for t in v.split(",")
-            }
-            if self._parser.get_http_version() == "1.1":
-                self._keep_alive = "close" not in tokens
-            else:
-                self._keep_alive = "keep-alive" in tokens and "close" not in tokens
-        if not self._head_only and status not in _NO_BODY:
-            length = headers.get("content-length")
-            if _chunked(", ".join(headers.getall("transfer-encoding", ()))):
-                pass
-            elif length is None:
-                self._until_eof = True
-            elif length.isdigit():  # (llhttp has refused any other value)
-                self._remaining = int(length)
         self._wake()
 
     def _take(self, data: bytes) -> None:
@@ -833,7 +821,7 @@ class _Connection(asyncio.Protocol):
         """
         if len(data) > self._remaining:  # more than the response: framing off
             data = data[: self._remaining]
-            self._reusable = False
+            self._keep_alive = False
         self._remaining -= len(data)
         self._append(data)
         if not self._remaining:
@@ -855,12 +843,9 @@ class _Connection(asyncio.Protocol):
         self._wake()
 
     def on_message_complete(self) -> None:
-        if self._informational:
-            self._informational = False
-            return
-        self._keep_alive = self._parser.should_keep_alive()
-        self._message_done()
+        if self._state is BODY:  # else a 1xx answer's end
+            self._message_done()
 
     def _message_done(self) -> None:
-        self._complete = True
+        self._state = AFTER_RESPONSE_END[self._state]
         self._wake()
