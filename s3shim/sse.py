@@ -16,8 +16,11 @@ Measured on RGW 16 over TLS, and what follows from it here:
   object), for requests whose body is still in hand;
 - UploadPart with a key on an unencrypted upload is accepted and stored plain, and on an
   encrypted one it must be the upload's key: every part carries the key;
-- CopyObject from an SSE-C source is 501 NotImplemented in every form; a plain source into
-  an SSE-C destination works.
+- CopyObject from an SSE-C source is 501 NotImplemented in every form; a copy into an SSE-C
+  destination answers 200 and is stored in plaintext, readable without a key (so the plan
+  refuses a copy it would encrypt: NotImplemented);
+- a POST form's SSE-S3 field over TLS is taken and the file stored in plaintext (so a form
+  asking for encryption is refused, formupload.py, until the store form carries the key).
 """
 
 from __future__ import annotations
