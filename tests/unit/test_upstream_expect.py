@@ -166,7 +166,10 @@ async def test_an_expectation_is_100_continue_once_with_a_body(
 # -- sent again on a new connection, or never --------------------------------------------------
 
 
-async def test_a_held_body_the_store_never_asked_for_is_sent_again_on_a_fresh_connection() -> None:
+@pytest.mark.parametrize("kind", ["streamed", "bytes"])
+async def test_a_held_body_the_store_never_asked_for_is_sent_again_on_a_fresh_connection(
+    kind: str,
+) -> None:
     async def closing(conn: StoreConn) -> None:
         if conn.index == 0:
             await conn.read_request()
@@ -183,10 +186,28 @@ async def test_a_held_body_the_store_never_asked_for_is_sent_again_on_a_fresh_co
     body = Pulled(b"abc")
     async with store_and_client(closing, continue_timeout=WAIT * 10) as (store, up):
         await get(up)
-        async with await up.request("PUT", "/b/k", expect_headers(3), body()) as r:
+        data = body() if kind == "streamed" else b"abc"
+        async with await up.request("PUT", "/b/k", expect_headers(3), data) as r:
             assert (r.status, await r.read()) == (200, b"ok")
     assert store.accepted == 2
-    assert [r.body for r in store.requests] == [b"", b"abc"] and body.pulls == 1
+    assert [r.body for r in store.requests] == [b"", b"abc"]
+    assert body.pulls == (1 if kind == "streamed" else 0)  # asked for once, on the new one
+
+
+async def test_a_held_post_is_never_sent_twice() -> None:
+    # Held and never asked for, but the store may have acted on its head alone.
+    async def closing(conn: StoreConn) -> None:
+        await conn.read_request()
+        await conn.send(OK)
+        await conn.read_head()
+        conn.writer.close()
+
+    body = Pulled(b"xml")
+    async with store_and_client(closing, continue_timeout=WAIT * 10) as (store, up):
+        await get(up)
+        with pytest.raises(UpstreamError):
+            await up.request("POST", "/b/k?uploadId=1", expect_headers(3), body())
+    assert store.accepted == 1 and body.pulls == 0
 
 
 async def test_a_held_body_once_asked_for_is_never_sent_twice() -> None:
