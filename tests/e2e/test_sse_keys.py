@@ -574,3 +574,20 @@ def test_a_form_asking_for_sse_s3_is_refused_rather_than_stored_plain(
     _, plain = _form_post(shim.endpoint, bucket, "plain-form", marker, {}, rgw_tls.ca)
     assert plain.status_code == 204
     assert direct.get_object(Bucket=bucket, Key="plain-form")["Body"].read() == marker
+
+
+def test_every_worker_derives_the_same_keys(rgw_tls: TlsRgw, tmp_path: Path) -> None:
+    """Two worker processes share the port: whichever takes a request, the object it wrote
+    reads back through the other, and stays ciphertext in RADOS."""
+    with _shim(rgw_tls, tmp_path, NEW, OLD, S3SHIM_WORKERS="2") as shim:
+        client, direct = shim.client(), rgw_tls.client()
+        bucket = new_bucket(client)
+        marker = _unique()
+        for i in range(12):  # new connections each, spread over both workers
+            key = f"w{i}"
+            fresh = shim.client()
+            fresh.put_object(Bucket=bucket, Key=key, Body=marker, ServerSideEncryption="AES256")
+            assert client.get_object(Bucket=bucket, Key=key)["Body"].read() == marker
+            assert _code(lambda k=key: direct.get_object(Bucket=bucket, Key=k))[0] == 400
+        _assert_ciphertext_only(rgw_tls, "w0", marker)
+        assert [e.get("event") for e in shim.log_entries()].count("started") == 2
