@@ -11,7 +11,7 @@
 
 VENV  := .venv
 STAMP := $(VENV)/.s3shim-bootstrap
-LINT  := s3shim tests bench
+LINT  := s3shim testkit tests bench
 ARGS  ?=
 
 .DEFAULT_GOAL := help
@@ -27,7 +27,7 @@ $(STAMP):
 bootstrap: ## install or update everything (Debian packages, .venv, npm); ~1 s when warm
 	scripts/bootstrap.sh
 
-lint: | $(STAMP) ## ruff check + ruff format --check (s3shim tests bench)
+lint: | $(STAMP) ## ruff check + ruff format --check (s3shim testkit tests bench)
 	$(VENV)/bin/ruff check $(LINT)
 	$(VENV)/bin/ruff format --check $(LINT)
 

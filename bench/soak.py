@@ -69,11 +69,11 @@ from bench.faultrelay import Fault, RunningRelay, running_relay
 from s3shim import sigv4
 from s3shim.chunked import ChunkSigning
 from s3shim.testing import ChunkSigner
-from tests.backends import Store, start_rgw
-from tests.backends import s3_client as store_client
-from tests.rawclient import Reply, send, sign
-from tests.shim import Shim, run_shim
-from tests.shim import s3_client as shim_client
+from testkit.backends import Store, start_rgw
+from testkit.backends import s3_client as store_client
+from testkit.rawclient import Reply, send, sign
+from testkit.shim import Shim, run_shim
+from testkit.shim import s3_client as shim_client
 
 KIB = 1024
 MIB = 1024 * KIB

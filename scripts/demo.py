@@ -12,10 +12,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from botocore.exceptions import ClientError  # noqa: E402
+from botocore.exceptions import ClientError
 
-from tests.convex_sequence import MIB, new_bucket, run_sequence  # noqa: E402
-from tests.shim import s3_client  # noqa: E402
+from testkit.convex_sequence import MIB, new_bucket, run_sequence
+from testkit.shim import s3_client
 
 
 def main() -> int:

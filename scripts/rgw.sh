@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # s3shim's own throw-away Ceph RGW: one monitor, one in-memory OSD, no manager, and radosgw
-# (beast) on loopback. Used by the tests (tests/backends.py) and the demo.
+# (beast) on loopback. Used by the tests (testkit/backends.py) and the demo.
 #
 #   scripts/rgw.sh start STATE_DIR PORT ACCESS SECRET [--mon-v2-port N] [--mon-v1-port N]
 #                                                    [--memstore-bytes N]

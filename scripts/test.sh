@@ -15,7 +15,7 @@ export PATH="$ROOT/.venv/bin:$PATH"
 
 status=0
 lint_paths=()
-for d in s3shim tests bench; do [ -e "$d" ] && lint_paths+=("$d"); done
+for d in s3shim testkit tests bench; do [ -e "$d" ] && lint_paths+=("$d"); done
 echo "== ruff check ${lint_paths[*]}" >&2
 .venv/bin/ruff check "${lint_paths[@]}" || status=1
 echo "== ruff format --check ${lint_paths[*]}" >&2

@@ -1,4 +1,4 @@
-"""Shared fixtures. Real stores start lazily, at most once per session (see tests/backends.py).
+"""Shared fixtures. Real stores start lazily, at most once per session (see testkit/backends.py).
 
 A store that cannot start fails the test under CI=true (never a silent skip) and skips it
 elsewhere, with the reason.
@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from botocore.client import BaseClient
 
-from .backends import (
+from testkit.backends import (
     BackendUnavailable,
     Store,
     new_bucket,
@@ -28,9 +28,10 @@ from .backends import (
     start_rgw,
     start_s3rver,
 )
-from .convex_sequence import new_bucket as sequence_bucket
+from testkit.convex_sequence import new_bucket as sequence_bucket
+from testkit.shim import Shim, run_shim, s3_client
+
 from .e2e.jsrun import node
-from .shim import Shim, run_shim, s3_client
 
 # fixture -> the markers of every test that uses it (pytest_collection_modifyitems).
 FIXTURE_MARKERS: dict[str, tuple[str, ...]] = {

@@ -18,10 +18,10 @@ import uuid
 import pytest
 from botocore.client import BaseClient
 
-from ..convex_sequence import presign_client
-from ..helpers import crc32_b64, host_port, stored
-from ..rawclient import RawClient, amz_now, assert_refused, request_head, send, url_parts
-from ..shim import Shim
+from testkit.convex_sequence import presign_client
+from testkit.helpers import crc32_b64, host_port, stored
+from testkit.rawclient import RawClient, amz_now, assert_refused, request_head, send, url_parts
+from testkit.shim import Shim
 
 
 def test_good_raw_put_is_stored(shim: Shim, direct: BaseClient, bucket: str) -> None:

@@ -12,10 +12,10 @@ from urllib.parse import unquote
 import pytest
 from botocore.client import BaseClient
 
-from ..convex_sequence import presign_client
-from ..helpers import stored
-from ..rawclient import RawClient, send
-from ..shim import Shim
+from testkit.convex_sequence import presign_client
+from testkit.helpers import stored
+from testkit.rawclient import RawClient, send
+from testkit.shim import Shim
 
 
 def test_underscore_amz_header_cannot_be_smuggled(

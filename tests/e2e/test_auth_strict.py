@@ -12,11 +12,11 @@ from urllib.parse import urlsplit
 import pytest
 from botocore.client import BaseClient
 
-from ..backends import Store, new_bucket, s3_client
-from ..helpers import crc32_b64
-from ..rawclient import sign
-from ..shim import Shim, run_shim
-from ..tap import Tap, wire_tap
+from testkit.backends import Store, new_bucket, s3_client
+from testkit.helpers import crc32_b64
+from testkit.rawclient import sign
+from testkit.shim import Shim, run_shim
+from testkit.tap import Tap, wire_tap
 
 
 def raw(

@@ -25,9 +25,10 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 from botocore.client import BaseClient
 
-from ..backends import Store, free_port, new_bucket, s3_client
-from ..shim import Shim, run_shim
-from ..shim import s3_client as endpoint_client
+from testkit.backends import Store, free_port, new_bucket, s3_client
+from testkit.shim import Shim, run_shim
+from testkit.shim import s3_client as endpoint_client
+
 from .jsrun import need_chromium, need_js_package, run_js
 
 pytestmark = [pytest.mark.rgw, pytest.mark.node]

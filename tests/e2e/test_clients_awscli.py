@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from ..backends import Store
-from ..convex_sequence import MIB, new_bucket, payload
-from ..shim import Shim, s3_client
+from testkit.backends import Store
+from testkit.convex_sequence import MIB, new_bucket, payload
+from testkit.shim import Shim, s3_client
 
 AWS = str(Path(sys.executable).parent / "aws")
 

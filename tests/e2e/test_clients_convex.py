@@ -9,9 +9,9 @@ from __future__ import annotations
 import pytest
 from botocore.exceptions import ClientError
 
-from ..backends import Store
-from ..convex_sequence import MIB, new_bucket, payload, read_back, run_sequence
-from ..shim import Shim, s3_client
+from testkit.backends import Store
+from testkit.convex_sequence import MIB, new_bucket, payload, read_back, run_sequence
+from testkit.shim import Shim, s3_client
 
 SIZES = [0, 1, 5 * MIB + 1, 17 * MIB]
 

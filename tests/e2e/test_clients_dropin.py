@@ -30,9 +30,10 @@ from botocore.client import BaseClient
 from minio import Minio
 from minio.error import S3Error
 
-from ..backends import Store, new_bucket, s3_client
-from ..shim import Shim, run_shim
-from ..shim import s3_client as endpoint_client
+from testkit.backends import Store, new_bucket, s3_client
+from testkit.shim import Shim, run_shim
+from testkit.shim import s3_client as endpoint_client
+
 from .jsrun import need_js_package, run_js, unavailable
 
 pytestmark = pytest.mark.rgw

@@ -16,10 +16,11 @@ from typing import Any
 import pytest
 from botocore.client import BaseClient
 
-from ..backends import Store
-from ..convex_sequence import MIB, new_bucket, run_sequence
-from ..helpers import crc32_b64
-from ..shim import Shim, run_shim, s3_client
+from testkit.backends import Store
+from testkit.convex_sequence import MIB, new_bucket, run_sequence
+from testkit.helpers import crc32_b64
+from testkit.shim import Shim, run_shim, s3_client
+
 from .jsrun import run_sdk_uploads
 
 

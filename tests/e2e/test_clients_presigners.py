@@ -35,11 +35,12 @@ import pytest
 from botocore.client import BaseClient
 from minio import Minio
 
-from ..backends import Store, s3_client
-from ..helpers import crc32_b64, crc64nvme_b64
-from ..shim import run_shim
-from ..shim import s3_client as endpoint_client
-from ..tap import Tap, wire_tap
+from testkit.backends import Store, s3_client
+from testkit.helpers import crc32_b64, crc64nvme_b64
+from testkit.shim import run_shim
+from testkit.shim import s3_client as endpoint_client
+from testkit.tap import Tap, wire_tap
+
 from .jsrun import need_chromium, need_js_package, run_js
 from .test_browser import code_of, cors_bucket, origin  # noqa: F401  (origin: a fixture)
 

@@ -25,12 +25,12 @@ from botocore.config import Config as BotoConfig
 from botocore.exceptions import ClientError
 
 from s3shim.chunked import Framing
+from testkit.backends import Store
+from testkit.convex_sequence import MIB, new_bucket
+from testkit.rawclient import RawClient
+from testkit.shim import Shim, run_shim, s3_client
+from testkit.tls import TlsFiles, make_tls
 
-from ..backends import Store
-from ..convex_sequence import MIB, new_bucket
-from ..rawclient import RawClient
-from ..shim import Shim, run_shim, s3_client
-from ..tls import TlsFiles, make_tls
 from .jsrun import run_sdk_uploads
 
 TRAILER = "STREAMING-UNSIGNED-PAYLOAD-TRAILER"

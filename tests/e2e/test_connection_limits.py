@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from ..backends import Store
-from ..rawclient import sign
-from ..shim import Shim, run_shim
+from testkit.backends import Store
+from testkit.rawclient import sign
+from testkit.shim import Shim, run_shim
 
 MIB = 1024 * 1024
 FLOOD_ADDR = "127.0.0.2"  # on loopback too: a second peer address on one machine

@@ -39,11 +39,11 @@ from typing import TYPE_CHECKING, NoReturn
 
 import pytest
 
-from ..convex_sequence import MIB, new_bucket, run_sequence
-from ..shim import free_port, s3_client
+from testkit.convex_sequence import MIB, new_bucket, run_sequence
+from testkit.shim import free_port, s3_client
 
 if TYPE_CHECKING:
-    from ..backends import Store
+    from testkit.backends import Store
 
 pytestmark = pytest.mark.rgw
 

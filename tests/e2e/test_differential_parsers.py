@@ -25,12 +25,11 @@ from botocore.client import BaseClient
 
 from s3shim import chunked
 from s3shim.complete_xml import S3_NAMESPACE
-
-from ..backends import Store
-from ..helpers import host_port, stored
-from ..rawclient import RawClient, Reply, sign
-from ..shim import Shim, run_shim
-from ..tap import Tap, wire_tap
+from testkit.backends import Store
+from testkit.helpers import host_port, stored
+from testkit.rawclient import RawClient, Reply, sign
+from testkit.shim import Shim, run_shim
+from testkit.tap import Tap, wire_tap
 
 
 @dataclass(frozen=True)

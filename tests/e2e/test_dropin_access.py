@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from botocore.client import BaseClient
 
-from ..backends import Store, new_bucket, s3_client
-from ..helpers import crc32_b64, stored
-from ..rawclient import Reply, send, sign
-from ..shim import FLAG_IDS, FLAGS, Shim, flags_on, run_shim, run_shim_flags
-from ..tap import Tap, wire_tap
+from testkit.backends import Store, new_bucket, s3_client
+from testkit.helpers import crc32_b64, stored
+from testkit.rawclient import Reply, send, sign
+from testkit.shim import FLAG_IDS, FLAGS, Shim, flags_on, run_shim, run_shim_flags
+from testkit.tap import Tap, wire_tap
 
 ORIGIN = "http://app.test:8000"
 EMPTY = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"

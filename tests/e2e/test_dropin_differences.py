@@ -11,9 +11,9 @@ from __future__ import annotations
 import requests
 from botocore.client import BaseClient
 
-from ..backends import Store
-from ..convex_sequence import presign_client
-from ..shim import Shim
+from testkit.backends import Store
+from testkit.convex_sequence import presign_client
+from testkit.shim import Shim
 
 
 def answer(resp: requests.Response) -> tuple[int, str | None]:

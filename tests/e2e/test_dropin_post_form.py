@@ -17,9 +17,9 @@ import requests
 from botocore.client import BaseClient
 from botocore.config import Config as BotoConfig
 
-from ..backends import Store, new_bucket, s3_client
-from ..helpers import crc32_b64, stored
-from ..shim import FLAG_IDS, FLAGS, Shim, flags_on, run_shim_flags
+from testkit.backends import Store, new_bucket, s3_client
+from testkit.helpers import crc32_b64, stored
+from testkit.shim import FLAG_IDS, FLAGS, Shim, flags_on, run_shim_flags
 
 
 def presigner(endpoint: str, store: Store, version: str = "s3v4") -> BaseClient:

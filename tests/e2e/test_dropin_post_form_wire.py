@@ -24,11 +24,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from s3shim import postform
-
-from ..backends import Store, new_bucket, s3_client
-from ..helpers import sha256_b64, stored
-from ..shim import FLAG_IDS, FLAGS, Shim, run_shim_flags
-from ..tap import Tap, wire_tap
+from testkit.backends import Store, new_bucket, s3_client
+from testkit.helpers import sha256_b64, stored
+from testkit.shim import FLAG_IDS, FLAGS, Shim, run_shim_flags
+from testkit.tap import Tap, wire_tap
 
 BOUNDARY = "formwireBoundary7MA4YWxkTrZu0gW"
 APPROVED = b"the bytes the policy approved"

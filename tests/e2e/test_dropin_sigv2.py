@@ -25,12 +25,11 @@ from botocore.exceptions import ClientError
 
 from s3shim import sigv2
 from s3shim.integrity import RECORD_HEADER
-
-from ..backends import Store, new_bucket, s3_client
-from ..helpers import stored
-from ..rawclient import Reply, send
-from ..shim import FLAG_IDS, FLAGS, Shim, run_shim, run_shim_flags
-from ..tap import Tap, wire_tap
+from testkit.backends import Store, new_bucket, s3_client
+from testkit.helpers import stored
+from testkit.rawclient import Reply, send
+from testkit.shim import FLAG_IDS, FLAGS, Shim, run_shim, run_shim_flags
+from testkit.tap import Tap, wire_tap
 
 
 def v2_client(endpoint: str, store: Store, **config: object) -> BaseClient:

@@ -20,9 +20,9 @@ import requests
 from botocore.client import BaseClient
 from botocore.config import Config as BotoConfig
 
-from ..backends import Store, new_bucket, rgw_tenant_user, s3_client
-from ..shim import Shim, run_shim
-from ..tap import Tap, wire_tap
+from testkit.backends import Store, new_bucket, rgw_tenant_user, s3_client
+from testkit.shim import Shim, run_shim
+from testkit.tap import Tap, wire_tap
 
 ORIGIN = "http://app.test"
 MAPPED_KEY, MAPPED_SECRET = "s3shimmappedclient", "s3shimmappedclientsecret0123"

@@ -29,10 +29,10 @@ import pytest
 from botocore.client import BaseClient
 from botocore.exceptions import ClientError
 
-from ..backends import Store, s3_client
-from ..helpers import crc32_b64
-from ..rawclient import request_head, sign
-from ..shim import Shim, run_shim
+from testkit.backends import Store, s3_client
+from testkit.helpers import crc32_b64
+from testkit.rawclient import request_head, sign
+from testkit.shim import Shim, run_shim
 
 WAIT = 3.0  # how long the client holds its body for an answer (curl: 1 s); no test times it
 BIG = 2 * 1024 * 1024 + 7  # streamed by s3shim whatever the expectation

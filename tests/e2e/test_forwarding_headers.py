@@ -9,10 +9,10 @@ import pytest
 from botocore.client import BaseClient
 from botocore.exceptions import ClientError
 
-from ..backends import Store
-from ..convex_sequence import new_bucket
-from ..rawclient import RawClient, send
-from ..shim import Shim, s3_client
+from testkit.backends import Store
+from testkit.convex_sequence import new_bucket
+from testkit.rawclient import RawClient, send
+from testkit.shim import Shim, s3_client
 
 
 def test_other_underscore_headers_are_dropped_not_forwarded(

@@ -8,9 +8,9 @@ import uuid
 import pytest
 from botocore.exceptions import ClientError
 
-from ..convex_sequence import new_bucket
-from ..rawclient import RawClient, send
-from ..shim import Shim
+from testkit.convex_sequence import new_bucket
+from testkit.rawclient import RawClient, send
+from testkit.shim import Shim
 
 
 def test_double_slash_path_is_refused(shim: Shim, bucket: str) -> None:

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from ..helpers import host_port
-from ..rawclient import sign
-from ..shim import Shim, run_shim
+from testkit.helpers import host_port
+from testkit.rawclient import sign
+from testkit.shim import Shim, run_shim
 
 
 def _broken_store(chunked: bool) -> tuple[int, threading.Thread, socket.socket]:

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from ..backends import Store
-from ..convex_sequence import MIB, new_bucket, run_sequence
-from ..rawclient import RawClient, send
-from ..shim import Shim, run_shim
-from ..tap import Tap, wire_tap
+from testkit.backends import Store
+from testkit.convex_sequence import MIB, new_bucket, run_sequence
+from testkit.rawclient import RawClient, send
+from testkit.shim import Shim, run_shim
+from testkit.tap import Tap, wire_tap
 
 
 @pytest.fixture

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 from botocore.exceptions import ClientError
 
-from ..backends import Store
-from ..convex_sequence import MIB, new_bucket, payload, read_back
-from ..helpers import checksum_b64
-from ..shim import Shim, s3_client
+from testkit.backends import Store
+from testkit.convex_sequence import MIB, new_bucket, payload, read_back
+from testkit.helpers import checksum_b64
+from testkit.shim import Shim, s3_client
 
 
 @pytest.mark.parametrize("algorithm", ["CRC32", "CRC32C", "CRC64NVME", "SHA1", "SHA256"])

@@ -11,11 +11,10 @@ import pytest
 from botocore.client import BaseClient
 
 from s3shim import chunked
-
-from ..convex_sequence import MIB
-from ..helpers import crc32_b64, stored
-from ..rawclient import RawClient, send, sign
-from ..shim import Shim
+from testkit.convex_sequence import MIB
+from testkit.helpers import crc32_b64, stored
+from testkit.rawclient import RawClient, send, sign
+from testkit.shim import Shim
 
 SIGNED = chunked.Framing.SIGNED
 SIGNED_TRAILER = chunked.Framing.SIGNED_TRAILER

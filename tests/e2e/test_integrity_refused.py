@@ -13,10 +13,10 @@ import uuid
 import pytest
 from botocore.client import BaseClient
 
-from ..convex_sequence import MIB
-from ..helpers import crc32_b64, host_port, stored
-from ..rawclient import RawClient, assert_refused, request_head, send
-from ..shim import Shim
+from testkit.convex_sequence import MIB
+from testkit.helpers import crc32_b64, host_port, stored
+from testkit.rawclient import RawClient, assert_refused, request_head, send
+from testkit.shim import Shim
 
 
 @pytest.mark.parametrize("subresource", ["torrent", "select", "restore", "attributes"])

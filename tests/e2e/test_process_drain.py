@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from ..backends import Store
-from ..convex_sequence import MIB, new_bucket
-from ..helpers import free_port, host_port, http_get, wait_exit
-from ..rawclient import RawClient, request_head
-from ..shim import run_shim, s3_client
+from testkit.backends import Store
+from testkit.convex_sequence import MIB, new_bucket
+from testkit.helpers import free_port, host_port, http_get, wait_exit
+from testkit.rawclient import RawClient, request_head
+from testkit.shim import run_shim, s3_client
 
 
 def test_sigterm_drains_an_upload_in_flight(rgw_store: Store, tmp_path: Path) -> None:

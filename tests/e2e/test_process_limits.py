@@ -10,10 +10,10 @@ from pathlib import Path
 
 from botocore.client import BaseClient
 
-from ..backends import Store
-from ..helpers import host_port, stored
-from ..rawclient import RawClient, request_head
-from ..shim import Shim, run_shim
+from testkit.backends import Store
+from testkit.helpers import host_port, stored
+from testkit.rawclient import RawClient, request_head
+from testkit.shim import Shim, run_shim
 
 
 def test_stalled_body_gets_request_timeout_and_nothing_stored(

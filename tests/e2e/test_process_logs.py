@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 
-from ..backends import Store
-from ..convex_sequence import new_bucket, read_back
-from ..helpers import free_port
-from ..shim import Shim, run_shim
+from testkit.backends import Store
+from testkit.convex_sequence import new_bucket, read_back
+from testkit.helpers import free_port
+from testkit.shim import Shim, run_shim
 
 
 def test_shim_log_is_json_without_secrets(shim: Shim, rgw_store: Store, tmp_path: Path) -> None:

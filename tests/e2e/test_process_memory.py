@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..backends import Store
-from ..convex_sequence import MIB, new_bucket, payload
-from ..shim import Shim
+from testkit.backends import Store
+from testkit.convex_sequence import MIB, new_bucket, payload
+from testkit.shim import Shim
 
 
 def test_memory_stays_flat_for_large_objects(shim: Shim, rgw_store: Store) -> None:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 
-from ..convex_sequence import new_bucket
-from ..helpers import http_get
-from ..rawclient import RawClient, send, sign
-from ..shim import Shim
+from testkit.convex_sequence import new_bucket
+from testkit.helpers import http_get
+from testkit.rawclient import RawClient, send, sign
+from testkit.shim import Shim
 
 
 def metric(text: str, name: str, **labels: str) -> float:

@@ -6,9 +6,9 @@ import re
 import urllib.request
 from pathlib import Path
 
-from ..backends import Store
-from ..convex_sequence import new_bucket
-from ..shim import run_shim
+from testkit.backends import Store
+from testkit.convex_sequence import new_bucket
+from testkit.shim import run_shim
 
 
 def _sample(text: str, name: str, labels: str) -> float:

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 
-from ..helpers import free_port, http_get
-from ..shim import Shim, run_shim
+from testkit.helpers import free_port, http_get
+from testkit.shim import Shim, run_shim
 
 
 def test_probes(shim: Shim) -> None:

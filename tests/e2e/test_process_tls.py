@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 
-from ..backends import Store
-from ..convex_sequence import MIB, new_bucket, run_sequence
-from ..helpers import host_port, http_get
-from ..shim import Shim, run_shim
-from ..tls import TlsFiles, make_tls
+from testkit.backends import Store
+from testkit.convex_sequence import MIB, new_bucket, run_sequence
+from testkit.helpers import host_port, http_get
+from testkit.shim import Shim, run_shim
+from testkit.tls import TlsFiles, make_tls
 
 
 @pytest.fixture(scope="module")

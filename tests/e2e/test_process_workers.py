@@ -7,10 +7,10 @@ import os
 import signal
 from pathlib import Path
 
-from ..backends import Store
-from ..convex_sequence import new_bucket
-from ..helpers import wait_exit
-from ..shim import run_shim
+from testkit.backends import Store
+from testkit.convex_sequence import new_bucket
+from testkit.helpers import wait_exit
+from testkit.shim import run_shim
 
 
 def test_two_workers_share_the_port(rgw_store: Store, tmp_path: Path) -> None:

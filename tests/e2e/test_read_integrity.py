@@ -22,10 +22,10 @@ from botocore.exceptions import (
     ResponseStreamingError,
 )
 
-from ..backends import Store
-from ..convex_sequence import new_bucket
-from ..helpers import crc32_b64, crc64nvme_b64
-from ..shim import Shim
+from testkit.backends import Store
+from testkit.convex_sequence import new_bucket
+from testkit.helpers import crc32_b64, crc64nvme_b64
+from testkit.shim import Shim
 
 RECORD = "s3shim-checksum"  # the reserved x-amz-meta-* name, as boto3 shows metadata
 CUT_OR_REFUSED = (FlexibleChecksumError, IncompleteReadError, ResponseStreamingError)
@@ -215,7 +215,7 @@ def test_an_rgw_append_keeps_the_whole_object_readable(
     """RGW's AppendObject (``PUT ?append&position=N``, SigV4-signed) adds to an object: a
     checksum of the one body appended would not be the object's, so none is recorded and
     full reads through s3shim return every appended byte."""
-    from ..rawclient import RawClient, send
+    from testkit.rawclient import RawClient, send
 
     client = RawClient.of(shim)
     position = 0

@@ -32,12 +32,11 @@ from hypothesis import strategies as st
 
 from s3shim import sigv2
 from s3shim.integrity import RECORD_HEADER
-
-from ..backends import Store, new_bucket, s3_client
-from ..helpers import stored
-from ..rawclient import Reply, send
-from ..shim import Shim, run_shim
-from ..tap import Tap, wire_tap
+from testkit.backends import Store, new_bucket, s3_client
+from testkit.helpers import stored
+from testkit.rawclient import Reply, send
+from testkit.shim import Shim, run_shim
+from testkit.tap import Tap, wire_tap
 
 OBJECT = b"the object the GET was signed for \x00\xff"
 BODY = b"the body the PUT was signed for \x01\xfe"

@@ -17,7 +17,7 @@ import pytest
 
 from bench import soak
 from bench.faultrelay import Connection, Fault, Faults, Forward, Reset, Sleep, running_relay
-from tests.backends import Store
+from testkit.backends import Store
 
 SMOKE_OPS = 500
 SMOKE_SEED = 11

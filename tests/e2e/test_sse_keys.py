@@ -29,12 +29,18 @@ from botocore.config import Config as BotoConfig
 from botocore.exceptions import ClientError
 
 from s3shim.ssekeys import Keyring, parse_keys_file
+from testkit.backends import (
+    RGW_ACCESS_KEY,
+    RGW_SCRIPT,
+    RGW_SECRET_KEY,
+    BackendUnavailable,
+    log_tail,
+)
+from testkit.convex_sequence import MIB, new_bucket, payload, presign_client, run_sequence
+from testkit.shim import Shim, run_shim
+from testkit.tls import make_tls
 
-from ..backends import RGW_ACCESS_KEY, RGW_SCRIPT, RGW_SECRET_KEY, BackendUnavailable, log_tail
 from ..conftest import in_ci
-from ..convex_sequence import MIB, new_bucket, payload, presign_client, run_sequence
-from ..shim import Shim, run_shim
-from ..tls import make_tls
 
 pytestmark = pytest.mark.rgw
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 from botocore.exceptions import ClientError
 
-from ..backends import Store, s3_client
+from testkit.backends import Store, s3_client
 
 
 def _round_trip(store: Store, make_bucket: Callable[[Store], str]) -> None:

@@ -1,7 +1,7 @@
 """In-process s3shim in front of a recording fake store, for tests of the aiohttp layer.
 
 Everything runs in the test's own event loop on 127.0.0.1 random ports: no subprocess, no
-root, no real store. The fake store (tests/fakestore.py) only records and answers from a
+root, no real store. The fake store (testkit/fakestore.py) only records and answers from a
 script; it proves what s3shim *sent*, never that a real store accepts it.
 
 s3shim is built by :func:`serve_in_process` exactly as ``s3shim.server.run()`` builds it,
@@ -34,9 +34,8 @@ from botocore.credentials import Credentials as BotoCredentials
 
 from s3shim import config as config_mod
 from s3shim import logs
-
-from ..fakestore import FakeStore, Received
-from ..rawclient import sign
+from testkit.fakestore import FakeStore, Received
+from testkit.rawclient import sign
 
 if TYPE_CHECKING:
     from s3shim.config import Config
@@ -220,7 +219,7 @@ def target(path: str, query: list[tuple[str, str]] | None = None) -> str:
 
 @dataclass
 class Client:
-    """Signs requests with the client key (tests/rawclient.py's signer) and sends them."""
+    """Signs requests with the client key (testkit/rawclient.py's signer) and sends them."""
 
     endpoint: str
     access_key: str = CLIENT_KEY

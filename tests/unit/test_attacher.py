@@ -17,7 +17,7 @@ from s3shim.attach import Pending
 from s3shim.attacher import Attacher
 from s3shim.checksums import Algorithm
 from s3shim.upstream import Upstream
-from tests.fakestore import FakeStore, Reply
+from testkit.fakestore import FakeStore, Reply
 
 ONE_PART = (
     b"<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>e</ETag>"

@@ -15,8 +15,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from s3shim import auth, chunked, errors, sigv4
-
-from ..helpers import crc32_b64
+from testkit.helpers import crc32_b64
 
 KEYS = {"AKIDCLIENT": "client secret/+=&~%ü"}
 NOW = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)

@@ -14,8 +14,7 @@ from s3shim import chunked, errors
 from s3shim.body import BodyPipeline, BodySpec
 from s3shim.checksums import Algorithm, ExpectedChecksum
 from s3shim.testing import encode_unsigned_trailer_chunk, encode_unsigned_trailer_end
-
-from ..helpers import crc32_b64
+from testkit.helpers import crc32_b64
 
 
 def run(spec: BodySpec, pieces: list[bytes]) -> tuple[list[bytes], bytes]:

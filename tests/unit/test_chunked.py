@@ -38,8 +38,7 @@ from s3shim.testing import (
     encode_unsigned_trailer_end,
     sign_chunks,
 )
-
-from ..helpers import crc32_b64
+from testkit.helpers import crc32_b64
 
 # --- the worked examples of the S3 API reference (sigv4-streaming, sigv4-streaming-trailers) ---
 

@@ -40,8 +40,7 @@ from s3shim.chunked import (
     _parse_size_line,
 )
 from s3shim.testing import encode_unsigned_trailer_chunk, encode_unsigned_trailer_end, sign_chunks
-
-from ..helpers import crc32_b64, doc_signing_key
+from testkit.helpers import crc32_b64, doc_signing_key
 
 SETTINGS = settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 FEWER = settings(SETTINGS, max_examples=300)  # each example feeds a body byte by byte

@@ -29,8 +29,7 @@ from s3shim.chunked import (
 )
 from s3shim.errors import S3Error
 from s3shim.testing import ChunkSigner, encode_unsigned_trailer_chunk, encode_unsigned_trailer_end
-
-from ..helpers import doc_signing_key
+from testkit.helpers import doc_signing_key
 
 # The S3 API reference's worked examples (sigv4-streaming, sigv4-streaming-trailers).
 KEY = doc_signing_key("20130524")

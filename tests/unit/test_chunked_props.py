@@ -19,8 +19,7 @@ from s3shim.chunked import (
     Trailer,
 )
 from s3shim.testing import encode_unsigned_trailer_chunk, encode_unsigned_trailer_end, sign_chunks
-
-from ..helpers import doc_signing_key
+from testkit.helpers import doc_signing_key
 
 SIGNING = ChunkSigning(
     doc_signing_key("20130524"),

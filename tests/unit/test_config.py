@@ -39,8 +39,7 @@ from s3shim.config import (
     whole,
 )
 from s3shim.ssekeys import Keyring
-
-from ..tls import make_tls
+from testkit.tls import make_tls
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = {

@@ -32,8 +32,8 @@ import urllib3
 from botocore.config import Config as BotoConfig
 
 import s3shim
+from testkit.helpers import crc32_b64
 
-from ..helpers import crc32_b64
 from .conftest import (
     CLIENT_KEY,
     CLIENT_SECRET,

@@ -18,8 +18,7 @@ from s3shim import errors, postform, sigv4
 from s3shim.formupload import FormUpload
 from s3shim.postform import FileData, FileStart, FormParser
 from s3shim.rewrite import Policy
-
-from ..helpers import crc32_b64
+from testkit.helpers import crc32_b64
 
 CLIENT = sigv4.Credentials("AKCLIENT", "client-secret")
 STORE = sigv4.Credentials("AKSTORE", "store-secret")

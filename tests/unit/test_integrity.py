@@ -18,8 +18,7 @@ from s3shim.head import parse_head
 from s3shim.integrity import RECORD_HEADER, ReadVerifier, encode_record, parse_record
 from s3shim.plan import BodyMode, UpstreamPlan, finish_whole, plan
 from s3shim.rewrite import Policy, forward_headers
-
-from ..helpers import b64_int, crc32c_b64, crc64nvme_b64
+from testkit.helpers import b64_int, crc32c_b64, crc64nvme_b64
 
 ON = Policy(True, True, record_checksums=True, verify_reads=True)
 OFF = Policy(True, True)

@@ -37,8 +37,7 @@ from s3shim.plan import (
     verify,
 )
 from s3shim.rewrite import Group, Policy
-
-from ..helpers import crc32_b64
+from testkit.helpers import crc32_b64
 
 ON = Policy(disable_sse=True, disable_checksums=True)
 OFF = Policy(disable_sse=False, disable_checksums=False)

@@ -10,7 +10,8 @@ import boto3
 import pytest
 from botocore.config import Config as BotoConfig
 
-from ..rawclient import amz_now
+from testkit.rawclient import amz_now
+
 from .conftest import (
     CLIENT_KEY,
     CLIENT_SECRET,

@@ -1,6 +1,6 @@
 """s3shim's body modes, seen from both ends: what the client sent, what the store received.
 
-The store is the recording fake (tests/fakestore.py): these tests prove what s3shim sends,
+The store is the recording fake (testkit/fakestore.py): these tests prove what s3shim sends,
 not that a real store accepts it (tests against RGW and the other real stores do that).
 """
 
@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from ..helpers import crc32_b64
+from testkit.helpers import crc32_b64
+
 from .conftest import (
     CLIENT_SECRET,
     SIGNED_TRAILER,

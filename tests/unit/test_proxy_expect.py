@@ -3,7 +3,7 @@
 The store answers the expectation (s3shim forwards it and relays the store's 100 Continue),
 except where s3shim reads the body whole before the store's head can go out. A final answer
 from the store before its 100 reaches the client with none of the body read, and the client's
-connection closes. The store is the recording fake (tests/fakestore.py): it answers 100
+connection closes. The store is the recording fake (testkit/fakestore.py): it answers 100
 Continue before reading a body, as RGW does, unless its reply says otherwise; these tests show
 what s3shim does, tests/e2e/test_forwarding_expect.py what the real stores make of it.
 """
@@ -20,9 +20,9 @@ from s3shim.classify import Op, Target
 from s3shim.head import RequestHead, parse_head
 from s3shim.plan import SMALL_BODY, BodyMode, Continue, plan
 from s3shim.rewrite import Policy
+from testkit.fakestore import Reply
+from testkit.helpers import crc32_b64
 
-from ..fakestore import Reply
-from ..helpers import crc32_b64
 from .conftest import WAIT, InProcessShim, MakeShim, payload, sha256_hex, store_signature_valid
 
 MiB = 1024 * 1024

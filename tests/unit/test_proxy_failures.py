@@ -12,9 +12,9 @@ from __future__ import annotations
 import pytest
 
 from s3shim import sigv4
+from testkit.fakestore import FakeStore
+from testkit.helpers import crc32_b64
 
-from ..fakestore import FakeStore
-from ..helpers import crc32_b64
 from .conftest import (
     SIGNED,
     UNSIGNED_TRAILER,

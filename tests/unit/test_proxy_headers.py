@@ -6,7 +6,8 @@ The store is the recording fake: what it received is what s3shim sent, nothing m
 
 from __future__ import annotations
 
-from ..helpers import crc32_b64
+from testkit.helpers import crc32_b64
+
 from .conftest import InProcessShim, payload, store_signature_valid
 
 SSE = {

@@ -12,8 +12,9 @@ import hashlib
 
 import pytest
 
-from ..fakestore import Reply
-from ..helpers import crc32_b64
+from testkit.fakestore import Reply
+from testkit.helpers import crc32_b64
+
 from .conftest import InProcessShim, payload
 
 RECORD = "x-amz-meta-s3shim-checksum"

@@ -13,8 +13,9 @@ import socket
 
 import pytest
 
-from ..fakestore import Reply
-from ..helpers import crc32_b64
+from testkit.fakestore import Reply
+from testkit.helpers import crc32_b64
+
 from .conftest import InProcessShim, MakeShim, payload, target
 
 MiB = 1024 * 1024

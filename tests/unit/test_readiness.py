@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 
 from s3shim import config, server
-from tests.tls import make_tls
+from testkit.tls import make_tls
 
 
 @pytest.fixture

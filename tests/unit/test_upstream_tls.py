@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from s3shim.upstream import UpstreamError
+from testkit.tls import make_tls
 
-from ..tls import make_tls
 from .scripted_store import (
     OK,
     Store,

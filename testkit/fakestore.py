@@ -12,7 +12,7 @@ It is a recording fake for testing the proxy's own branches (what s3shim forward
 back, aborts or answers), and it is NEVER the proof that a feature works with a real store:
 it implements no S3 semantics at all (it checks no signature, stores nothing, computes no
 checksum). What a real store does with s3shim's requests is shown only by the tests that
-run against the real stores in tests/backends.py (RGW, rclone, moto, s3rver).
+run against the real stores in testkit/backends.py (RGW, rclone, moto, s3rver).
 """
 
 from __future__ import annotations
