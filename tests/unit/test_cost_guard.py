@@ -32,13 +32,11 @@ import urllib3
 from botocore.config import Config as BotoConfig
 
 import s3shim
+from testkit.chunksign import REGION, SIGNED_TRAILER
 from testkit.helpers import crc32_b64
-
-from .conftest import (
+from testkit.inprocess import (
     CLIENT_KEY,
     CLIENT_SECRET,
-    REGION,
-    SIGNED_TRAILER,
     Conn,
     InProcessShim,
     aws_chunked,

@@ -10,12 +10,10 @@ import boto3
 import pytest
 from botocore.config import Config as BotoConfig
 
-from testkit.rawclient import amz_now
-
-from .conftest import (
+from testkit.chunksign import REGION
+from testkit.inprocess import (
     CLIENT_KEY,
     CLIENT_SECRET,
-    REGION,
     STORE_KEY,
     Client,
     InProcessShim,
@@ -23,6 +21,7 @@ from .conftest import (
     store_signature_valid,
     target,
 )
+from testkit.rawclient import amz_now
 
 
 def _tampered(signature_header: str) -> str:

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import pytest
 
+from testkit.chunksign import SIGNED_TRAILER, UNSIGNED_TRAILER
 from testkit.helpers import crc32_b64
-
-from .conftest import (
+from testkit.inprocess import (
     CLIENT_SECRET,
-    SIGNED_TRAILER,
     STORE_KEY,
-    UNSIGNED_TRAILER,
     InProcessShim,
     aws_chunked,
     payload,

@@ -22,8 +22,14 @@ from s3shim.plan import SMALL_BODY, BodyMode, Continue, plan
 from s3shim.rewrite import Policy
 from testkit.fakestore import Reply
 from testkit.helpers import crc32_b64
-
-from .conftest import WAIT, InProcessShim, MakeShim, payload, sha256_hex, store_signature_valid
+from testkit.inprocess import (
+    WAIT,
+    InProcessShim,
+    MakeShim,
+    payload,
+    sha256_hex,
+    store_signature_valid,
+)
 
 MiB = 1024 * 1024
 BIG = 2 * MiB  # streamed whatever the expectation

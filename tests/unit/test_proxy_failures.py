@@ -12,12 +12,10 @@ from __future__ import annotations
 import pytest
 
 from s3shim import sigv4
+from testkit.chunksign import SIGNED, UNSIGNED_TRAILER
 from testkit.fakestore import FakeStore
 from testkit.helpers import crc32_b64
-
-from .conftest import (
-    SIGNED,
-    UNSIGNED_TRAILER,
+from testkit.inprocess import (
     InProcessShim,
     MakeShim,
     Response,

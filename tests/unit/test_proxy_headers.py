@@ -7,8 +7,7 @@ The store is the recording fake: what it received is what s3shim sent, nothing m
 from __future__ import annotations
 
 from testkit.helpers import crc32_b64
-
-from .conftest import InProcessShim, payload, store_signature_valid
+from testkit.inprocess import InProcessShim, payload, store_signature_valid
 
 SSE = {
     "x-amz-server-side-encryption": "aws:kms",

@@ -14,8 +14,7 @@ import pytest
 
 from testkit.fakestore import Reply
 from testkit.helpers import crc32_b64
-
-from .conftest import InProcessShim, payload
+from testkit.inprocess import InProcessShim, payload
 
 RECORD = "x-amz-meta-s3shim-checksum"
 MiB = 1024 * 1024

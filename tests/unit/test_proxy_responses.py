@@ -15,8 +15,7 @@ import pytest
 
 from testkit.fakestore import Reply
 from testkit.helpers import crc32_b64
-
-from .conftest import InProcessShim, MakeShim, payload, target
+from testkit.inprocess import InProcessShim, MakeShim, payload, target
 
 MiB = 1024 * 1024
 

@@ -51,8 +51,7 @@ async def test_tls_refuses_a_certificate_it_cannot_verify(tmp_path: Path) -> Non
 async def test_new_upstream_builds_tls_from_the_config(tmp_path: Path, mode: str) -> None:
     from s3shim import config as config_mod
     from s3shim.proxy import new_upstream
-
-    from .conftest import shim_env
+    from testkit.inprocess import shim_env
 
     server, ca = server_tls(tmp_path)
     store = Store(answering(OK))
