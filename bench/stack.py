@@ -3,6 +3,7 @@ s3shim as deployed (a subprocess, its environment stripped), and stopping them a
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -11,6 +12,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from bench.common import ACCESS_KEY, BENCH, GIB, REPO, SECRET_KEY, free_port, log, wait_port
 from bench.procfs import Watched, children_of, tcp_sockets
@@ -233,3 +235,22 @@ def rgw_gc(state: Path, check: bool = True) -> None:
         capture_output=True,
         timeout=300,
     )
+
+
+def rgw_state_for(endpoint: str) -> Path | None:
+    """The scripts/rgw.sh state directory of the radosgw serving ``endpoint``, if any."""
+    port = urlsplit(endpoint).port
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if not argv or not argv[0].endswith(b"radosgw") or b"-c" not in argv:
+            continue
+        conf = Path(argv[argv.index(b"-c") + 1].decode())
+        with contextlib.suppress(OSError):
+            if f"endpoint=127.0.0.1:{port}\n" in conf.read_text():
+                return conf.parent
+    return None
