@@ -98,6 +98,29 @@ class Attacher:
                 **where,
             )
 
+    def streamed_put(
+        self, sent_headers: Sequence[tuple[str, str]], alg: Algorithm | None, b64: str | None
+    ) -> Pending | None:
+        """The record a streamed PutObject gets once the store commits it, or None (it went
+        with the upload itself, or there is no checksum s3shim verified or computed)."""
+        return attach.streamed_put_record(True, True, sent_headers, alg, b64)
+
+    def part_answered(
+        self,
+        path: str,
+        query: Sequence[tuple[str, str]],
+        status: int,
+        etag: str | None,
+        alg: Algorithm | None,
+        b64: str | None,
+    ) -> None:
+        """An UploadPart's answer: a part the store took is remembered with the CRC s3shim
+        verified, for the Complete that lists it."""
+        part = attach.verified_part(query, status, etag)
+        if part is not None and alg is not None and b64:
+            upload_id, number, stored_etag = part
+            self.part_verified(path, upload_id, number, stored_etag, alg, b64)
+
     def part_verified(
         self, path: str, upload_id: str, number: int, etag: str, alg: Algorithm, b64: str
     ) -> None:

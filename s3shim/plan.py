@@ -108,6 +108,20 @@ class Continue(enum.Enum):
 EXPECT_CONTINUE = ("expect", "100-continue")
 
 
+class FollowUp(enum.Enum):
+    """The store requests s3shim adds around this one for an integrity record (attacher.py)."""
+
+    NONE = "none"
+    # CompleteMultipartUpload: ListParts before it is forwarded, the record attached once the
+    # store committed the object.
+    COMPLETE = "multipart"
+    # A streamed PutObject with no record of its own: the one s3shim verified (or computed)
+    # attached once the store committed it.
+    STREAMED_PUT = "put"
+    # UploadPart: its verified CRC remembered, for the Complete that lists it.
+    PART = "part"
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """What the plan reads from the configuration, resolved once per process."""
@@ -298,6 +312,7 @@ class UpstreamPlan:
     relocate: tuple[str, str] | None = None
     # The client sent Expect: 100-continue, and who answers it; None: it expects nothing.
     expect: Continue | None = None
+    follow_up: FollowUp = FollowUp.NONE
     # The SSE-C keys s3shim adds (sse.py), signed with the rest by store_request; the
     # store's answer is then AWS's SSE-S3 answer. None: s3shim adds none.
     encryption: Encryption | None = None
@@ -583,7 +598,23 @@ def plan(
         and "range" not in head.headers,
         expect=expect,
         encryption=enc,
+        follow_up=_follow_up(
+            target.op, mode, policy.record_checksums, ctx is not None and clients is not None
+        ),
     )
+
+
+def _follow_up(op: Op, mode: BodyMode, record: bool, signed: bool) -> FollowUp:
+    # Only a request re-signed with a store key may lead to more store requests.
+    if not record or not signed:
+        return FollowUp.NONE
+    if op is Op.COMPLETE_MULTIPART_UPLOAD:
+        return FollowUp.COMPLETE
+    if op is Op.PUT_OBJECT and mode is not BodyMode.WHOLE:
+        return FollowUp.STREAMED_PUT
+    if op is Op.UPLOAD_PART:
+        return FollowUp.PART
+    return FollowUp.NONE
 
 
 def _encryption(target: Target, head: RequestHead, policy: Policy) -> Encryption | None:

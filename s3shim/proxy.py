@@ -16,7 +16,7 @@ import ssl
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -24,15 +24,15 @@ from aiohttp import web
 from aiohttp.streams import StreamReader
 from aiohttp.web_request import BaseRequest
 
-from . import attach, errors, logs
+from . import errors, logs
 from .attacher import Attacher
 from .body import BodyPipeline
-from .classify import Op, Target
 from .config import Config
 from .metrics import LabelCache, Metrics
 from .plan import (
     BodyMode,
     Continue,
+    FollowUp,
     FormPlan,
     Reply,
     ResponsePlan,
@@ -51,6 +51,10 @@ from .plan import (
 )
 from .record import Auth, RequestRecord, new_request_id
 from .upstream import Response, Upstream, UpstreamError
+
+if TYPE_CHECKING:
+    from .attach import Pending
+    from .classify import Target
 
 READ_SIZE = 256 * 1024  # measured sweet spot for throughput vs per-stream memory
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -248,14 +252,14 @@ class Proxy:
             invitation = _Invitation(request)
 
         pipeline = BodyPipeline(planned.spec)
-        pending: attach.Pending | None = None
+        pending: Pending | None = None
         data: bytes | AsyncIterator[bytes] | None
         match planned.body:
             case BodyMode.WHOLE:
                 raw = await self._read_whole(request, pipeline, planned.read_limit, rec)
                 whole = finish_whole(planned, head.method, raw, pipeline.computed_checksum)
                 rec.rewrites = whole.rewrites
-                if planned.op is Op.COMPLETE_MULTIPART_UPLOAD:
+                if planned.follow_up is FollowUp.COMPLETE:
                     pending = await self._before_complete(
                         planned, head.single_values(), raw, target
                     )
@@ -272,20 +276,19 @@ class Proxy:
         upstream = await self._send(planned, headers, payload_hash, data, pipeline, rec)
         if planned.encryption is not None and upstream.status == 400:
             upstream = await self._next_keys(planned, headers, payload_hash, data, upstream, rec)
-        if planned.op is Op.PUT_OBJECT and planned.body is not BodyMode.WHOLE:
-            pending = attach.streamed_put_record(
-                self.policy.record_checksums,
-                planned.store_creds is not None,
-                headers,
-                (
-                    planned.spec.checksum.algorithm
-                    if planned.spec.checksum is not None
-                    else planned.spec.compute
-                ),
+        checked = planned.spec.checksum
+        if planned.follow_up is FollowUp.STREAMED_PUT:
+            alg = checked.algorithm if checked is not None else planned.spec.compute
+            pending = self.attacher.streamed_put(headers, alg, pipeline.computed_checksum)
+        elif planned.follow_up is FollowUp.PART:
+            self.attacher.part_answered(
+                planned.path,
+                planned.query,
+                upstream.status,
+                upstream.headers.get("ETag"),
+                checked.algorithm if checked is not None else None,
                 pipeline.computed_checksum,
             )
-        elif planned.op is Op.UPLOAD_PART and self.policy.record_checksums:
-            self._part_verified(planned, upstream, pipeline.computed_checksum)
         if pending is not None:
             await self._attach_after(planned, pending, upstream, target)
         # The store answered before it asked for the body: the client still holds all of it,
@@ -323,34 +326,23 @@ class Proxy:
 
     async def _before_complete(
         self, planned: UpstreamPlan, request_headers: dict[str, str], body: bytes, target: Target
-    ) -> attach.Pending | None:
+    ) -> Pending | None:
         """The record a Complete will get once the store commits it: from its part CRCs and
         the part sizes the store lists (ListParts, before the Complete is forwarded)."""
         creds = planned.store_creds
-        if creds is None or not self.policy.record_checksums:
-            return None
+        assert creds is not None  # FollowUp.COMPLETE: re-signed with a store key
         upload_id = next((v for k, v in planned.query if k == "uploadId"), "")
         return await self.attacher.before_complete(
             creds, planned.path, upload_id, body, request_headers, _where(target)
         )
 
-    def _part_verified(
-        self, planned: UpstreamPlan, upstream: Response, computed: str | None
-    ) -> None:
-        """Remembered until the Complete: the CRC it lists for this part must be this one."""
-        part = attach.verified_part(planned.query, upstream.status, upstream.headers.get("ETag"))
-        if part is not None and computed and planned.spec.checksum is not None:
-            upload_id, number, etag = part
-            alg = planned.spec.checksum.algorithm
-            self.attacher.part_verified(planned.path, upload_id, number, etag, alg, computed)
-
     async def _attach_after(
-        self, planned: UpstreamPlan, pending: attach.Pending, upstream: Response, target: Target
+        self, planned: UpstreamPlan, pending: Pending, upstream: Response, target: Target
     ) -> None:
         """The record attached once the store answered, before the client gets the answer
         (never failing it: see Attacher.after_commit)."""
         assert planned.store_creds is not None
-        kind = "multipart" if planned.op is Op.COMPLETE_MULTIPART_UPLOAD else "put"
+        kind = planned.follow_up.value
         headers = {n.lower(): v for n, v in reversed(list(upstream.headers.items()))}
         await self.attacher.after_commit(
             kind,
