@@ -51,6 +51,7 @@ from .complete_xml import DEFAULT_MAX_SIZE, strip_part_checksums
 from .config import ClientKey, Config
 from .formupload import FormUpload
 from .head import CONTENT_LENGTH, CONTENT_SHA256, DECODED_CONTENT_LENGTH, RequestHead, parse_head
+from .http1 import NO_BODY_STATUSES
 from .integrity import (
     DEFAULT_ALGORITHM,
     RECORD_HEADER,
@@ -74,7 +75,6 @@ from .sse import Encryption
 SMALL_BODY = 1024 * 1024  # bodies up to this are read whole, verified, then sent signed
 MAX_COMPLETE_XML = DEFAULT_MAX_SIZE  # read whole up to complete_xml's own bound
 SMALL_RESPONSE = 64 * 1024  # store bodies up to this are answered in one write with the head
-NO_BODY_STATUSES = (204, 304)  # answers without a body whatever their headers say
 
 
 class BodyMode(enum.Enum):
