@@ -118,3 +118,8 @@ def wait_exit(pid: int, timeout: float = 30) -> int | None:
             return os.waitstatus_to_exitcode(status)
         time.sleep(0.05)
     return None
+
+
+def in_ci() -> bool:
+    """CI=true: a store or client that cannot start fails its tests instead of skipping."""
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")

@@ -12,7 +12,6 @@ module writes these markers by hand.
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from testkit.backends import (
     start_s3rver,
 )
 from testkit.convex_sequence import new_bucket as sequence_bucket
+from testkit.helpers import in_ci
 from testkit.shim import Shim, run_shim, s3_client
 
 from .e2e.jsrun import node
@@ -53,10 +53,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             if fixture in used:
                 for marker in markers:
                     item.add_marker(marker)
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
 
 
 def _provide(

@@ -17,12 +17,10 @@ from typing import Any
 
 import pytest
 
+from testkit.helpers import in_ci
+
 JS_DIR = Path(__file__).resolve().parent.parent / "js"
 CHROMIUM = "/usr/bin/chromium"  # Debian's package; Playwright never downloads a browser here
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
 
 
 def unavailable(reason: str) -> None:

@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import http.server
 import os
 import re
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -25,7 +23,8 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 from botocore.client import BaseClient
 
-from testkit.backends import Store, free_port, new_bucket, s3_client
+from testkit.backends import Store, new_bucket, s3_client
+from testkit.browser import code_of, cors_bucket
 from testkit.shim import Shim, run_shim
 from testkit.shim import s3_client as endpoint_client
 
@@ -34,36 +33,6 @@ from .jsrun import need_chromium, need_js_package, run_js
 pytestmark = [pytest.mark.rgw, pytest.mark.node]
 
 Outcome = dict[str, Any]
-PAGE = b"<!doctype html><html><head><meta charset=utf-8><title>app</title></head><body></body>"
-DONE = b"<!doctype html><html><head><meta charset=utf-8><title>done</title></head><body>ok</body>"
-
-
-class _Page(http.server.BaseHTTPRequestHandler):
-    """The web app's own origin: a blank page, and /done for form redirects to land on."""
-
-    def do_GET(self) -> None:
-        body = DONE if self.path.startswith("/done") else PAGE
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html; charset=utf-8")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:  # quiet: pytest shows failures
-        pass
-
-
-@pytest.fixture(scope="module")
-def origin() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), _Page)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
 
 
 @pytest.fixture(scope="module")
@@ -95,25 +64,6 @@ class Target:
     @property
     def hostport(self) -> str:
         return urlsplit(self.endpoint).netloc
-
-
-def cors_bucket(rgw_store: Store, store: BaseClient, origin: str) -> str:
-    bucket = new_bucket(rgw_store, "browser")
-    store.put_bucket_cors(  # set directly on RGW: s3shim has no CORS rules of its own
-        Bucket=bucket,
-        CORSConfiguration={
-            "CORSRules": [
-                {
-                    "AllowedOrigins": [origin],
-                    "AllowedMethods": ["GET", "PUT", "POST", "HEAD"],
-                    "AllowedHeaders": ["*"],
-                    "ExposeHeaders": ["ETag"],
-                    "MaxAgeSeconds": 60,
-                }
-            ]
-        },
-    )
-    return bucket
 
 
 SEED = os.urandom(200_000)
@@ -253,11 +203,6 @@ def cases_for(target: Target, origin: str, access_key: str, secret_key: str) -> 
     ]
     assert [c["name"] for c in cases] == CASES
     return cases
-
-
-def code_of(text: str | None) -> str | None:
-    found = re.search(r"<Code>([^<]*)</Code>", text or "")
-    return found.group(1) if found else None
 
 
 def outcome(raw: Outcome, target: Target, origin: str) -> Outcome:

@@ -2,42 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
 import pytest
 
+from testkit.awscli import aws
 from testkit.backends import Store
 from testkit.convex_sequence import MIB, new_bucket, payload
 from testkit.shim import Shim, s3_client
-
-AWS = str(Path(sys.executable).parent / "aws")
-
-
-def aws(shim: Shim, *args: str, ca: str | None = None) -> str:
-    env = {
-        "PATH": os.environ["PATH"],
-        "HOME": os.environ.get("HOME", "/tmp"),
-        "AWS_ACCESS_KEY_ID": shim.access_key,
-        "AWS_SECRET_ACCESS_KEY": shim.secret_key,
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_CONFIG_FILE": "/dev/null",
-        "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
-    }
-    if ca:
-        env["AWS_CA_BUNDLE"] = ca
-    r = subprocess.run(
-        [AWS, "--endpoint-url", shim.endpoint, *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert r.returncode == 0, r.stderr[-2000:]
-    return r.stdout
 
 
 @pytest.mark.parametrize("size", [0, 1, 20 * MIB + 3], ids=lambda s: f"{s}B")

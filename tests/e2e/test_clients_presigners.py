@@ -36,13 +36,13 @@ from botocore.client import BaseClient
 from minio import Minio
 
 from testkit.backends import Store, s3_client
+from testkit.browser import code_of, cors_bucket
 from testkit.helpers import crc32_b64, crc64nvme_b64
 from testkit.shim import run_shim
 from testkit.shim import s3_client as endpoint_client
 from testkit.tap import Tap, wire_tap
 
 from .jsrun import need_chromium, need_js_package, run_js
-from .test_browser import code_of, cors_bucket, origin  # noqa: F401  (origin: a fixture)
 
 Outcome = dict[str, Any]
 AWS = str(Path(sys.executable).parent / "aws")
@@ -121,7 +121,7 @@ class Target:
 def targets(
     rgw_store: Store,
     moto_store: Store,
-    origin: str,  # noqa: F811
+    origin: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[list[Target]]:
     out: list[Target] = []
@@ -379,7 +379,7 @@ def runs(
     targets: list[Target],
     rgw_store: Store,
     moto_store: Store,
-    origin: str,  # noqa: F811
+    origin: str,
     node_js: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Runs:

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, NoReturn
 import pytest
 
 from testkit.convex_sequence import MIB, new_bucket, run_sequence
+from testkit.helpers import in_ci
 from testkit.shim import free_port, s3_client
 
 if TYPE_CHECKING:
@@ -53,10 +54,6 @@ SETUP = ROOT / "scripts" / "container-setup.sh"
 IMAGE_TAG = "localhost/s3shim:test-" + hashlib.sha256(str(ROOT).encode()).hexdigest()[:10]
 IMAGE_UID = 10001
 STOP_TIMEOUT = 30  # podman would SIGKILL after this; s3shim must be done long before
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
 
 
 def unavailable(reason: str) -> NoReturn:

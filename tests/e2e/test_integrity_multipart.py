@@ -33,15 +33,15 @@ from s3shim import chunked, sigv4
 from s3shim.attach import Outcome
 from s3shim.attacher import Attacher
 from s3shim.upstream import Upstream
+from testkit.awscli import aws
 from testkit.backends import Store
 from testkit.backends import s3_client as store_client
 from testkit.convex_sequence import MIB, PART, multipart_upload, new_bucket, presign_client
 from testkit.helpers import crc32_b64, crc64nvme_b64
 from testkit.rawclient import RawClient
+from testkit.readback import CUT_OR_REFUSED, RECORD, corrupt, run_verify
 from testkit.shim import Shim, run_shim
 from tests.e2e.jsrun import run_sdk_uploads
-from tests.e2e.test_clients_awscli import aws
-from tests.e2e.test_read_integrity import CUT_OR_REFUSED, RECORD, corrupt, run_verify
 
 HELD_WAIT = 10.0  # bounds the wait for a request the relay holds
 

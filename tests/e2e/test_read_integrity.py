@@ -8,8 +8,6 @@ SDKs at their defaults get the recorded checksum back to verify themselves.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,33 +15,18 @@ from boto3.exceptions import RetriesExceededError
 from botocore.client import BaseClient
 from botocore.exceptions import (
     ClientError,
-    FlexibleChecksumError,
-    IncompleteReadError,
-    ResponseStreamingError,
 )
 
 from testkit.backends import Store
 from testkit.convex_sequence import new_bucket
 from testkit.helpers import crc32_b64, crc64nvme_b64
+from testkit.readback import CUT_OR_REFUSED, RECORD, corrupt, run_verify
 from testkit.shim import Shim
-
-RECORD = "s3shim-checksum"  # the reserved x-amz-meta-* name, as boto3 shows metadata
-CUT_OR_REFUSED = (FlexibleChecksumError, IncompleteReadError, ResponseStreamingError)
 
 
 @pytest.fixture(scope="module")
 def bucket(direct: BaseClient) -> str:
     return new_bucket(direct)
-
-
-def corrupt(direct: BaseClient, bucket: str, key: str) -> bytes:
-    """Rewrite the object inside the store: same metadata, one byte different."""
-    head = direct.head_object(Bucket=bucket, Key=key)
-    good = bytes(direct.get_object(Bucket=bucket, Key=key)["Body"].read())
-    bad = bytes([good[0] ^ 0xFF]) + good[1:]
-    direct.put_object(Bucket=bucket, Key=key, Body=bad, Metadata=head["Metadata"])
-    assert direct.head_object(Bucket=bucket, Key=key)["Metadata"] == head["Metadata"]
-    return bad
 
 
 SIZES = [0, 1, 1000, (1 << 20) + 17, 3 << 20]
@@ -164,22 +147,6 @@ def test_copy_keeps_the_record_with_the_metadata(
     src = direct.head_object(Bucket=bucket, Key="src")["Metadata"]
     assert direct.head_object(Bucket=bucket, Key="dst")["Metadata"][RECORD] == src[RECORD]
     assert client.get_object(Bucket=bucket, Key="dst")["Body"].read() == b"copied bytes"
-
-
-def run_verify(rgw_store: Store, target: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "S3SHIM_UPSTREAM_URL": rgw_store.endpoint,
-        "AWS_ACCESS_KEY_ID": rgw_store.access_key,
-        "AWS_SECRET_ACCESS_KEY": rgw_store.secret_key,
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "s3shim", "verify", target],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
 
 
 def test_the_scrub_command_finds_exactly_the_corrupted_keys(

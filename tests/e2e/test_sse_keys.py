@@ -37,10 +37,9 @@ from testkit.backends import (
     log_tail,
 )
 from testkit.convex_sequence import MIB, new_bucket, payload, presign_client, run_sequence
+from testkit.helpers import in_ci
 from testkit.shim import Shim, run_shim
 from testkit.tls import make_tls
-
-from ..conftest import in_ci
 
 pytestmark = pytest.mark.rgw
 
