@@ -313,6 +313,7 @@ async def serve_in_process(cfg: Config) -> AsyncIterator[tuple[Proxy, Metrics, i
     constructs it for these tests: follow run() here when it changes."""
     from aiohttp import web
 
+    from s3shim.accept import Acceptor, listening_sockets
     from s3shim.listener import S3Server
     from s3shim.metrics import Metrics
     from s3shim.proxy import READ_SIZE, Proxy, new_upstream
@@ -341,8 +342,16 @@ async def serve_in_process(cfg: Config) -> AsyncIterator[tuple[Proxy, Metrics, i
         runner = web.ServerRunner(server, shutdown_timeout=1.0)
         await runner.setup()
         try:
-            await web.TCPSite(runner, cfg.listen_host, 0, backlog=1024).start()
-            yield proxy, metrics, int(runner.addresses[0][1])
+            assert runner.server is not None
+            acceptor = Acceptor(
+                listening_sockets("127.0.0.1", 0, backlog=1024, reuse_port=False),
+                runner.server,
+                on_error=lambda event, exc: server.log_limited(event, str(exc)),
+            )
+            try:
+                yield proxy, metrics, acceptor.ports[0]
+            finally:
+                acceptor.close()
         finally:
             await runner.cleanup()
     finally:
