@@ -13,10 +13,10 @@ import argparse
 import asyncio
 import os
 import sys
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TextIO
+from typing import TextIO, TypeVar
 from xml.parsers import expat
 
 from . import config as config_mod
@@ -24,6 +24,8 @@ from . import errors, sigv4
 from .integrity import RECORD_HEADER, ReadVerifier, parse_record
 from .proxy import new_upstream
 from .upstream import Response, Upstream, UpstreamError
+
+T = TypeVar("T")
 
 MAX_LISTING_BYTES = 16 * 1024 * 1024  # one ListObjectsV2 page is ~1000 keys, far below this
 
@@ -93,51 +95,78 @@ def parse_listing(body: bytes) -> tuple[list[str], str | None]:
     return keys, token[0]
 
 
-def _signed(store: Store, method: str, path: str, query: list[tuple[str, str]]) -> dict[str, str]:
-    return sigv4.sign_headers(
+def object_path(bucket: str, key: str) -> str:
+    """The path of ``bucket``/``key`` as signed and sent (path style)."""
+    return (
+        "/"
+        + sigv4.uri_encode(bucket, keep_slash=False)
+        + "/"
+        + sigv4.uri_encode(key, keep_slash=True)
+    )
+
+
+async def request(
+    store: Store,
+    method: str,
+    path: str,
+    query: Sequence[tuple[str, str]] = (),
+    headers: Sequence[tuple[str, str]] = (),
+    body: bytes | AsyncIterator[bytes] | None = None,
+    *,
+    payload_hash: str = sigv4.EMPTY_SHA256,
+) -> Response:
+    """One request signed with the store's key (every ``x-amz-*`` of ``headers`` signed)."""
+    # Sent exactly as signed: the canonical path and query, never re-quoted.
+    qs = sigv4.canonical_query(query)
+    target = sigv4.canonical_uri(path) + ("?" + qs if qs else "")
+    signed = sigv4.sign_headers(
         method=method,
         raw_path=path,
         query=query,
         host=store.host,
-        headers={},
-        payload_hash=sigv4.EMPTY_SHA256,
+        headers=dict(headers),
+        payload_hash=payload_hash,
         creds=store.creds,
         region=store.region,
         amz_date=datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"),
     ).headers
+    # Host is the client's own (its host_header, the store host signed).
+    sent = [(n, v) for n, v in signed.items() if n != "host"]
+    return await store.client.request(method, target, (*sent, *headers), body)
 
 
 async def _get(store: Store, path: str, query: list[tuple[str, str]]) -> Response:
-    # Sent exactly as signed: the canonical path and query, never re-quoted.
-    qs = sigv4.canonical_query(query)
-    target = sigv4.canonical_uri(path) + ("?" + qs if qs else "")
-    # Host is the client's own (its host_header, the store host signed).
-    headers = tuple((n, v) for n, v in _signed(store, "GET", path, query).items() if n != "host")
-    return await store.client.request("GET", target, headers, None)
+    return await request(store, "GET", path, query)
 
 
-async def _read_listing(resp: Response) -> bytes:
+async def read_small(resp: Response, limit: int = MAX_LISTING_BYTES) -> bytes:
+    """A body s3shim parses (a listing page, a tag set, an ACL), refused past ``limit``."""
     parts: list[bytes] = []
     size = 0
     while (piece := await resp.next_buffer()) is not None:
         size += len(piece)
-        if size > MAX_LISTING_BYTES:
-            raise RuntimeError("a listing page over 16 MiB")
+        if size > limit:
+            raise RuntimeError(f"a store answer over {limit} bytes")
         parts.append(piece)
     return b"".join(parts)
 
 
-async def list_keys(store: Store, bucket: str, prefix: str) -> AsyncIterator[str]:
+async def list_keys(
+    store: Store, bucket: str, prefix: str, start_after: str = ""
+) -> AsyncIterator[str]:
+    """Every key under ``prefix``, in the store's (lexicographic) order, after ``start_after``."""
     token: str | None = None
     while True:
         query = [("list-type", "2"), ("prefix", prefix)]
         if token:
             query.append(("continuation-token", token))
+        elif start_after:
+            query.append(("start-after", start_after))
         path = "/" + sigv4.uri_encode(bucket, keep_slash=False)
         async with await _get(store, path, query) as resp:
             if resp.status != 200:
                 raise RuntimeError(f"listing {bucket!r} failed: HTTP {resp.status}")
-            body = await _read_listing(resp)
+            body = await read_small(resp)
         keys, token = parse_listing(body)
         for key in keys:
             yield key
@@ -147,13 +176,7 @@ async def list_keys(store: Store, bucket: str, prefix: str) -> AsyncIterator[str
 
 async def check_object(store: Store, bucket: str, key: str) -> str:
     """'checked', 'unrecorded' or 'mismatched' for one object."""
-    path = (
-        "/"
-        + sigv4.uri_encode(bucket, keep_slash=False)
-        + "/"
-        + sigv4.uri_encode(key, keep_slash=True)
-    )
-    async with await _get(store, path, []) as resp:
+    async with await _get(store, object_path(bucket, key), []) as resp:
         if resp.status != 200:
             raise RuntimeError(f"HTTP {resp.status}")
         recorded = parse_record(resp.headers.get(RECORD_HEADER, ""))
@@ -176,19 +199,47 @@ class Progress:
         self.out = out
         self.tty = out.isatty()
 
-    def show(self, s: Summary, listed: int, done: bool) -> None:
+    def show(self, handled: int, listed: int, done: bool, counts: str) -> None:
+        """``handled`` of ``listed`` objects so far (more may come until ``done``)."""
         if not self.tty:
             return
         width = 30
-        filled = width if done else (width * s.total // listed if listed else 0)
+        filled = width if done else (width * handled // listed if listed else 0)
         bar = "#" * filled + "." * (width - filled)
-        self.out.write(
-            f"\r[{bar}] {s.total}/{listed}{'' if done else '+'} checked={s.checked} "
-            f"unrecorded={s.unrecorded} mismatched={len(s.mismatched)}"
-        )
+        self.out.write(f"\r[{bar}] {handled}/{listed}{'' if done else '+'} {counts}")
         if done:
             self.out.write("\n")
         self.out.flush()
+
+
+def _counts(s: Summary) -> str:
+    return f"checked={s.checked} unrecorded={s.unrecorded} mismatched={len(s.mismatched)}"
+
+
+async def each(
+    items: AsyncIterator[T], concurrency: int, handle: Callable[[T], Awaitable[None]]
+) -> None:
+    """``handle`` every item, ``concurrency`` at once, in the order they come (a bounded queue:
+    the listing is never read far ahead). On an error or a cancellation the handlers still
+    running are cancelled, so an interrupted run stops at once."""
+    queue: asyncio.Queue[tuple[T] | None] = asyncio.Queue(maxsize=concurrency * 4)
+
+    async def worker() -> None:
+        while (item := await queue.get()) is not None:
+            await handle(item[0])
+
+    workers = [asyncio.create_task(worker()) for _ in range(concurrency)]
+    try:
+        async for item in items:
+            await queue.put((item,))
+        for _ in workers:
+            await queue.put(None)
+        await asyncio.gather(*workers)
+    except BaseException:
+        for w in workers:
+            w.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+        raise
 
 
 async def scrub(
@@ -196,39 +247,35 @@ async def scrub(
 ) -> Summary:
     summary = Summary()
     listed = 0
-    queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=concurrency * 4)
 
-    async def worker() -> None:
-        while (key := await queue.get()) is not None:
-            try:
-                outcome = await check_object(store, bucket, key)
-            except (UpstreamError, OSError, TimeoutError, RuntimeError):
-                summary.unreadable.append(key)
-            else:
-                if outcome == "checked":
-                    summary.checked += 1
-                elif outcome == "unrecorded":
-                    summary.unrecorded += 1
-                else:
-                    summary.mismatched.append(key)
-            if progress:
-                progress.show(summary, listed, False)
-
-    workers = [asyncio.create_task(worker()) for _ in range(concurrency)]
-    try:
+    async def keys() -> AsyncIterator[str]:
+        nonlocal listed
         async for key in list_keys(store, bucket, prefix):
             listed += 1
-            await queue.put(key)
-    finally:
-        for _ in workers:
-            await queue.put(None)
-        await asyncio.gather(*workers)
+            yield key
+
+    async def check(key: str) -> None:
+        try:
+            outcome = await check_object(store, bucket, key)
+        except (UpstreamError, OSError, TimeoutError, RuntimeError):
+            summary.unreadable.append(key)
+        else:
+            if outcome == "checked":
+                summary.checked += 1
+            elif outcome == "unrecorded":
+                summary.unrecorded += 1
+            else:
+                summary.mismatched.append(key)
+        if progress:
+            progress.show(summary.total, listed, False, _counts(summary))
+
+    await each(keys(), concurrency, check)
     if progress:
-        progress.show(summary, listed, True)
+        progress.show(summary.total, listed, True, _counts(summary))
     return summary
 
 
-def _settings(url: str | None, env: Mapping[str, str]) -> config_mod.Config:
+def settings(url: str | None, env: Mapping[str, str]) -> config_mod.Config:
     """s3shim's own configuration (the same environment and checks as the proxy's), with
     ``--upstream-url`` given as the proxy's flag."""
     try:
@@ -243,21 +290,25 @@ def _settings(url: str | None, env: Mapping[str, str]) -> config_mod.Config:
     return cfg
 
 
-async def _scrub(
-    cfg: config_mod.Config, bucket: str, prefix: str, concurrency: int, progress: Progress
-) -> Summary:
-    assert cfg.upstream_access_key_id and cfg.upstream_secret_access_key  # _settings
-    client = new_upstream(cfg)  # inside the loop: the proxy's own client
-    store = Store(
-        client,
+def open_store(cfg: config_mod.Config) -> Store:
+    """The store through the proxy's own client (call inside the event loop)."""
+    assert cfg.upstream_access_key_id and cfg.upstream_secret_access_key  # settings()
+    return Store(
+        new_upstream(cfg),
         cfg.upstream_host,
         sigv4.Credentials(cfg.upstream_access_key_id, cfg.upstream_secret_access_key),
         cfg.upstream_region,
     )
+
+
+async def _scrub(
+    cfg: config_mod.Config, bucket: str, prefix: str, concurrency: int, progress: Progress
+) -> Summary:
+    store = open_store(cfg)
     try:
         return await scrub(store, bucket, prefix, concurrency=concurrency, progress=progress)
     finally:
-        await client.close()
+        await store.client.close()
 
 
 def parse_target(target: str) -> tuple[str, str]:
@@ -286,7 +337,7 @@ def main(argv: Sequence[str], env: Mapping[str, str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         bucket, prefix = parse_target(args.target)
-        cfg = _settings(args.upstream_url, env)
+        cfg = settings(args.upstream_url, env)
         if not 1 <= args.concurrency <= 64:
             raise ValueError("--concurrency: expected 1-64")
     except ValueError as exc:
