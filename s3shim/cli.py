@@ -1,4 +1,5 @@
-"""Command line entry point: ``s3shim [options]`` serves; ``s3shim verify s3://...`` scrubs."""
+"""Command line entry point: ``s3shim [options]`` serves; ``s3shim verify s3://...`` scrubs;
+``s3shim reencrypt s3://...`` puts objects under the current master key."""
 
 from __future__ import annotations
 
@@ -15,6 +16,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from . import scrub
 
         return scrub.main(args[1:])
+    if args[:1] == ["reencrypt"]:
+        from . import reencrypt
+
+        return reencrypt.main(args[1:])
     if "--version" in args:  # before the settings: it needs no upstream URL or keys
         print(f"s3shim {__version__}")
         return 0
