@@ -395,7 +395,8 @@ class Config:
         "see README): SSE-S3 requests are stored encrypted by the store itself as SSE-C, "
         "with a key per object derived from the current master key, and every read carries "
         "it again. Takes precedence over AWS_S3_DISABLE_SSE for SSE-S3 (kept, as SSE-C); "
-        "SSE-KMS still follows that flag. Losing this file makes the data unreadable.",
+        "SSE-KMS still follows that flag. Losing this file makes the data unreadable. After a "
+        "rotation, 's3shim reencrypt' moves objects to the current key.",
     )
     sse_keyring: Keyring | None = derived(
         log="sse_keys",
@@ -780,7 +781,9 @@ def _parser() -> argparse.ArgumentParser:
             "framing) while checking them itself, and re-signs the request for the store. "
             "Every option can be set by the environment variable shown. "
             "'s3shim verify s3://bucket[/prefix]' checks stored objects against the checksums "
-            "s3shim recorded (see 's3shim verify --help')."
+            "s3shim recorded (see 's3shim verify --help'); 's3shim reencrypt "
+            "s3://bucket[/prefix]' rewrites objects under an older master key or stored "
+            "unencrypted under the current one (see 's3shim reencrypt --help')."
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
