@@ -287,18 +287,16 @@ def grant_headers(body: bytes) -> list[tuple[str, str]] | None:
     """A GetObjectAcl answer as the ``x-amz-grant-*`` headers of a PUT, or None when a grant
     cannot travel that way (WRITE, which objects do not have, or a grantee of no known kind).
 
-    An ACL of the owner's FULL_CONTROL alone gives no header: a PUT's default.
+    The owner's own FULL_CONTROL is sent too: the rewritten object is owned by the store
+    key's user, who may not be the old owner, and the old owner keeps its grant.
     """
     grants: list[_Grant] = []
-    owner: list[str] = []
     grant = _Grant()
 
     def leaf(path: list[str], text: str, attrs: dict[str, str]) -> None:
         nonlocal grant
         tag = path[-1]
-        if path[-2:] == ["Owner", "ID"]:
-            owner.append(text)
-        elif path[-2:-1] == ["Grantee"]:
+        if path[-2:-1] == ["Grantee"]:
             grant.ident[tag] = text
         elif tag == "Grantee":
             grant.kind = attrs.get("type", "")
@@ -323,10 +321,6 @@ def grant_headers(body: bytes) -> list[tuple[str, str]] | None:
         if header is None or who.count('"') != 2:  # a quote inside would end the value early
             return None
         by_header.setdefault(header, []).append(who)
-    if list(by_header) == ["x-amz-grant-full-control"] and by_header[
-        "x-amz-grant-full-control"
-    ] == [f'id="{o}"' for o in owner[:1]]:
-        return []
     return [(h, ", ".join(whos)) for h, whos in sorted(by_header.items())]
 
 
