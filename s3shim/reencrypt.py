@@ -107,7 +107,8 @@ class _Checked:
                 yield tail
 
 
-async def _copy(store: Store, bucket: str, key: str, plan: Rewrite) -> Outcome:
+async def write_again(store: Store, bucket: str, key: str, plan: Rewrite) -> Outcome:
+    """Carry out ``plan``: the tags and ACL, the GET streamed into the guarded PUT."""
     tagging: str | None = None
     if plan.tag_count:
         tags = await _sub_resource(store, bucket, key, "tagging")
@@ -151,6 +152,10 @@ async def reencrypt_object(
     store: Store, bucket: str, key: str, keyring: Keyring, *, dry_run: bool
 ) -> Outcome:
     state, under, headers = await probe(store, bucket, key, keyring)
+    if state is State.UNKNOWN_KEY:
+        # Once more before reporting it: a write landing between two HEADs (the object moved
+        # from one key to another) also looks like this.
+        state, under, headers = await probe(store, bucket, key, keyring)
     if state is State.CURRENT:
         return Outcome.CURRENT
     if state is State.GONE:
@@ -162,7 +167,7 @@ async def reencrypt_object(
         return plan
     if dry_run:
         return Outcome.WOULD_REENCRYPT
-    return await _copy(store, bucket, key, plan)
+    return await write_again(store, bucket, key, plan)
 
 
 def _counts(s: Summary) -> str:
@@ -316,7 +321,7 @@ def main(argv: Sequence[str], env: Mapping[str, str] | None = None) -> int:
             f"s3shim reencrypt: cannot list s3://{bucket}/{prefix}: {summary.listing_error}",
             file=sys.stderr,
         )
-    for outcome, key in summary.left:
+    for outcome, key in sorted(summary.left, key=lambda left: left[1]):
         print(f"{outcome.value.upper()} s3://{bucket}/{key}")
     print(summary.line() + (" (dry run)" if args.dry_run else ""))
     if summary.stopped or summary.listing_error is not None:

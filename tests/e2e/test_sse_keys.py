@@ -9,18 +9,21 @@ directly with SSE-C keys has the outcome the client's SSE-S3 request has through
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import boto3
 import pytest
@@ -28,7 +31,12 @@ from botocore.client import BaseClient
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import ClientError
 
+from s3shim import config
+from s3shim.reencrypt import probe, write_again
+from s3shim.reencrypt_plan import Outcome, Rewrite, State, rewrite
+from s3shim.scrub import open_store
 from s3shim.ssekeys import Keyring, parse_keys_file
+from s3shim.upstream import Upstream
 from testkit.backends import (
     RGW_ACCESS_KEY,
     RGW_SCRIPT,
@@ -596,3 +604,315 @@ def test_every_worker_derives_the_same_keys(rgw_tls: TlsRgw, tmp_path: Path) -> 
             assert _code(lambda k=key: direct.get_object(Bucket=bucket, Key=k))[0] == 400
         _assert_ciphertext_only(rgw_tls, "w0", marker)
         assert [e.get("event") for e in shim.log_entries()].count("started") == 2
+
+
+# ------------------------------------------------------------------------- reencrypt
+def _reencrypt(
+    rgw: TlsRgw, directory: Path, target: str, *args: str, keys: tuple[dict[str, str], ...]
+) -> subprocess.CompletedProcess[str]:
+    """``s3shim reencrypt`` as an operator runs it: s3shim's environment, the keys file."""
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "S3SHIM_UPSTREAM_URL": rgw.endpoint,
+        "S3SHIM_UPSTREAM_CA_BUNDLE": rgw.ca,
+        "AWS_ACCESS_KEY_ID": RGW_ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": RGW_SECRET_KEY,
+        "S3SHIM_SSE_KEYS_FILE": _keys_file(directory, *keys),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "s3shim", "reencrypt", target, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    for key in keys:
+        assert key["key"] not in done.stdout + done.stderr
+    return done
+
+
+def _under(rgw: TlsRgw, bucket: str, key: str) -> str:
+    """Which master key the object is stored under, asked of the store directly (again when
+    no key fits: a rewrite under way can commit between two of the HEADs)."""
+    direct = rgw.client()
+    for _ in range(3):
+        for name, master in (("new", NEW), ("old", OLD)):
+            with contextlib.suppress(ClientError):
+                head = direct.head_object(Bucket=bucket, Key=key, **_sse_c(bucket, key, master))
+                return name if "SSECustomerAlgorithm" in head else "plain"
+        with contextlib.suppress(ClientError):
+            return "plain" if _status(direct.head_object(Bucket=bucket, Key=key)) == 200 else "?"
+    return "?"
+
+
+def _kept(head: dict[str, Any]) -> dict[str, Any]:
+    """What an object carries that a re-encryption must keep."""
+    names = (
+        *("ContentType", "ContentEncoding", "ContentDisposition", "ContentLanguage"),
+        *("CacheControl", "Metadata", "ContentLength", "WebsiteRedirectLocation"),
+    )
+    return {n: head.get(n) for n in names} | {"Expires": _headers(head).get("expires")}
+
+
+def _grants(direct: BaseClient, bucket: str, key: str) -> list[Any]:
+    return sorted(
+        direct.get_object_acl(Bucket=bucket, Key=key)["Grants"], key=lambda g: json.dumps(g)
+    )
+
+
+def test_reencrypt_moves_old_key_and_plain_objects_to_the_current_key(
+    shim_old: Shim, shim: Shim, rgw_tls: TlsRgw, tmp_path: Path
+) -> None:
+    direct = rgw_tls.client()
+    bucket = new_bucket(direct)
+    marker = _unique()
+    old_data, plain_data, current_data = payload(7000), marker * 30000, payload(1500)
+    described = {
+        "ContentType": "text/x-old",
+        "ContentEncoding": "identity",
+        "ContentDisposition": 'attachment; filename="o.txt"',
+        "ContentLanguage": "fr",
+        "CacheControl": "max-age=60",
+        "Expires": "Wed, 21 Oct 2037 07:28:00 GMT",
+        "WebsiteRedirectLocation": "/elsewhere",
+        "Metadata": {"owner-app": "convex", "n": "1"},
+    }
+    shim_old.client().put_object(
+        Bucket=bucket,
+        Key="data/old",
+        Body=old_data,
+        ServerSideEncryption="AES256",
+        Tagging="team=a&note=x%20y",
+        **described,
+    )
+    direct.put_object(
+        Bucket=bucket, Key="data/plain", Body=plain_data, ACL="public-read", **described
+    )
+    shim.client().put_object(
+        Bucket=bucket, Key="data/current", Body=current_data, ServerSideEncryption="AES256"
+    )
+    direct.put_object(Bucket=bucket, Key="other/plain", Body=marker)  # outside the prefix
+    assert [_under(rgw_tls, bucket, k) for k in ("data/old", "data/plain", "data/current")] == [
+        "old",
+        "plain",
+        "new",
+    ]
+    record = direct.head_object(Bucket=bucket, Key="data/old", **_sse_c(bucket, "data/old", OLD))
+    assert "s3shim-checksum" in record["Metadata"]  # the proxy recorded it: it must stay true
+    before = {
+        "data/old": _kept(record),
+        "data/plain": _kept(direct.head_object(Bucket=bucket, Key="data/plain")),
+    }
+    tags = direct.get_object_tagging(Bucket=bucket, Key="data/old")["TagSet"]
+    acl = _grants(direct, bucket, "data/plain")
+    target = f"s3://{bucket}/data/"
+
+    dry = _reencrypt(rgw_tls, tmp_path, target, "--dry-run", keys=(NEW, OLD))
+    assert dry.returncode == 0, dry.stderr
+    assert "current=1 reencrypted=0 would-reencrypt=2 (dry run)" in dry.stdout
+    assert _under(rgw_tls, bucket, "data/old") == "old"  # nothing written
+
+    done = _reencrypt(rgw_tls, tmp_path, target, keys=(NEW, OLD))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip() == "current=1 reencrypted=2"
+    assert [_under(rgw_tls, bucket, k) for k in ("data/old", "data/plain", "data/current")] == [
+        "new"
+    ] * 3
+    assert _under(rgw_tls, bucket, "other/plain") == "plain"
+
+    # The old key can go: s3shim with the current key alone reads every object back.
+    with _shim(rgw_tls, tmp_path, NEW) as only_new:
+        client = only_new.client()
+        for key, data in (
+            ("data/old", old_data),
+            ("data/plain", plain_data),
+            ("data/current", current_data),
+        ):
+            got = client.get_object(Bucket=bucket, Key=key)
+            assert got["Body"].read() == data and got["ServerSideEncryption"] == "AES256"
+        assert _retries(only_new) == 0
+    # What the store holds: ciphertext where the plain object was, the control still plain.
+    _assert_ciphertext_only(rgw_tls, "data/plain", marker)
+    assert any(marker in blob for blob in rgw_tls.rados_objects("other/plain"))
+    assert _code(lambda: direct.get_object(Bucket=bucket, Key="data/plain"))[0] == 400
+    # What the objects carry, kept: headers, metadata (the record too), tags, ACL grants.
+    for key, kept in before.items():
+        head = direct.head_object(Bucket=bucket, Key=key, **_sse_c(bucket, key, NEW))
+        assert _kept(head) == kept
+    assert direct.get_object_tagging(Bucket=bucket, Key="data/old")["TagSet"] == tags
+    assert _grants(direct, bucket, "data/plain") == acl
+
+    again = _reencrypt(rgw_tls, tmp_path, target, keys=(NEW,))
+    assert again.returncode == 0 and again.stdout.strip() == "current=3 reencrypted=0"
+
+
+def test_a_stopped_reencrypt_resumes_where_it_stopped(
+    shim_old: Shim, rgw_tls: TlsRgw, tmp_path: Path
+) -> None:
+    client = shim_old.client()
+    bucket = new_bucket(client)
+    keys = [f"k{i}" for i in range(6)]
+    for key in keys:
+        client.put_object(Bucket=bucket, Key=key, Body=key.encode(), ServerSideEncryption="AES256")
+    first = _reencrypt(rgw_tls, tmp_path, f"s3://{bucket}", "--limit", "2", keys=(NEW, OLD))
+    assert first.returncode == 4, first.stdout + first.stderr
+    assert "current=0 reencrypted=2" in first.stdout
+    resume = f"stopped; resume with: s3shim reencrypt s3://{bucket} --start-after k1"
+    assert first.stdout.splitlines()[-1] == resume
+    assert [_under(rgw_tls, bucket, k) for k in keys] == ["new"] * 2 + ["old"] * 4
+    rest = _reencrypt(rgw_tls, tmp_path, f"s3://{bucket}", "--start-after", "k1", keys=(NEW, OLD))
+    assert rest.returncode == 0 and rest.stdout.strip() == "current=0 reencrypted=4"
+    assert [_under(rgw_tls, bucket, k) for k in keys] == ["new"] * 6
+    # And a run from the start, as after a crash, skips them all.
+    whole = _reencrypt(rgw_tls, tmp_path, f"s3://{bucket}", keys=(NEW, OLD))
+    assert whole.returncode == 0 and whole.stdout.strip() == "current=6 reencrypted=0"
+
+
+def test_a_killed_reencrypt_leaves_every_object_readable_and_a_rerun_finishes(
+    shim_old: Shim, rgw_tls: TlsRgw, tmp_path: Path
+) -> None:
+    """SIGTERM at whatever point the run has reached: an abandoned PUT commits nothing, so
+    every object is whole under one of the keys, and running again completes the job."""
+    client = shim_old.client()
+    bucket = new_bucket(client)
+    data = {f"big{i}": payload(4 * MIB + i) for i in range(8)}
+    for key, body in data.items():
+        client.put_object(Bucket=bucket, Key=key, Body=body, ServerSideEncryption="AES256")
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "S3SHIM_UPSTREAM_URL": rgw_tls.endpoint,
+        "S3SHIM_UPSTREAM_CA_BUNDLE": rgw_tls.ca,
+        "AWS_ACCESS_KEY_ID": RGW_ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": RGW_SECRET_KEY,
+        "S3SHIM_SSE_KEYS_FILE": _keys_file(tmp_path, NEW, OLD),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "s3shim", "reencrypt", f"s3://{bucket}", "--concurrency", "1"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    # Once the first object is under the new key, the run is under way: stop it.
+    for _ in range(600):
+        if _under(rgw_tls, bucket, "big0") == "new" or proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode in (0, 4), out + err  # 0: it had finished before the signal
+    if proc.returncode == 4:
+        assert "stopped; resume with:" in out
+    assert {_under(rgw_tls, bucket, k) for k in data} <= {"new", "old"}
+    with _shim(rgw_tls, tmp_path, NEW, OLD) as both:
+        for key, body in data.items():
+            assert both.client().get_object(Bucket=bucket, Key=key)["Body"].read() == body
+    rerun = _reencrypt(rgw_tls, tmp_path, f"s3://{bucket}", keys=(NEW, OLD))
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert [_under(rgw_tls, bucket, k) for k in data] == ["new"] * 8
+
+
+def test_reencrypt_leaves_alone_what_it_cannot_rewrite_truly(
+    rgw_tls: TlsRgw, tmp_path: Path
+) -> None:
+    """A client's own SSE-C object (a key s3shim does not hold) and an object whose bytes no
+    longer match s3shim's record are reported and left as they were: exit status 1."""
+    direct = rgw_tls.client()
+    bucket = new_bucket(direct)
+    own = {"SSECustomerAlgorithm": "AES256", "SSECustomerKey": os.urandom(32)}
+    direct.put_object(Bucket=bucket, Key="own", Body=b"mine", **own)
+    marker = _unique()
+    wrong = base64.b64encode(bytes(8)).decode()
+    direct.put_object(
+        Bucket=bucket, Key="rotten", Body=marker, Metadata={"s3shim-checksum": f"CRC64NVME:{wrong}"}
+    )
+    done = _reencrypt(rgw_tls, tmp_path, f"s3://{bucket}", keys=(NEW,))
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stdout.splitlines() == [  # by key
+        f"UNKNOWN-KEY s3://{bucket}/own",
+        f"MISMATCHED s3://{bucket}/rotten",
+        "current=0 reencrypted=0 unknown-key=1 mismatched=1",
+    ]
+    assert direct.get_object(Bucket=bucket, Key="own", **own)["Body"].read() == b"mine"
+    assert direct.get_object(Bucket=bucket, Key="rotten")["Body"].read() == marker
+    assert any(marker in blob for blob in rgw_tls.rados_objects("rotten"))
+
+
+def test_rgw_honours_if_match_on_put_only_unquoted(rgw_tls: TlsRgw) -> None:
+    """The measurement the guard rests on: RGW 16 carries out a PUT with If-Match only when
+    the ETag matches, and compares it as stored, so the quoted (RFC) form never matches."""
+    direct = rgw_tls.client()
+    bucket = new_bucket(direct)
+    direct.put_object(Bucket=bucket, Key="o", Body=b"one")
+    etag = direct.head_object(Bucket=bucket, Key="o")["ETag"]
+    assert etag.startswith('"')
+    assert _code(lambda: direct.put_object(Bucket=bucket, Key="o", Body=b"2", IfMatch=etag)) == (
+        412,
+        "PreconditionFailed",
+    )
+    stale = etag.strip('"')
+    assert _status(direct.put_object(Bucket=bucket, Key="o", Body=b"two", IfMatch=stale)) == 200
+    assert (
+        _code(lambda: direct.put_object(Bucket=bucket, Key="o", Body=b"3", IfMatch=stale))[0] == 412
+    )
+    assert direct.get_object(Bucket=bucket, Key="o")["Body"].read() == b"two"
+
+
+class _RacingClient:
+    """The store client, with a client's write of the object landing just before the
+    rewrite's request of ``method`` (its GET, or its PUT)."""
+
+    def __init__(self, inner: Upstream, method: str, write: Callable[[], object]) -> None:
+        self.inner, self.method, self.write = inner, method, write
+
+    async def request(self, method: str, *args: Any) -> Any:
+        if method == self.method and any(n == "if-match" for n, _ in args[1]):
+            await asyncio.to_thread(self.write)
+        return await self.inner.request(method, *args)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+@pytest.mark.parametrize("before", ["GET", "PUT"])
+def test_an_object_overwritten_during_reencrypt_is_not_clobbered(
+    shim_old: Shim, rgw_tls: TlsRgw, tmp_path: Path, before: str
+) -> None:
+    """A client writes the object after the HEAD that planned its rewrite, before the
+    rewrite's GET or before its PUT: the If-Match of either fails and the client's object
+    stays as the client wrote it (reported as changed: exit status 3, run again)."""
+    client, direct = shim_old.client(), rgw_tls.client()
+    bucket = new_bucket(client)
+    client.put_object(Bucket=bucket, Key="o", Body=b"first", ServerSideEncryption="AES256")
+    cfg = config.load(
+        ["--upstream-url", rgw_tls.endpoint],
+        {
+            "S3SHIM_UPSTREAM_CA_BUNDLE": rgw_tls.ca,
+            "AWS_ACCESS_KEY_ID": RGW_ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": RGW_SECRET_KEY,
+            "S3SHIM_SSE_KEYS_FILE": _keys_file(tmp_path, NEW, OLD),
+        },
+    )
+    ring = cfg.sse_keyring
+    assert ring is not None
+
+    def overwrite() -> None:
+        client.put_object(Bucket=bucket, Key="o", Body=b"second", ServerSideEncryption="AES256")
+
+    async def race() -> Outcome:
+        store = open_store(cfg)
+        racing = replace(
+            store, client=cast(Upstream, _RacingClient(store.client, before, overwrite))
+        )
+        try:
+            state, under, headers = await probe(store, bucket, "o", ring)
+            assert state is State.OLDER
+            plan = rewrite(state, under, headers, ring.for_write(bucket, "o"))
+            assert isinstance(plan, Rewrite)
+            return await write_again(racing, bucket, "o", plan)
+        finally:
+            await store.client.close()
+
+    assert asyncio.run(race()) is Outcome.CHANGED
+    got = direct.get_object(Bucket=bucket, Key="o", **_sse_c(bucket, "o", OLD))
+    assert got["Body"].read() == b"second"
