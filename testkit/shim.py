@@ -9,16 +9,17 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import boto3
 from botocore.client import BaseClient
 from botocore.config import Config as BotoConfig
 
 from .helpers import free_port as free_port  # re-exported: older callers import it from here
+from .rawclient import HasKeys
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,15 @@ def s3_client(endpoint: str, access_key: str, secret_key: str, **config: object)
         config=cfg,
         verify=os.environ.get("S3SHIM_TEST_CA") or None,
     )
+
+
+PATH_STYLE = {"addressing_style": "path"}  # client_of(..., s3=PATH_STYLE)
+
+
+def client_of(target: HasKeys, *, endpoint: str | None = None, **config: object) -> BaseClient:
+    """s3_client with the keys of ``target`` (a Store or a Shim), sent to its endpoint or to
+    ``endpoint``; ``config``: botocore Config's arguments (signature_version, s3, ...)."""
+    return s3_client(endpoint or target.endpoint, target.access_key, target.secret_key, **config)
 
 
 def wait_port(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float = 15) -> None:
@@ -146,6 +156,35 @@ def run_shim(
             proc.wait()
 
 
+class ShimOptions(TypedDict, total=False):
+    """run_shim's settings beyond the store and the log directory."""
+
+    disable_sse: bool
+    disable_checksums: bool
+    tls: tuple[str, str] | None
+    env: dict[str, str] | None
+
+
+def shim_for(
+    store: HasKeys,
+    log_dir: Path,
+    *,
+    via: str | None = None,
+    flags: bool | None = None,
+    **options: Unpack[ShimOptions],
+) -> contextlib.AbstractContextManager[Shim]:
+    """run_shim in front of ``store`` (a Store, or another Shim) with its keys. ``via``: the
+    address s3shim sends to instead, a relay in front of that store; ``flags``: both
+    AWS_S3_DISABLE_SSE and AWS_S3_DISABLE_CHECKSUMS."""
+    if flags is not None:
+        options["disable_sse"] = options["disable_checksums"] = flags
+    return run_shim(via or store.endpoint, store.access_key, store.secret_key, log_dir, **options)
+
+
+# shim_for with the store and the log directory bound (the e2e conftest's start_shim).
+ShimStarter = Callable[..., contextlib.AbstractContextManager[Shim]]
+
+
 # Drop-in tests run their module once with both flags on and once with both off.
 FLAGS = [True, False]
 FLAG_IDS = ["flags-on", "flags-off"]
@@ -154,14 +193,3 @@ FLAG_IDS = ["flags-on", "flags-off"]
 def flags_on(shim: Shim) -> bool:
     """Whether this s3shim runs with AWS_S3_DISABLE_CHECKSUMS (read from its startup line)."""
     return '"disable_checksums": true' in shim.log_text()
-
-
-@contextlib.contextmanager
-def run_shim_flags(
-    upstream: str, access_key: str, secret_key: str, log_dir: Path, flags: bool
-) -> Iterator[Shim]:
-    """run_shim with both flags set to ``flags`` (a fixture's param from FLAGS)."""
-    with run_shim(
-        upstream, access_key, secret_key, log_dir, disable_sse=flags, disable_checksums=flags
-    ) as shim:
-        yield shim

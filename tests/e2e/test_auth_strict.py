@@ -6,17 +6,16 @@ from __future__ import annotations
 
 import http.client
 import uuid
-from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import pytest
 from botocore.client import BaseClient
 
-from testkit.backends import Store, new_bucket, s3_client
+from testkit.backends import Store, new_bucket
 from testkit.helpers import crc32_b64
-from testkit.rawclient import sign
-from testkit.shim import Shim, run_shim
-from testkit.tap import Tap, wire_tap
+from testkit.rawclient import RawClient
+from testkit.shim import Shim
+from testkit.tap import Tap
 
 
 def raw(
@@ -43,41 +42,16 @@ def code(body: bytes) -> str:
     return body[start + 6 : body.find(b"</Code>")].decode()
 
 
-@pytest.fixture(scope="module")
-def tapped(
-    rgw_store: Store, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[Shim, Tap]]:
-    with (
-        wire_tap(rgw_store.endpoint) as tap,
-        run_shim(
-            tap.endpoint,
-            rgw_store.access_key,
-            rgw_store.secret_key,
-            tmp_path_factory.mktemp("strict"),
-        ) as shim,
-    ):
-        yield shim, tap
-
-
 def signed_put(shim: Shim, path: str, body: bytes, extra: dict[str, str]) -> list[tuple[str, str]]:
-    headers = sign(
-        "PUT",
-        shim.endpoint,
-        path,
-        access_key=shim.access_key,
-        secret_key=shim.secret_key,
-        body=body,
-        headers=extra,
-    )
-    return [(k, v) for k, v in headers.items()] + [("content-length", str(len(body)))]
+    headers = RawClient.of(shim).sign("PUT", path, body=body, headers=extra)
+    return [*headers.items(), ("content-length", str(len(body)))]
 
 
 @pytest.mark.parametrize("signed_both", [True, False], ids=["both-signed", "one-signed"])
 def test_a_repeated_checksum_header_is_refused_and_nothing_stored(
-    rgw_store: Store, tapped: tuple[Shim, Tap], signed_both: bool
+    rgw_store: Store, store: BaseClient, tapped: tuple[Shim, Tap], signed_both: bool
 ) -> None:
     shim, tap = tapped
-    store = s3_client(rgw_store)
     bucket = new_bucket(rgw_store)
     body = b"repeated checksum"
     good, other = crc32_b64(body), crc32_b64(b"something else")
@@ -105,9 +79,7 @@ def test_credential_given_twice_is_refused(rgw_store: Store, tapped: tuple[Shim,
     shim, tap = tapped
     bucket = new_bucket(rgw_store)
     path = f"/{bucket}"
-    headers = sign(
-        "GET", shim.endpoint, path, access_key=shim.access_key, secret_key=shim.secret_key
-    )
+    headers = RawClient.of(shim).sign("GET", path)
     authz = headers["authorization"]
     cred = authz.split("Credential=", 1)[1].split(",", 1)[0]
     headers["authorization"] = authz + f", Credential={cred}"
@@ -121,8 +93,8 @@ def test_two_authorization_headers_are_refused(rgw_store: Store, tapped: tuple[S
     shim, tap = tapped
     bucket = new_bucket(rgw_store)
     path = f"/{bucket}"
-    good = sign("GET", shim.endpoint, path, access_key=shim.access_key, secret_key=shim.secret_key)
-    other = sign("GET", shim.endpoint, path, access_key="someone-else", secret_key="x")
+    good = RawClient.of(shim).sign("GET", path)
+    other = RawClient.of(shim).sign("GET", path, access_key="someone-else", secret_key="x")
     headers = [*good.items(), ("authorization", other["authorization"])]
     before = len(tap.to_store())
     status, answer = raw(shim.endpoint, "GET", path, headers)
@@ -130,10 +102,11 @@ def test_two_authorization_headers_are_refused(rgw_store: Store, tapped: tuple[S
     assert tap.to_store()[before:] == b""
 
 
-def test_the_single_signed_checksum_still_works(rgw_store: Store, tapped: tuple[Shim, Tap]) -> None:
+def test_the_single_signed_checksum_still_works(
+    rgw_store: Store, store: BaseClient, tapped: tuple[Shim, Tap]
+) -> None:
     """The control: the same request with the checksum once is stored as sent."""
     shim, _ = tapped
-    store: BaseClient = s3_client(rgw_store)
     bucket = new_bucket(rgw_store)
     body = b"once is fine"
     path = f"/{bucket}/once"

@@ -15,7 +15,6 @@ import base64
 import hashlib
 import os
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -23,9 +22,9 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 from botocore.client import BaseClient
 
-from testkit.backends import Store, new_bucket, s3_client
+from testkit.backends import Store, new_bucket
 from testkit.browser import code_of, cors_bucket
-from testkit.shim import Shim, run_shim
+from testkit.shim import Shim
 from testkit.shim import s3_client as endpoint_client
 
 from .jsrun import need_chromium, need_js_package, run_js
@@ -33,25 +32,6 @@ from .jsrun import need_chromium, need_js_package, run_js
 pytestmark = [pytest.mark.rgw, pytest.mark.node]
 
 Outcome = dict[str, Any]
-
-
-@pytest.fixture(scope="module")
-def browser_shim(rgw_store: Store, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shim]:
-    with run_shim(
-        rgw_store.endpoint,
-        rgw_store.access_key,
-        rgw_store.secret_key,
-        tmp_path_factory.mktemp("browser-shim"),
-        disable_sse=True,
-        disable_checksums=True,
-    ) as shim:
-        yield shim
-
-
-@pytest.fixture(scope="module")
-def store(rgw_store: Store) -> BaseClient:
-    """boto3 straight to RGW: what the store really holds."""
-    return s3_client(rgw_store)
 
 
 @dataclass(frozen=True)
@@ -249,7 +229,7 @@ class Runs:
 @pytest.fixture(scope="module")
 def runs(
     rgw_store: Store,
-    browser_shim: Shim,
+    module_shim: Shim,
     store: BaseClient,
     origin: str,
     tmp_path_factory: pytest.TempPathFactory,
@@ -259,7 +239,7 @@ def runs(
     need_chromium()
     targets = [
         Target(name, endpoint, cors_bucket(rgw_store, store, origin), new_bucket(rgw_store))
-        for name, endpoint in (("direct", rgw_store.endpoint), ("s3shim", browser_shim.endpoint))
+        for name, endpoint in (("direct", rgw_store.endpoint), ("s3shim", module_shim.endpoint))
     ]
     cases: list[Outcome] = []
     for t in targets:
@@ -285,7 +265,7 @@ def runs(
                 except store.exceptions.NoSuchKey:
                     o["stored"] = None
             result[t.name][case] = o
-    return Runs(result, browser_shim.log_entries(), urlsplit(rgw_store.endpoint).netloc)
+    return Runs(result, module_shim.log_entries(), urlsplit(rgw_store.endpoint).netloc)
 
 
 def sha(data: bytes) -> str:

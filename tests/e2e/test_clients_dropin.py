@@ -19,7 +19,7 @@ import sys
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,8 +30,8 @@ from botocore.client import BaseClient
 from minio import Minio
 from minio.error import S3Error
 
-from testkit.backends import Store, new_bucket, s3_client
-from testkit.shim import Shim, run_shim
+from testkit.backends import Store, new_bucket
+from testkit.shim import Shim
 from testkit.shim import s3_client as endpoint_client
 
 from .jsrun import need_js_package, run_js, unavailable
@@ -56,30 +56,11 @@ class Target:
 
 
 @pytest.fixture(scope="module")
-def dropin_shim(rgw_store: Store, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shim]:
-    with run_shim(
-        rgw_store.endpoint,
-        rgw_store.access_key,
-        rgw_store.secret_key,
-        tmp_path_factory.mktemp("clients-shim"),
-        disable_sse=True,
-        disable_checksums=True,
-    ) as shim:
-        yield shim
-
-
-@pytest.fixture(scope="module")
-def targets(rgw_store: Store, dropin_shim: Shim) -> list[Target]:
+def targets(rgw_store: Store, shim: Shim) -> list[Target]:
     return [
         Target("direct", rgw_store.endpoint, rgw_store.access_key, rgw_store.secret_key),
-        Target("s3shim", dropin_shim.endpoint, dropin_shim.access_key, dropin_shim.secret_key),
+        Target("s3shim", shim.endpoint, shim.access_key, shim.secret_key),
     ]
-
-
-@pytest.fixture(scope="module")
-def store(rgw_store: Store) -> BaseClient:
-    """boto3 straight to RGW: what the store really holds."""
-    return s3_client(rgw_store)
 
 
 @pytest.fixture(scope="module")

@@ -19,32 +19,20 @@ from botocore.client import BaseClient
 from testkit.backends import Store
 from testkit.convex_sequence import MIB, new_bucket, run_sequence
 from testkit.helpers import crc32_b64
-from testkit.shim import Shim, run_shim, s3_client
+from testkit.shim import Shim, run_shim, s3_client, shim_for
 
 from .jsrun import run_sdk_uploads
 
 
 @pytest.fixture(scope="module")
 def rclone_shim(rclone_store: Store, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shim]:
-    with run_shim(
-        rclone_store.endpoint,
-        rclone_store.access_key,
-        rclone_store.secret_key,
-        tmp_path_factory.mktemp("shim-rclone"),
-    ) as s:
+    with shim_for(rclone_store, tmp_path_factory.mktemp("shim-rclone")) as s:
         yield s
 
 
 @pytest.fixture(scope="module")
 def moto_shim(moto_store: Store, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shim]:
-    with run_shim(
-        moto_store.endpoint,
-        moto_store.access_key,
-        moto_store.secret_key,
-        tmp_path_factory.mktemp("shim-moto"),
-        disable_sse=False,
-        disable_checksums=False,
-    ) as s:
+    with shim_for(moto_store, tmp_path_factory.mktemp("shim-moto"), flags=False) as s:
         yield s
 
 

@@ -38,8 +38,8 @@ from minio import Minio
 from testkit.backends import Store, s3_client
 from testkit.browser import code_of, cors_bucket
 from testkit.helpers import crc32_b64, crc64nvme_b64
-from testkit.shim import run_shim
 from testkit.shim import s3_client as endpoint_client
+from testkit.shim import shim_for
 from testkit.tap import Tap, wire_tap
 
 from .jsrun import need_chromium, need_js_package, run_js
@@ -138,13 +138,11 @@ def targets(
                     tap = stack.enter_context(wire_tap(store.endpoint))
                     flag = name == "on"
                     shim = stack.enter_context(
-                        run_shim(
-                            tap.endpoint,
-                            store.access_key,
-                            store.secret_key,
+                        shim_for(
+                            store,
                             tmp_path_factory.mktemp(f"presigners-{store.name}-{name}"),
-                            disable_sse=flag,
-                            disable_checksums=flag,
+                            via=tap.endpoint,
+                            flags=flag,
                         )
                     )
                     endpoint = shim.endpoint

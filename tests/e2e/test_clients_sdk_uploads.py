@@ -28,7 +28,7 @@ from s3shim.chunked import Framing
 from testkit.backends import Store
 from testkit.convex_sequence import MIB, new_bucket
 from testkit.rawclient import RawClient
-from testkit.shim import Shim, run_shim, s3_client
+from testkit.shim import Shim, s3_client, shim_for
 from testkit.tls import TlsFiles, make_tls
 
 from .jsrun import run_sdk_uploads
@@ -45,24 +45,13 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
 def https_shim(
     rgw_store: Store, tls: TlsFiles, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Shim]:
-    with run_shim(
-        rgw_store.endpoint,
-        rgw_store.access_key,
-        rgw_store.secret_key,
-        tmp_path_factory.mktemp("shim-https"),
-        tls=(tls.cert, tls.key),
-    ) as s:
+    with shim_for(rgw_store, tmp_path_factory.mktemp("shim-https"), tls=(tls.cert, tls.key)) as s:
         yield s
 
 
 @pytest.fixture(scope="module")
 def canary_shim(s3rver_store: Store, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shim]:
-    with run_shim(
-        s3rver_store.endpoint,
-        s3rver_store.access_key,
-        s3rver_store.secret_key,
-        tmp_path_factory.mktemp("shim-s3rver"),
-    ) as s:
+    with shim_for(s3rver_store, tmp_path_factory.mktemp("shim-s3rver")) as s:
         yield s
 
 

@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from testkit.backends import Store
 from testkit.rawclient import sign
-from testkit.shim import Shim, run_shim
+from testkit.shim import Shim, shim_for
 
 MIB = 1024 * 1024
 FLOOD_ADDR = "127.0.0.2"  # on loopback too: a second peer address on one machine
@@ -38,9 +38,7 @@ def enough_file_descriptors() -> None:
 
 @contextlib.contextmanager
 def shim_with(rgw_store: Store, tmp_path: Path, **env: str) -> Iterator[Shim]:
-    with run_shim(
-        rgw_store.endpoint, rgw_store.access_key, rgw_store.secret_key, tmp_path, env=env
-    ) as s:
+    with shim_for(rgw_store, tmp_path, env=env) as s:
         yield s
 
 

@@ -16,7 +16,7 @@ import random
 import re
 import socket
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,8 +28,8 @@ from s3shim.complete_xml import S3_NAMESPACE
 from testkit.backends import Store
 from testkit.helpers import host_port, stored
 from testkit.rawclient import RawClient, Reply, sign
-from testkit.shim import Shim, run_shim
-from testkit.tap import Tap, wire_tap
+from testkit.shim import Shim
+from testkit.tap import Tap
 
 
 @dataclass(frozen=True)
@@ -59,19 +59,8 @@ class Ends:
 
 
 @pytest.fixture(scope="module")
-def ends(
-    rgw_store: Store, direct: BaseClient, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Ends]:
-    with (
-        wire_tap(rgw_store.endpoint) as tap,
-        run_shim(
-            tap.endpoint,
-            rgw_store.access_key,
-            rgw_store.secret_key,
-            tmp_path_factory.mktemp("differential"),
-        ) as shim,
-    ):
-        yield Ends(shim, tap, rgw_store, direct)
+def ends(rgw_store: Store, direct: BaseClient, tapped: tuple[Shim, Tap]) -> Ends:
+    return Ends(*tapped, rgw_store, direct)
 
 
 @pytest.fixture(scope="module")

@@ -5,44 +5,22 @@ from the store itself) — and what s3shim forwards unverified carries no creden
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from botocore.client import BaseClient
 
-from testkit.backends import Store, new_bucket, s3_client
+from testkit.backends import Store, new_bucket
 from testkit.helpers import crc32_b64, stored
 from testkit.rawclient import Reply, send, sign
-from testkit.shim import FLAG_IDS, FLAGS, Shim, flags_on, run_shim, run_shim_flags
+from testkit.shim import Shim, ShimStarter, flags_on
 from testkit.tap import Tap, wire_tap
 
 ORIGIN = "http://app.test:8000"
 EMPTY = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
-
-@pytest.fixture(scope="module")
-def store(rgw_store: Store) -> BaseClient:
-    return s3_client(rgw_store)
-
-
-@pytest.fixture(scope="module", params=FLAGS, ids=FLAG_IDS)
-def tapped(
-    request: pytest.FixtureRequest, rgw_store: Store, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[Shim, Tap]]:
-    """s3shim in front of RGW, both flags on and both off (every store user keeping its own
-    key), through a wire tap that records what RGW gets."""
-    with (
-        wire_tap(rgw_store.endpoint) as tap,
-        run_shim_flags(
-            tap.endpoint,
-            rgw_store.access_key,
-            rgw_store.secret_key,
-            tmp_path_factory.mktemp("dropin"),
-            request.param,
-        ) as shim,
-    ):
-        yield shim, tap
+# Every test through the tapped s3shim runs with both flags on and both off (every store user
+# keeping its own key).
+pytestmark = pytest.mark.both_flags
 
 
 @pytest.fixture(scope="module")
@@ -167,17 +145,11 @@ def test_an_anonymous_put_with_a_wrong_checksum_is_refused_and_nothing_stored(
 
 
 def test_anonymous_requests_can_be_refused_by_setting(
-    rgw_store: Store, public: str, tmp_path: Path
+    rgw_store: Store, public: str, start_shim: ShimStarter
 ) -> None:
     with (
         wire_tap(rgw_store.endpoint) as tap,
-        run_shim(
-            tap.endpoint,
-            rgw_store.access_key,
-            rgw_store.secret_key,
-            tmp_path,
-            env={"S3SHIM_ALLOW_ANONYMOUS": "false"},
-        ) as shim,
+        start_shim(via=tap.endpoint, env={"S3SHIM_ALLOW_ANONYMOUS": "false"}) as shim,
     ):
         reply = send("GET", shim.endpoint, f"/{public}/open.txt", {})
         assert (reply.status, reply.code) == (403, "AccessDenied")

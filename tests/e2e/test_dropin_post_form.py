@@ -8,29 +8,21 @@ the store enforces every other condition. Bytes are read back from RGW itself.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
 import requests
 from botocore.client import BaseClient
-from botocore.config import Config as BotoConfig
 
-from testkit.backends import Store, new_bucket, s3_client
+from testkit.backends import Store, new_bucket
 from testkit.helpers import crc32_b64, stored
-from testkit.shim import FLAG_IDS, FLAGS, Shim, flags_on, run_shim_flags
+from testkit.shim import PATH_STYLE, Shim, client_of, flags_on
+
+pytestmark = pytest.mark.both_flags  # the module's s3shim: both flags on, then both off
 
 
 def presigner(endpoint: str, store: Store, version: str = "s3v4") -> BaseClient:
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        aws_access_key_id=store.access_key,
-        aws_secret_access_key=store.secret_key,
-        region_name="us-east-1",
-        config=BotoConfig(signature_version=version, s3={"addressing_style": "path"}),
-    )
+    return client_of(store, endpoint=endpoint, signature_version=version, s3=PATH_STYLE)
 
 
 def post(
@@ -61,41 +53,21 @@ def code(resp: requests.Response) -> str | None:
     return body[start + 6 : body.find(b"</Code>")].decode() if start >= 0 else None
 
 
-@pytest.fixture(scope="module", params=FLAGS, ids=FLAG_IDS)
-def shim_form(
-    request: pytest.FixtureRequest, rgw_store: Store, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Shim]:
-    """s3shim in front of RGW with both flags on, and with both off."""
-    with run_shim_flags(
-        rgw_store.endpoint,
-        rgw_store.access_key,
-        rgw_store.secret_key,
-        tmp_path_factory.mktemp("form"),
-        request.param,
-    ) as shim:
-        yield shim
-
-
-@pytest.fixture(scope="module")
-def store(rgw_store: Store) -> BaseClient:
-    return s3_client(rgw_store)
-
-
 @pytest.mark.parametrize("size", [0, 1000, 5 * 1024 * 1024 + 3])
 @pytest.mark.parametrize("version", ["s3v4", "s3"])
 def test_a_form_upload_stores_the_same_bytes_as_directly(
-    rgw_store: Store, shim_form: Shim, store: BaseClient, size: int, version: str
+    rgw_store: Store, module_shim: Shim, store: BaseClient, size: int, version: str
 ) -> None:
     bucket = new_bucket(rgw_store)
     data = os.urandom(size)
     direct = post(rgw_store.endpoint, rgw_store, bucket, "direct", data, version=version)
-    through = post(shim_form.endpoint, rgw_store, bucket, "through", data, version=version)
+    through = post(module_shim.endpoint, rgw_store, bucket, "through", data, version=version)
     assert direct.status_code == through.status_code == 204
     assert stored(store, bucket, "direct") == stored(store, bucket, "through") == data
 
 
 def test_success_action_status_and_metadata_reach_the_store(
-    rgw_store: Store, shim_form: Shim, store: BaseClient
+    rgw_store: Store, module_shim: Shim, store: BaseClient
 ) -> None:
     bucket = new_bucket(rgw_store)
     fields = {"success_action_status": "201", "x-amz-meta-owner": "web", "Content-Type": "text/x"}
@@ -105,7 +77,7 @@ def test_success_action_status_and_metadata_reach_the_store(
         {"Content-Type": "text/x"},
     ]
     resp = post(
-        shim_form.endpoint, rgw_store, bucket, "meta", b"hi", fields=fields, conditions=conditions
+        module_shim.endpoint, rgw_store, bucket, "meta", b"hi", fields=fields, conditions=conditions
     )
     assert resp.status_code == 201 and b"<Key>meta</Key>" in resp.content
     head = store.head_object(Bucket=bucket, Key="meta")
@@ -113,7 +85,7 @@ def test_success_action_status_and_metadata_reach_the_store(
 
 
 def test_the_flags_drop_sse_fields_that_the_store_refuses(
-    rgw_store: Store, shim_form: Shim, store: BaseClient
+    rgw_store: Store, module_shim: Shim, store: BaseClient
 ) -> None:
     bucket = new_bucket(rgw_store)
     fields = {"x-amz-server-side-encryption": "AES256"}
@@ -123,7 +95,7 @@ def test_the_flags_drop_sse_fields_that_the_store_refuses(
     )
     assert (direct.status_code, code(direct)) == (400, "InvalidRequest")  # RGW over http
     through = post(
-        shim_form.endpoint,
+        module_shim.endpoint,
         rgw_store,
         bucket,
         "sse",
@@ -131,7 +103,7 @@ def test_the_flags_drop_sse_fields_that_the_store_refuses(
         fields=fields,
         conditions=conditions,
     )
-    if flags_on(shim_form):  # dropped from the form and the policy: stored
+    if flags_on(module_shim):  # dropped from the form and the policy: stored
         assert through.status_code == 204
         assert stored(store, bucket, "sse") == b"secret-ish"
     else:  # kept: the store refuses it exactly as directly
@@ -140,7 +112,7 @@ def test_the_flags_drop_sse_fields_that_the_store_refuses(
 
 
 def test_a_declared_checksum_is_verified_and_nothing_stored_when_wrong(
-    rgw_store: Store, shim_form: Shim, store: BaseClient
+    rgw_store: Store, module_shim: Shim, store: BaseClient
 ) -> None:
     bucket = new_bucket(rgw_store)
     data = b"checked form upload" * 1000
@@ -149,7 +121,7 @@ def test_a_declared_checksum_is_verified_and_nothing_stored_when_wrong(
     for key, value, status in (("good", good, 204), ("bad", bad, 400)):
         fields = {"x-amz-checksum-crc32": value}
         resp = post(
-            shim_form.endpoint, rgw_store, bucket, key, data, fields=fields, conditions=[fields]
+            module_shim.endpoint, rgw_store, bucket, key, data, fields=fields, conditions=[fields]
         )
         assert resp.status_code == status
     assert stored(store, bucket, "good") == data
@@ -158,28 +130,28 @@ def test_a_declared_checksum_is_verified_and_nothing_stored_when_wrong(
 
 
 def test_a_tampered_or_expired_form_is_refused_and_nothing_stored(
-    rgw_store: Store, shim_form: Shim, store: BaseClient
+    rgw_store: Store, module_shim: Shim, store: BaseClient
 ) -> None:
     bucket = new_bucket(rgw_store)
-    for endpoint in (rgw_store.endpoint, shim_form.endpoint):
+    for endpoint in (rgw_store.endpoint, module_shim.endpoint):
         resp = post(endpoint, rgw_store, bucket, "k", b"x", tamper={"key": "other"})
         assert resp.status_code == 403, endpoint
     resp = post(
-        shim_form.endpoint, rgw_store, bucket, "k", b"x", tamper={"x-amz-signature": "0" * 64}
+        module_shim.endpoint, rgw_store, bucket, "k", b"x", tamper={"x-amz-signature": "0" * 64}
     )
     assert (resp.status_code, code(resp)) == (403, "SignatureDoesNotMatch")
-    resp = post(shim_form.endpoint, rgw_store, bucket, "k", b"x", expires=-10)
+    resp = post(module_shim.endpoint, rgw_store, bucket, "k", b"x", expires=-10)
     assert (resp.status_code, code(resp)) == (403, "AccessDenied")
     assert "Contents" not in store.list_objects(Bucket=bucket)
 
 
 def test_the_store_enforces_the_other_conditions(
-    rgw_store: Store, shim_form: Shim, store: BaseClient
+    rgw_store: Store, module_shim: Shim, store: BaseClient
 ) -> None:
     bucket = new_bucket(rgw_store)
     conditions = [["content-length-range", 1, 10]]
     outcomes = []
-    for endpoint in (rgw_store.endpoint, shim_form.endpoint):
+    for endpoint in (rgw_store.endpoint, module_shim.endpoint):
         resp = post(endpoint, rgw_store, bucket, "big", b"x" * 100, conditions=conditions)
         outcomes.append((resp.status_code, code(resp)))
     assert outcomes[0] == outcomes[1] and outcomes[0][0] == 400
@@ -187,11 +159,11 @@ def test_the_store_enforces_the_other_conditions(
 
 
 def test_an_anonymous_form_into_a_public_bucket(
-    rgw_store: Store, shim_form: Shim, store: BaseClient
+    rgw_store: Store, module_shim: Shim, store: BaseClient
 ) -> None:
     bucket = new_bucket(rgw_store)
     store.put_bucket_acl(Bucket=bucket, ACL="public-read-write")
-    for endpoint, key in ((rgw_store.endpoint, "anon-d"), (shim_form.endpoint, "anon-t")):
+    for endpoint, key in ((rgw_store.endpoint, "anon-d"), (module_shim.endpoint, "anon-t")):
         resp = requests.post(
             f"{endpoint}/{bucket}",
             data={"key": key},
@@ -203,12 +175,12 @@ def test_an_anonymous_form_into_a_public_bucket(
 
 
 def test_a_planted_checksum_record_never_reaches_the_store(
-    rgw_store: Store, shim_form: Shim, store: BaseClient
+    rgw_store: Store, module_shim: Shim, store: BaseClient
 ) -> None:
     bucket = new_bucket(rgw_store)
     fields = {"x-amz-meta-s3shim-checksum": "CRC32:AAAAAA=="}
     resp = post(
-        shim_form.endpoint, rgw_store, bucket, "planted", b"p", fields=fields, conditions=[fields]
+        module_shim.endpoint, rgw_store, bucket, "planted", b"p", fields=fields, conditions=[fields]
     )
     assert resp.status_code == 204
     assert "s3shim-checksum" not in store.head_object(Bucket=bucket, Key="planted")["Metadata"]

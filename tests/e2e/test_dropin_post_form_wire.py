@@ -11,63 +11,34 @@ produces; the policy and its signature are botocore's.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
 import pytest
 import requests
 from botocore.client import BaseClient
-from botocore.config import Config as BotoConfig
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from s3shim import postform
-from testkit.backends import Store, new_bucket, s3_client
+from testkit.backends import Store, new_bucket
 from testkit.helpers import sha256_b64, stored
-from testkit.shim import FLAG_IDS, FLAGS, Shim, run_shim_flags
-from testkit.tap import Tap, wire_tap
+from testkit.shim import PATH_STYLE, Shim, client_of
+from testkit.tap import Tap
 
 BOUNDARY = "formwireBoundary7MA4YWxkTrZu0gW"
 APPROVED = b"the bytes the policy approved"
 ATTACK = b"the attacker's bytes"
 
-
-@pytest.fixture(scope="module")
-def store(rgw_store: Store) -> BaseClient:
-    return s3_client(rgw_store)
-
-
-@pytest.fixture(scope="module", params=FLAGS, ids=FLAG_IDS)
-def tapped(
-    request: pytest.FixtureRequest, rgw_store: Store, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[Shim, Tap]]:
-    with (
-        wire_tap(rgw_store.endpoint) as tap,
-        run_shim_flags(
-            tap.endpoint,
-            rgw_store.access_key,
-            rgw_store.secret_key,
-            tmp_path_factory.mktemp("formwire"),
-            request.param,
-        ) as shim,
-    ):
-        yield shim, tap
+pytestmark = pytest.mark.both_flags  # the tapped s3shim: both flags on, then both off
 
 
 def signed_fields(
     store: Store, endpoint: str, bucket: str, key: str, conditions: Sequence[Any] = ()
 ) -> dict[str, str]:
     """botocore's SigV4 form fields for ``key`` (the policy names every field given)."""
-    client = boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        aws_access_key_id=store.access_key,
-        aws_secret_access_key=store.secret_key,
-        region_name="us-east-1",
-        config=BotoConfig(signature_version="s3v4", s3={"addressing_style": "path"}),
-    )
+    client = client_of(store, endpoint=endpoint, signature_version="s3v4", s3=PATH_STYLE)
     form = client.generate_presigned_post(bucket, key, Conditions=list(conditions), ExpiresIn=300)
     fields: dict[str, str] = form["fields"]
     return fields

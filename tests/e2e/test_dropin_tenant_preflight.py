@@ -11,18 +11,16 @@ strips them otherwise (the store does not know a mapped client key).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from urllib.parse import parse_qsl, urlsplit
 
-import boto3
 import pytest
 import requests
 from botocore.client import BaseClient
-from botocore.config import Config as BotoConfig
 
 from testkit.backends import Store, new_bucket, rgw_tenant_user, s3_client
-from testkit.shim import Shim, run_shim
-from testkit.tap import Tap, wire_tap
+from testkit.shim import PATH_STYLE, Shim
+from testkit.shim import s3_client as endpoint_client
+from testkit.tap import Tap
 
 ORIGIN = "http://app.test"
 MAPPED_KEY, MAPPED_SECRET = "s3shimmappedclient", "s3shimmappedclientsecret0123"
@@ -34,13 +32,12 @@ def tenant(rgw_store: Store) -> Store:
 
 
 @pytest.fixture(scope="module")
-def tapped(
+def shim_env(
     rgw_store: Store, tenant: Store, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[Shim, Tap]]:
-    """s3shim with three clients: both RGW users as themselves, and one client key mapped
-    onto the tenant user."""
-    workdir = tmp_path_factory.mktemp("tenant")
-    keys = workdir / "clients.json"
+) -> dict[str, str]:
+    """s3shim (the tapped fixture) with three clients: both RGW users as themselves, and one
+    client key mapped onto the tenant user."""
+    keys = tmp_path_factory.mktemp("tenant") / "clients.json"
     clients = [
         {"access_key_id": rgw_store.access_key, "secret_access_key": rgw_store.secret_key},
         {"access_key_id": tenant.access_key, "secret_access_key": tenant.secret_key},
@@ -52,17 +49,7 @@ def tapped(
         },
     ]
     keys.write_text(json.dumps({"clients": clients}))
-    with (
-        wire_tap(rgw_store.endpoint) as tap,
-        run_shim(
-            tap.endpoint,
-            rgw_store.access_key,
-            rgw_store.secret_key,
-            workdir,
-            env={"S3SHIM_CLIENT_KEYS_FILE": str(keys)},
-        ) as shim,
-    ):
-        yield shim, tap
+    return {"S3SHIM_CLIENT_KEYS_FILE": str(keys)}
 
 
 @pytest.fixture(scope="module")
@@ -82,15 +69,8 @@ def bucket(tenant: Store) -> str:
 
 
 def presigned_put(endpoint: str, access_key: str, secret_key: str, bucket: str, v4: bool) -> str:
-    client = boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        aws_access_key_id=access_key,
-        aws_secret_access_key=secret_key,
-        region_name="us-east-1",
-        config=BotoConfig(
-            signature_version="s3v4" if v4 else "s3", s3={"addressing_style": "path"}
-        ),
+    client = endpoint_client(
+        endpoint, access_key, secret_key, signature_version="s3v4" if v4 else "s3", s3=PATH_STYLE
     )
     url: str = client.generate_presigned_url(
         "put_object", Params={"Bucket": bucket, "Key": "k"}, ExpiresIn=300

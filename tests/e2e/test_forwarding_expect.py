@@ -18,7 +18,6 @@ import re
 import shutil
 import socket
 import subprocess
-import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -32,7 +31,8 @@ from botocore.exceptions import ClientError
 from testkit.backends import Store, s3_client
 from testkit.helpers import crc32_b64
 from testkit.rawclient import request_head, sign
-from testkit.shim import Shim, run_shim
+from testkit.shim import Shim, shim_for
+from testkit.tap import relay
 
 WAIT = 3.0  # how long the client holds its body for an answer (curl: 1 s); no test times it
 BIG = 2 * 1024 * 1024 + 7  # streamed by s3shim whatever the expectation
@@ -218,13 +218,10 @@ def open_bucket(direct: BaseClient) -> str:
 def shim_off(rgw_store: Store, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shim]:
     """s3shim in front of RGW with both flags false: nothing is recorded, so even a small
     PutObject signed with its SHA-256 streams when the store answers the expectation."""
-    with run_shim(
-        rgw_store.endpoint,
-        rgw_store.access_key,
-        rgw_store.secret_key,
+    with shim_for(
+        rgw_store,
         tmp_path_factory.mktemp("shim-expect-off"),
-        disable_sse=False,
-        disable_checksums=False,
+        flags=False,
     ) as s:
         yield s
 
@@ -369,46 +366,21 @@ class Swallower:
     endpoint: str
     swallowed: list[int] = field(default_factory=list)
 
-
-def _pump(src: socket.socket, dst: socket.socket, relay: Swallower | None) -> None:
-    with contextlib.suppress(OSError):
-        while data := src.recv(262144):
-            if relay is not None:
-                # The store writes its 100 Continue on its own, before the body: it starts a
-                # read (counted, so a test can see the relay really did swallow it).
-                while (m := CONTINUE.match(data)) is not None:
-                    relay.swallowed.append(1)
-                    data = data[m.end() :]
-                if not data:
-                    continue
-            dst.sendall(data)
-    with contextlib.suppress(OSError):
-        dst.shutdown(socket.SHUT_WR)
+    def swallow(self, data: bytes) -> bytes:
+        """The store's answer bytes less its 100 Continue heads: the store writes one on its
+        own, before the body, when it starts a read (counted, so a test can see the relay
+        really did swallow it)."""
+        while (m := CONTINUE.match(data)) is not None:
+            self.swallowed.append(1)
+            data = data[m.end() :]
+        return data
 
 
 @contextlib.contextmanager
 def swallowing(store_endpoint: str) -> Iterator[Swallower]:
-    target = urlsplit(store_endpoint)
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(64)
-    relay = Swallower(f"http://127.0.0.1:{srv.getsockname()[1]}")
-
-    def accept() -> None:
-        while True:
-            try:
-                client, _ = srv.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection((target.hostname, target.port))
-            threading.Thread(target=_pump, args=(client, upstream, None), daemon=True).start()
-            threading.Thread(target=_pump, args=(upstream, client, relay), daemon=True).start()
-
-    threading.Thread(target=accept, daemon=True).start()
-    try:
-        yield relay
-    finally:
-        srv.close()
+    swallower = Swallower("")
+    with relay(store_endpoint, to_client=swallower.swallow) as swallower.endpoint:
+        yield swallower
 
 
 def test_a_store_that_ignores_the_expectation_still_gets_the_upload(
@@ -416,7 +388,7 @@ def test_a_store_that_ignores_the_expectation_still_gets_the_upload(
 ) -> None:
     with (
         swallowing(rgw_store.endpoint) as relay,
-        run_shim(relay.endpoint, rgw_store.access_key, rgw_store.secret_key, tmp_path) as s,
+        shim_for(rgw_store, tmp_path, via=relay.endpoint) as s,
     ):
         body = data(BIG)
         d = put(relay.endpoint, f"/{bucket}/ignored-direct", body, keys=keys_of(rgw_store))
@@ -443,7 +415,7 @@ def test_curl_through_s3shim_to_a_store_that_ignores_the_expectation(
     src.write_bytes(body)
     with (
         swallowing(rgw_store.endpoint) as relay,
-        run_shim(relay.endpoint, rgw_store.access_key, rgw_store.secret_key, tmp_path) as s,
+        shim_for(rgw_store, tmp_path, via=relay.endpoint) as s,
     ):
         out = subprocess.run(
             [
@@ -476,13 +448,10 @@ def other(
 ) -> Iterator[tuple[Store, Shim]]:
     store: Store = request.getfixturevalue(f"{request.param}_store")
     flags = request.param != "moto"  # moto is the AWS-faithful control: flags off
-    with run_shim(
-        store.endpoint,
-        store.access_key,
-        store.secret_key,
+    with shim_for(
+        store,
         tmp_path_factory.mktemp(f"shim-expect-{request.param}"),
-        disable_sse=flags,
-        disable_checksums=flags,
+        flags=flags,
     ) as s:
         yield store, s
 

@@ -7,9 +7,9 @@ with it: the client must see a short body, never a complete-looking object.
 
 from __future__ import annotations
 
+import functools
 import http.client
 import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,49 +18,36 @@ import pytest
 from testkit.helpers import host_port
 from testkit.rawclient import sign
 from testkit.shim import Shim, run_shim
+from testkit.tap import tcp_server
 
 
-def _broken_store(chunked: bool) -> tuple[int, threading.Thread, socket.socket]:
-    srv = socket.socket()
-    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(8)
-
-    def serve() -> None:
-        while True:
-            try:
-                conn, _ = srv.accept()
-            except OSError:
-                return
-            with conn:
-                buf = b""
-                while b"\r\n\r\n" not in buf:
-                    data = conn.recv(65536)
-                    if not data:
-                        break
-                    buf += data
-                piece = b"x" * 65536
-                if chunked:
-                    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-                    body = b"%x\r\n%s\r\n" % (len(piece), piece) * 4
-                else:
-                    head = b"HTTP/1.1 200 OK\r\nContent-Length: 1048576\r\n\r\n"
-                    body = piece * 4
-                conn.sendall(head + body)  # then vanish: no terminating chunk, 3/4 missing
-
-    t = threading.Thread(target=serve, daemon=True)
-    t.start()
-    return srv.getsockname()[1], t, srv
+def _answer_and_vanish(chunked: bool, conn: socket.socket) -> None:
+    """A store that answers a quarter of a 1 MiB body, then vanishes: no terminating chunk,
+    3/4 missing."""
+    with conn:
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            data = conn.recv(65536)
+            if not data:
+                break
+            buf += data
+        piece = b"x" * 65536
+        if chunked:
+            head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+            body = b"%x\r\n%s\r\n" % (len(piece), piece) * 4
+        else:
+            head = b"HTTP/1.1 200 OK\r\nContent-Length: 1048576\r\n\r\n"
+            body = piece * 4
+        conn.sendall(head + body)
 
 
 @pytest.fixture(params=[True, False], ids=["chunked", "content-length"])
 def broken(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Shim]:
-    port, _, srv = _broken_store(request.param)
-    try:
-        with run_shim(f"http://127.0.0.1:{port}", "AKID", "secret", tmp_path) as s:
-            yield s
-    finally:
-        srv.close()
+    with (
+        tcp_server(functools.partial(_answer_and_vanish, request.param)) as port,
+        run_shim(f"http://127.0.0.1:{port}", "AKID", "secret", tmp_path) as s,
+    ):
+        yield s
 
 
 def test_store_dying_mid_body_never_looks_complete(broken: Shim) -> None:

@@ -11,7 +11,7 @@ import pytest
 from testkit.backends import Store
 from testkit.convex_sequence import MIB, new_bucket, run_sequence
 from testkit.rawclient import RawClient, send
-from testkit.shim import Shim, run_shim
+from testkit.shim import Shim, shim_for
 from testkit.tap import Tap, wire_tap
 
 
@@ -19,7 +19,7 @@ from testkit.tap import Tap, wire_tap
 def tapped(rgw_store: Store, tmp_path: Path) -> Iterator[tuple[Shim, Tap]]:
     with (
         wire_tap(rgw_store.endpoint) as tap,
-        run_shim(tap.endpoint, rgw_store.access_key, rgw_store.secret_key, tmp_path) as shim,
+        shim_for(rgw_store, tmp_path, via=tap.endpoint) as shim,
     ):
         yield shim, tap
 

@@ -16,7 +16,6 @@ import os
 import random
 import re
 import signal
-import socket
 import threading
 import urllib.request
 import uuid
@@ -40,7 +39,8 @@ from testkit.convex_sequence import MIB, PART, multipart_upload, new_bucket, pre
 from testkit.helpers import crc32_b64, crc64nvme_b64
 from testkit.rawclient import RawClient
 from testkit.readback import CUT_OR_REFUSED, RECORD, corrupt, run_verify
-from testkit.shim import Shim, run_shim
+from testkit.shim import Shim, shim_for
+from testkit.tap import relay as tcp_relay
 from tests.e2e.jsrun import run_sdk_uploads
 
 HELD_WAIT = 10.0  # bounds the wait for a request the relay holds
@@ -562,9 +562,7 @@ def test_parts_uploaded_through_two_processes_are_recorded(
     shim: Shim, direct: BaseClient, bucket: str, rgw_store: Store, tmp_path: Path
 ) -> None:
     data = os.urandom(3 * PART + 5)
-    with run_shim(
-        rgw_store.endpoint, rgw_store.access_key, rgw_store.secret_key, tmp_path / "second"
-    ) as second:
+    with shim_for(rgw_store, tmp_path / "second") as second:
         clients = [shim.client(), second.client()]
         up = clients[0].create_multipart_upload(Bucket=bucket, Key="two", ChecksumAlgorithm="CRC32")
         parts = []
@@ -595,54 +593,27 @@ class Relay:
     held: threading.Event = field(default_factory=threading.Event)
     release: threading.Event = field(default_factory=threading.Event)
 
+    def pass_on(self, data: bytes) -> bytes:
+        line = _REQUEST_LINE.match(data)
+        if line is not None:
+            self.requests.append((line[1].decode(), line[2].decode()))
+            if self.hold_prefix is not None and data.startswith(self.hold_prefix):
+                self.held.set()
+                self.release.wait(60)
+        return data
+
 
 _REQUEST_LINE = re.compile(rb"(GET|HEAD|PUT|POST|DELETE) (\S+) HTTP/1\.1\r\n")
 
 
 @contextlib.contextmanager
 def relay(store_endpoint: str) -> Iterator[Relay]:
-    target = urlsplit(store_endpoint)
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(64)
-    r = Relay(f"http://127.0.0.1:{srv.getsockname()[1]}")
-
-    def to_store(src: socket.socket, dst: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            while data := src.recv(262144):
-                line = _REQUEST_LINE.match(data)
-                if line is not None:
-                    r.requests.append((line[1].decode(), line[2].decode()))
-                    if r.hold_prefix is not None and data.startswith(r.hold_prefix):
-                        r.held.set()
-                        r.release.wait(60)
-                dst.sendall(data)
-        with contextlib.suppress(OSError):
-            dst.shutdown(socket.SHUT_WR)
-
-    def to_client(src: socket.socket, dst: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            while data := src.recv(262144):
-                dst.sendall(data)
-        with contextlib.suppress(OSError):
-            dst.shutdown(socket.SHUT_WR)
-
-    def accept() -> None:
-        while True:
-            try:
-                client, _ = srv.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection((target.hostname, target.port))
-            threading.Thread(target=to_store, args=(client, upstream), daemon=True).start()
-            threading.Thread(target=to_client, args=(upstream, client), daemon=True).start()
-
-    threading.Thread(target=accept, daemon=True).start()
+    r = Relay("")
     try:
-        yield r
+        with tcp_relay(store_endpoint, to_store=r.pass_on) as r.endpoint:
+            yield r
     finally:
         r.release.set()
-        srv.close()
 
 
 def operation(method: str, target: str) -> str:
@@ -668,9 +639,7 @@ def test_the_cost_per_upload_in_store_requests(
     data = os.urandom(PART + 9)
     with (
         relay(rgw_store.endpoint) as r,
-        run_shim(
-            r.endpoint, rgw_store.access_key, rgw_store.secret_key, tmp_path / "counted"
-        ) as counted_shim,
+        shim_for(rgw_store, tmp_path / "counted", via=r.endpoint) as counted_shim,
     ):
         multipart_upload(counted_shim.client(), bucket, "cost", data)
         assert recorded(direct, bucket, "cost") == "CRC32:" + crc32_b64(data)
@@ -708,9 +677,7 @@ def test_a_crash_between_complete_and_attach_leaves_the_object_unrecorded_and_re
 
     with (
         relay(rgw_store.endpoint) as r,
-        run_shim(
-            r.endpoint, rgw_store.access_key, rgw_store.secret_key, tmp_path / "killed"
-        ) as doomed,
+        shim_for(rgw_store, tmp_path / "killed", via=r.endpoint) as doomed,
     ):
         r.hold_prefix = f"HEAD /{bucket}/crash ".encode()
         uploader = threading.Thread(target=upload, args=(doomed.client(),))
@@ -753,9 +720,7 @@ def test_a_large_put_whose_crc32_came_in_a_trailer_is_recorded_after_it(
     data = os.urandom(3 * MIB + 7)
     with (
         relay(rgw_store.endpoint) as r,
-        run_shim(
-            r.endpoint, rgw_store.access_key, rgw_store.secret_key, tmp_path / "trailer"
-        ) as through,
+        shim_for(rgw_store, tmp_path / "trailer", via=r.endpoint) as through,
     ):
         reply = RawClient.of(through).aws_chunked_put(
             f"/{bucket}/trailer", data, framing, random.Random(7)

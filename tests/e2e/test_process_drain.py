@@ -11,27 +11,22 @@ import time
 from pathlib import Path
 
 import pytest
+from botocore.client import BaseClient
 
-from testkit.backends import Store
 from testkit.convex_sequence import MIB, new_bucket
 from testkit.helpers import free_port, host_port, http_get, wait_exit
 from testkit.rawclient import RawClient, request_head
-from testkit.shim import run_shim, s3_client
+from testkit.shim import ShimStarter, run_shim
 
 
-def test_sigterm_drains_an_upload_in_flight(rgw_store: Store, tmp_path: Path) -> None:
+def test_sigterm_drains_an_upload_in_flight(
+    direct: BaseClient, start_shim: ShimStarter, tmp_path: Path
+) -> None:
     """SIGTERM during an upload: the upload completes and is stored intact, a new
     connection is refused, readiness is never green again, and the process exits 0."""
-    direct = s3_client(rgw_store.endpoint, rgw_store.access_key, rgw_store.secret_key)
     bucket = new_bucket(direct)
     body = os.urandom(8 * MIB)
-    with run_shim(
-        rgw_store.endpoint,
-        rgw_store.access_key,
-        rgw_store.secret_key,
-        tmp_path,
-        env={"S3SHIM_SHUTDOWN_GRACE_SECONDS": "30"},
-    ) as s:
+    with start_shim(env={"S3SHIM_SHUTDOWN_GRACE_SECONDS": "30"}) as s:
         proc_pid = s.pid
         path = f"/{bucket}/draining"
         h = RawClient.of(s).sign(

@@ -6,29 +6,21 @@ from __future__ import annotations
 import socket
 import time
 import uuid
-from pathlib import Path
 
 from botocore.client import BaseClient
 
-from testkit.backends import Store
 from testkit.helpers import host_port, stored
 from testkit.rawclient import RawClient, request_head
-from testkit.shim import Shim, run_shim
+from testkit.shim import Shim, ShimStarter
 
 
 def test_stalled_body_gets_request_timeout_and_nothing_stored(
-    rgw_store: Store, direct: BaseClient, bucket: str, tmp_path: Path
+    direct: BaseClient, bucket: str, start_shim: ShimStarter
 ) -> None:
     """Security review: a client that stops sending mid-body held its connection and the
     store's upload forever; after S3SHIM_CLIENT_TIMEOUT_SECONDS it gets 400 RequestTimeout
     and nothing is stored, on the whole-body and the streamed path."""
-    with run_shim(
-        rgw_store.endpoint,
-        rgw_store.access_key,
-        rgw_store.secret_key,
-        tmp_path,
-        env={"S3SHIM_CLIENT_TIMEOUT_SECONDS": "2"},
-    ) as s:
+    with start_shim(env={"S3SHIM_CLIENT_TIMEOUT_SECONDS": "2"}) as s:
         for size in (100, 3 * 1024 * 1024):  # whole-body path and streamed path
             key = f"stall-{size}-{uuid.uuid4()}"
             body = b"s" * size
@@ -47,18 +39,10 @@ def test_stalled_body_gets_request_timeout_and_nothing_stored(
             assert stored(direct, bucket, key) is None
 
 
-def test_silent_connection_is_closed_and_connections_are_capped(
-    rgw_store: Store, tmp_path: Path
-) -> None:
+def test_silent_connection_is_closed_and_connections_are_capped(start_shim: ShimStarter) -> None:
     """Security review: a connection whose head never ends is closed after the client
     timeout, and a connection past S3SHIM_MAX_CONNECTIONS is closed on arrival."""
-    with run_shim(
-        rgw_store.endpoint,
-        rgw_store.access_key,
-        rgw_store.secret_key,
-        tmp_path,
-        env={"S3SHIM_CLIENT_TIMEOUT_SECONDS": "2", "S3SHIM_MAX_CONNECTIONS": "2"},
-    ) as s:
+    with start_shim(env={"S3SHIM_CLIENT_TIMEOUT_SECONDS": "2", "S3SHIM_MAX_CONNECTIONS": "2"}) as s:
         _, port = host_port(s.endpoint)
         first = socket.create_connection(("127.0.0.1", port), timeout=10)
         second = socket.create_connection(("127.0.0.1", port), timeout=10)

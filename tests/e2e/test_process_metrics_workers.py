@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import re
 import urllib.request
-from pathlib import Path
 
-from testkit.backends import Store
 from testkit.convex_sequence import new_bucket
-from testkit.shim import run_shim
+from testkit.shim import ShimStarter
 
 
 def _sample(text: str, name: str, labels: str) -> float:
@@ -17,14 +15,8 @@ def _sample(text: str, name: str, labels: str) -> float:
     return float(match.group(1)) if match else 0.0
 
 
-def test_metrics_add_up_every_worker(rgw_store: Store, tmp_path: Path) -> None:
-    with run_shim(
-        rgw_store.endpoint,
-        rgw_store.access_key,
-        rgw_store.secret_key,
-        tmp_path,
-        env={"S3SHIM_WORKERS": "2"},
-    ) as s:
+def test_metrics_add_up_every_worker(start_shim: ShimStarter) -> None:
+    with start_shim(env={"S3SHIM_WORKERS": "2"}) as s:
         bucket = new_bucket(s.client())
         for i in range(40):  # new connections: SO_REUSEPORT spreads them over both processes
             s.client().put_object(Bucket=bucket, Key=f"k{i}", Body=b"x")

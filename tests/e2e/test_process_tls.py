@@ -16,7 +16,7 @@ from botocore.exceptions import ClientError
 from testkit.backends import Store
 from testkit.convex_sequence import MIB, new_bucket, run_sequence
 from testkit.helpers import host_port, http_get
-from testkit.shim import Shim, run_shim
+from testkit.shim import Shim, shim_for
 from testkit.tls import TlsFiles, make_tls
 
 
@@ -31,35 +31,24 @@ def https_store(
 ) -> Iterator[Shim]:
     """An HTTPS S3 endpoint behind a private CA: RGW fronted by a TLS s3shim (flags off, so
     it only authenticates, re-signs and forwards)."""
-    with run_shim(
-        rgw_store.endpoint,
-        rgw_store.access_key,
-        rgw_store.secret_key,
+    with shim_for(
+        rgw_store,
         tmp_path_factory.mktemp("https-store"),
         tls=(tls.cert, tls.key),
-        disable_sse=False,
-        disable_checksums=False,
+        flags=False,
     ) as s:
         yield s
 
 
 def test_tls_to_store_with_private_ca(https_store: Shim, tls: TlsFiles, tmp_path: Path) -> None:
-    with run_shim(
-        https_store.endpoint,
-        https_store.access_key,
-        https_store.secret_key,
-        tmp_path,
-        env={"S3SHIM_UPSTREAM_CA_BUNDLE": tls.ca},
-    ) as s:
+    with shim_for(https_store, tmp_path, env={"S3SHIM_UPSTREAM_CA_BUNDLE": tls.ca}) as s:
         assert http_get(s.admin + "/readyz")[0] == 200
         client = s.client()
         run_sequence(client, new_bucket(client), 5 * MIB + 1)
 
 
 def test_tls_to_store_is_verified_by_default(https_store: Shim, tmp_path: Path) -> None:
-    with run_shim(
-        https_store.endpoint, https_store.access_key, https_store.secret_key, tmp_path
-    ) as s:
+    with shim_for(https_store, tmp_path) as s:
         assert http_get(s.admin + "/readyz")[0] == 503
         with pytest.raises(ClientError) as info:
             s.client().list_buckets()
@@ -67,13 +56,7 @@ def test_tls_to_store_is_verified_by_default(https_store: Shim, tmp_path: Path) 
 
 
 def test_tls_insecure_switch_works_and_warns(https_store: Shim, tmp_path: Path) -> None:
-    with run_shim(
-        https_store.endpoint,
-        https_store.access_key,
-        https_store.secret_key,
-        tmp_path,
-        env={"S3SHIM_UPSTREAM_INSECURE": "true"},
-    ) as s:
+    with shim_for(https_store, tmp_path, env={"S3SHIM_UPSTREAM_INSECURE": "true"}) as s:
         client = s.client()
         bucket = new_bucket(client)
         client.put_object(Bucket=bucket, Key="k", Body=b"v")
@@ -93,13 +76,7 @@ def test_sighup_reloads_the_tls_certificate(rgw_store: Store, tmp_path: Path) ->
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     shutil.copy(first.cert, cert)
     shutil.copy(first.key, key)
-    with run_shim(
-        rgw_store.endpoint,
-        rgw_store.access_key,
-        rgw_store.secret_key,
-        tmp_path,
-        tls=(str(cert), str(key)),
-    ) as s:
+    with shim_for(rgw_store, tmp_path, tls=(str(cert), str(key))) as s:
         _, port = host_port(s.endpoint)
 
         def handshake(ca: str) -> bool:

@@ -7,20 +7,13 @@ import os
 import signal
 from pathlib import Path
 
-from testkit.backends import Store
 from testkit.convex_sequence import new_bucket
 from testkit.helpers import wait_exit
-from testkit.shim import run_shim
+from testkit.shim import ShimStarter
 
 
-def test_two_workers_share_the_port(rgw_store: Store, tmp_path: Path) -> None:
-    with run_shim(
-        rgw_store.endpoint,
-        rgw_store.access_key,
-        rgw_store.secret_key,
-        tmp_path,
-        env={"S3SHIM_WORKERS": "2"},
-    ) as s:
+def test_two_workers_share_the_port(start_shim: ShimStarter) -> None:
+    with start_shim(env={"S3SHIM_WORKERS": "2"}) as s:
         children = _children(s.pid)
         assert len(children) == 1  # the first process plus one forked worker
         client = s.client()

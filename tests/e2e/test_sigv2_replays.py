@@ -13,30 +13,33 @@ percent-encoded or not. Whatever was added, one of two things holds:
   store was asked exactly the signed path with a query made only of signed sub-resources
   and listing parameters, and it answered or stored what the signature allowed: the
   object's bytes, a listing of that bucket, or the signed body with the signed metadata.
+
+Hand-signed requests pin the operations RGW runs when handed one in the query (GetUsage,
+metadata search, AppendObject, query x-amz-meta-* as metadata), refused through s3shim, and
+the header form's clock, checked before the signature as RGW does.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+import time
 from dataclasses import dataclass
+from email.utils import formatdate
 from typing import Any
 from urllib.parse import quote, unquote_to_bytes, urlsplit
 
-import boto3
 import pytest
 from botocore.client import BaseClient
-from botocore.config import Config as BotoConfig
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from s3shim import sigv2
 from s3shim.integrity import RECORD_HEADER
-from testkit.backends import Store, new_bucket, s3_client
+from testkit.backends import Store, new_bucket
 from testkit.helpers import stored
 from testkit.rawclient import Reply, send
-from testkit.shim import Shim, run_shim
-from testkit.tap import Tap, wire_tap
+from testkit.shim import PATH_STYLE, Shim, client_of
+from testkit.tap import Tap
 
 OBJECT = b"the object the GET was signed for \x00\xff"
 BODY = b"the body the PUT was signed for \x01\xfe"
@@ -98,27 +101,6 @@ class Captured:
 
 
 @pytest.fixture(scope="module")
-def store(rgw_store: Store) -> BaseClient:
-    return s3_client(rgw_store)
-
-
-@pytest.fixture(scope="module")
-def tapped(
-    rgw_store: Store, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[Shim, Tap]]:
-    with (
-        wire_tap(rgw_store.endpoint) as tap,
-        run_shim(
-            tap.endpoint,
-            rgw_store.access_key,
-            rgw_store.secret_key,
-            tmp_path_factory.mktemp("sigv2-replays"),
-        ) as shim,
-    ):
-        yield shim, tap
-
-
-@pytest.fixture(scope="module")
 def bucket(rgw_store: Store, store: BaseClient) -> str:
     name = new_bucket(rgw_store)
     for key in LISTED:
@@ -140,19 +122,9 @@ def clients(rgw_store: Store, tapped: tuple[Shim, Tap]) -> dict[Form, BaseClient
     """botocore's two SigV2 signers, pointed at s3shim: header-form requests are captured
     before they are sent; the default presigner's URLs are the query form."""
     endpoint = tapped[0].endpoint
-    keys = {
-        "aws_access_key_id": rgw_store.access_key,
-        "aws_secret_access_key": rgw_store.secret_key,
-        "region_name": "us-east-1",
-    }
-    header = boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        config=BotoConfig(signature_version="s3", s3={"addressing_style": "path"}),
-        **keys,
-    )
+    header = client_of(rgw_store, endpoint=endpoint, signature_version="s3", s3=PATH_STYLE)
     header.meta.events.register("before-send.s3", _abort)
-    query = boto3.client("s3", endpoint_url=endpoint, **keys)
+    query = client_of(rgw_store, endpoint=endpoint)
     return {"header": header, "query": query}
 
 
@@ -369,3 +341,215 @@ def test_generated_replays_reach_the_store_only_on_the_allow_list(
         replayer, capture(replayer.clients, form, op, replayer.bucket), params
     )
     event(f"{form} {op}: " + (f"reached the store, {reply.status}" if reached else "refused"))
+
+
+# -- hand-signed SigV2 requests: an operation added to the query, the clock ---------------
+
+
+def v2_signed(
+    store: Store,
+    method: str,
+    path: str,
+    *,
+    form: str,
+    headers: dict[str, str] | None = None,
+    date: str | None = None,
+    secret: str | None = None,
+    access_key: str | None = None,
+    expires: int | None = None,
+) -> tuple[dict[str, str], str]:
+    """(headers, raw query) of a SigV2 request over ``method`` and ``path`` with no query of
+    its own, as a man in the middle captures it. ``form`` "header" (Date unless ``date``) or
+    "query" (Expires in 5 minutes unless ``expires``)."""
+    h = dict(headers or {})
+    key = access_key or store.access_key
+    lists = {k: [v] for k, v in h.items()}
+    if form == "header":
+        h["date"] = date if date is not None else formatdate(usegmt=True)
+        lists["date"] = [h["date"]]
+        to_sign = sigv2.string_to_sign(method, path, "", lists)
+        h["authorization"] = f"AWS {key}:{sigv2.sign(secret or store.secret_key, to_sign)}"
+        return h, ""
+    when = str(expires if expires is not None else int(time.time()) + 300)
+    to_sign = sigv2.string_to_sign(method, path, "", lists, expires=when)
+    sig = sigv2.sign(secret or store.secret_key, to_sign)
+    return h, f"AWSAccessKeyId={quote(key)}&Expires={when}&Signature={quote(sig, safe='')}"
+
+
+def replay(
+    endpoint: str,
+    method: str,
+    path: str,
+    captured: tuple[dict[str, str], str],
+    added: str,
+    body: bytes = b"",
+) -> Reply:
+    """Send a captured SigV2 request with ``added`` (raw) appended to its query."""
+    headers, query = captured
+    if method == "PUT":
+        headers = {**headers, "content-length": str(len(body))}
+    raw = "&".join(q for q in (query, added) if q)
+    return send(method, endpoint, path, headers, raw_query=raw, body=body)
+
+
+def keys(store: BaseClient, bucket: str) -> list[str]:
+    return [o["Key"] for o in store.list_objects(Bucket=bucket).get("Contents", [])]
+
+
+# A captured request, what a replay adds to its query, and what RGW itself does with it
+# (status and a piece of its answer): each runs an operation the signature never allowed.
+REPLAYS = [
+    ("usage", "GET", "/", "usage", 200, b"<Usage>"),
+    ("mdsearch", "GET", "/{bucket}", "mdsearch", 200, b"<GetBucketMetaSearchResult>"),
+    ("append", "PUT", "/{bucket}/{key}", "append&position=0", 200, b""),
+    ("layout", "GET", "/{bucket}/existing", "layout", 403, b"<Code>AccessDenied</Code>"),
+    ("query-meta", "PUT", "/{bucket}/{key}", "x-amz-meta-evil=injected", 200, b""),
+]
+
+
+@pytest.mark.parametrize("form", ["header", "query"])
+@pytest.mark.parametrize(
+    ("added", "method", "template", "raw", "rgw_status", "rgw_says"),
+    REPLAYS,
+    ids=[r[0] for r in REPLAYS],
+)
+def test_a_replayed_sigv2_request_with_an_unsigned_parameter_never_reaches_the_store(
+    rgw_store: Store,
+    tapped: tuple[Shim, Tap],
+    store: BaseClient,
+    form: str,
+    added: str,
+    method: str,
+    template: str,
+    raw: str,
+    rgw_status: int,
+    rgw_says: bytes,
+) -> None:
+    """Refused by s3shim, deliberately unlike RGW, which runs what it is handed."""
+    shim, tap = tapped
+    bucket = new_bucket(rgw_store)
+    store.put_object(Bucket=bucket, Key="existing", Body=b"existing")
+    body = b"signed body" if method == "PUT" else b""
+
+    def path(key: str) -> str:
+        return template.format(bucket=bucket, key=key)
+
+    code = "AccessDenied"
+    if form == "query" and raw.startswith("x-amz-"):
+        # RGW 16 and s3shim both count a query x-amz-* parameter into a query-form
+        # signature: one added to a captured URL fails it, directly and through.
+        rgw_status, rgw_says = 403, b"<Code>SignatureDoesNotMatch</Code>"
+        code = "SignatureDoesNotMatch"
+
+    direct = replay(
+        rgw_store.endpoint,
+        method,
+        path("direct"),
+        v2_signed(rgw_store, method, path("direct"), form=form),
+        raw,
+        body,
+    )
+    assert direct.status == rgw_status and rgw_says in direct.body, direct.body[:300]
+    before_keys = keys(store, bucket)
+    captured = v2_signed(rgw_store, method, path("through"), form=form)
+    before = len(tap.to_store())
+    through = replay(shim.endpoint, method, path("through"), captured, raw, body)
+    assert (through.status, through.code) == (403, code), through.body[:300]
+    assert tap.to_store()[before:] == b""  # the store never heard of it
+    assert keys(store, bucket) == before_keys
+    assert stored(store, bucket, "through") is None
+    # The request as signed still works, and does what it was signed for.
+    before = len(tap.to_store())
+    as_signed = replay(shim.endpoint, method, path("through"), captured, "", body)
+    assert as_signed.status == 200, as_signed.body[:300]
+    wire = tap.to_store()[before:]
+    request_line = wire.split(b"\r\n", 1)[0].decode()
+    assert request_line == f"{method} {path('through')} HTTP/1.1"
+    if method == "PUT":
+        assert stored(store, bucket, "through") == body
+        assert signed_metadata(store, bucket, "through") == {}
+
+
+def _hour_ago() -> str:
+    return formatdate(time.time() - 3600, usegmt=True)
+
+
+@pytest.mark.parametrize(
+    ("date", "code"),
+    [
+        (_hour_ago, "RequestTimeTooSkewed"),
+        (lambda: formatdate(time.time() + 3600, usegmt=True), "RequestTimeTooSkewed"),
+        (lambda: "garbage", "AccessDenied"),  # unreadable: RGW's AccessDenied
+        (lambda: "Mon, 01 Jan 1900 00:00:00 GMT", "AccessDenied"),  # before 1970: unreadable
+    ],
+    ids=["an-hour-ago", "an-hour-ahead", "garbage", "1900"],
+)
+@pytest.mark.parametrize("signature", ["good", "wrong-secret", "unknown-key"])
+def test_the_sigv2_clock_is_checked_before_the_signature_like_rgw(
+    rgw_store: Store,
+    tapped: tuple[Shim, Tap],
+    store: BaseClient,
+    date: object,
+    code: str,
+    signature: str,
+) -> None:
+    """RGW answers a header-form request out of its clock without looking at the key or the
+    signature; so does s3shim, before anything reaches the store."""
+    shim, tap = tapped
+    bucket = new_bucket(rgw_store)
+    assert callable(date)
+    secret = "not-the-secret" if signature == "wrong-secret" else None
+    key = "NOSUCHKEY0000000" if signature == "unknown-key" else None
+    outcomes = []
+    for endpoint in (rgw_store.endpoint, shim.endpoint):
+        captured = v2_signed(
+            rgw_store,
+            "PUT",
+            f"/{bucket}/k",
+            form="header",
+            date=date(),
+            secret=secret,
+            access_key=key,
+        )
+        before = len(tap.to_store())
+        reply = replay(endpoint, "PUT", f"/{bucket}/k", captured, "", b"late")
+        if endpoint == shim.endpoint:
+            assert tap.to_store()[before:] == b""
+        outcomes.append((reply.status, reply.code))
+    assert outcomes == [(403, code), (403, code)]
+    assert stored(store, bucket, "k") is None
+
+
+@pytest.mark.parametrize(
+    ("secret", "access_key"),
+    [(None, None), ("not-the-secret", None), (None, "NOSUCHKEY")],
+    ids=["signed", "wrong-secret", "unknown-key"],
+)
+def test_an_expired_sigv2_url_is_refused_like_rgw(
+    rgw_store: Store,
+    tapped: tuple[Shim, Tap],
+    store: BaseClient,
+    secret: str | None,
+    access_key: str | None,
+) -> None:
+    """The clock first: RGW answers an expired URL AccessDenied whatever signed it."""
+    shim, tap = tapped
+    bucket = new_bucket(rgw_store)
+    outcomes = []
+    for endpoint in (rgw_store.endpoint, shim.endpoint):
+        captured = v2_signed(
+            rgw_store,
+            "PUT",
+            f"/{bucket}/k",
+            form="query",
+            expires=int(time.time()) - 60,
+            secret=secret,
+            access_key=access_key,
+        )
+        before = len(tap.to_store())
+        reply = replay(endpoint, "PUT", f"/{bucket}/k", captured, "", b"late")
+        if endpoint == shim.endpoint:
+            assert tap.to_store()[before:] == b""
+        outcomes.append((reply.status, reply.code))
+    assert outcomes == [(403, "AccessDenied"), (403, "AccessDenied")]
+    assert stored(store, bucket, "k") is None

@@ -18,6 +18,7 @@ import pytest
 from bench import soak
 from bench.faultrelay import Connection, Fault, Faults, Forward, Reset, Sleep, running_relay
 from testkit.backends import Store
+from testkit.tap import tcp_server
 
 SMOKE_OPS = 500
 SMOKE_SEED = 11
@@ -246,32 +247,20 @@ def test_fault_arguments_are_checked() -> None:
 def echo_peer() -> Iterator[tuple[int, list[bytes]]]:
     """A TCP peer on 127.0.0.1 that records what it receives (per connection) and echoes it."""
     received: list[bytes] = []
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen()
 
-    def serve() -> None:
-        while True:
+    def echo(peer: socket.socket) -> None:
+        got = b""
+        with peer:
             try:
-                peer, _ = srv.accept()
+                while data := peer.recv(65536):
+                    got += data
+                    peer.sendall(data)
             except OSError:
-                return
-            got = b""
-            with peer:
-                try:
-                    while data := peer.recv(65536):
-                        got += data
-                        peer.sendall(data)
-                except OSError:
-                    pass
-            received.append(got)
+                pass
+        received.append(got)
 
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield srv.getsockname()[1], received
-    finally:
-        srv.close()
+    with tcp_server(echo) as port:
+        yield port, received
 
 
 def _exchange(port: int, payload: bytes) -> bytes | None:
