@@ -292,6 +292,22 @@ class InProcessShim:
         value = self.metrics.registry.get_sample_value(name, labels)
         return 0.0 if value is None else value
 
+    async def after_continue(
+        self, method: str, target: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, int, Response]:
+        """A request sent as a client honouring ``Expect: 100-continue`` does: the head, the
+        interim answer awaited, then the body. The interim status, the store connections
+        opened by then (0: s3shim invited the body before asking the store) and the answer."""
+        conn = await self.client.connect()
+        try:
+            await conn.send_head(method, target, headers)
+            interim = await conn.interim()
+            opened = self.store.connections_opened
+            await conn.send(body)
+            return interim, opened, await conn.response(method)
+        finally:
+            await conn.close()
+
 
 def shim_env(store_url: str, keys_file: Path, *, flags: bool, **extra: str) -> dict[str, str]:
     return {

@@ -10,8 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from s3shim import errors, sigv4
-from s3shim.auth import AuthContext
+from s3shim import errors
 from s3shim.checksums import Algorithm
 from s3shim.classify import Op, Target
 from s3shim.head import parse_head
@@ -19,6 +18,7 @@ from s3shim.integrity import RECORD_HEADER, ReadVerifier, encode_record, parse_r
 from s3shim.plan import BodyMode, UpstreamPlan, finish_whole, plan
 from s3shim.rewrite import Policy, forward_headers
 from testkit.helpers import b64_int, crc32c_b64, crc64nvme_b64
+from testkit.plans import auth_context as ctx
 
 ON = Policy(True, True, record_checksums=True, verify_reads=True)
 OFF = Policy(True, True)
@@ -26,22 +26,6 @@ BODY = b"hello world"
 
 
 CRC64 = crc64nvme_b64(BODY)
-
-
-def ctx(
-    payload_hash: str = sigv4.UNSIGNED_PAYLOAD, signed: tuple[str, ...] = ("host",)
-) -> AuthContext:
-    return AuthContext(
-        "AK",
-        False,
-        "20261201T000000Z",
-        "us-east-1",
-        "20261201/us-east-1/s3/aws4_request",
-        b"k" * 32,
-        "0" * 64,
-        payload_hash,
-        signed,
-    )
 
 
 def put(length: int, **headers: str) -> tuple[Target, list[tuple[str, str]]]:

@@ -38,6 +38,8 @@ from s3shim.plan import (
 )
 from s3shim.rewrite import Group, Policy
 from testkit.helpers import crc32_b64
+from testkit.plans import auth_context as ctx
+from testkit.plans import object_target as target
 
 ON = Policy(disable_sse=True, disable_checksums=True)
 OFF = Policy(disable_sse=False, disable_checksums=False)
@@ -45,34 +47,11 @@ CRC = crc32_b64(b"hello")
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 
 
-def ctx(
-    payload_hash: str = sigv4.UNSIGNED_PAYLOAD,
-    *,
-    presigned: bool = False,
-    signed: tuple[str, ...] = ("host",),
-) -> AuthContext:
-    return AuthContext(
-        access_key="AK",
-        presigned=presigned,
-        amz_date="20261201T000000Z",
-        region="us-east-1",
-        scope="20261201/us-east-1/s3/aws4_request",
-        signing_key=b"k" * 32,
-        signature="0" * 64,
-        payload_hash=payload_hash,
-        signed_headers=signed,
-    )
-
-
 def head(
     method: str = "PUT", target: str = "/b/k", has_body: bool = True, **headers: str
 ) -> RequestHead:
     items = [("Host", "s3shim")] + [(k.replace("_", "-"), v) for k, v in headers.items()]
     return parse_head(method, target, items, has_body)
-
-
-def target(op: Op = Op.PUT_OBJECT) -> Target:
-    return Target(op, "b", "k", "/b/k")
 
 
 def response_headers(

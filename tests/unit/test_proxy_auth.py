@@ -63,16 +63,9 @@ async def test_a_good_signature_with_expect_100_continue_is_invited_before_the_s
     data = payload(1000)
     headers = inproc.client.sign("PUT", "/b/k", body=data)
     headers.update({"content-length": str(len(data)), "expect": "100-continue"})
-    conn = await inproc.client.connect()
-    try:
-        await conn.send_head("PUT", "/b/k", headers)
-        assert await conn.interim() == 100
-        # Invited, and the store not yet contacted: a small body is verified first.
-        assert inproc.store.connections_opened == 0
-        await conn.send(data)
-        r = await conn.response("PUT")
-    finally:
-        await conn.close()
+    interim, opened, r = await inproc.after_continue("PUT", "/b/k", headers, data)
+    # Invited, and the store not yet contacted: a small body is verified first.
+    assert interim == 100 and opened == 0
     assert r.status == 200
     (rec,) = inproc.store.received
     assert rec.complete and rec.body == data

@@ -15,8 +15,7 @@ import dataclasses
 import pytest
 
 from s3shim import proxy
-from s3shim.auth import AuthContext
-from s3shim.classify import Op, Target
+from s3shim.classify import Op
 from s3shim.head import RequestHead, parse_head
 from s3shim.plan import SMALL_BODY, BodyMode, Continue, plan
 from s3shim.rewrite import Policy
@@ -30,6 +29,7 @@ from testkit.inprocess import (
     sha256_hex,
     store_signature_valid,
 )
+from testkit.plans import auth_context, object_target
 
 MiB = 1024 * 1024
 BIG = 2 * MiB  # streamed whatever the expectation
@@ -154,14 +154,8 @@ async def test_a_store_that_ignores_the_expectation_gets_the_body_after_a_short_
     inproc = await make_inproc()
     inproc.store.script(Reply(continues=False))
     data = payload(BIG)
-    conn = await inproc.client.connect()
-    try:
-        await conn.send_head("PUT", "/b/k", expect_head(inproc, BIG))
-        assert await conn.interim() == 100  # s3shim's, once the store stayed silent
-        await conn.send(data)
-        r = await conn.response("PUT")
-    finally:
-        await conn.close()
+    interim, _, r = await inproc.after_continue("PUT", "/b/k", expect_head(inproc, BIG), data)
+    assert interim == 100  # s3shim's, once the store stayed silent
     assert r.status == 200
     (rec,) = await inproc.store.wait_done()
     assert rec.header("expect") == "100-continue" and not rec.continued
@@ -185,14 +179,8 @@ async def test_a_small_upload_the_store_can_refuse_first_streams_with_the_expect
     target = "/b/k?partNumber=1&uploadId=u" if part else "/b/k"
     headers = inproc.client.sign("PUT", "/b/k", query=query, body=data, headers=extra)
     headers.update({"content-length": str(len(data)), "expect": "100-continue"})
-    conn = await inproc.client.connect()
-    try:
-        await conn.send_head("PUT", target, headers)
-        assert await conn.interim() == 100
-        await conn.send(data)
-        r = await conn.response("PUT")
-    finally:
-        await conn.close()
+    interim, _, r = await inproc.after_continue("PUT", target, headers, data)
+    assert interim == 100
     assert r.status == 200
     (rec,) = await inproc.store.wait_done()
     assert rec.continued and rec.complete and rec.body == data
@@ -209,14 +197,9 @@ async def test_a_small_upload_with_a_wrong_hash_after_100_continue_leaves_the_st
     data = payload(1000)
     headers = inproc.client.sign("PUT", "/b/k", query=PART, body=b"other bytes")
     headers.update({"content-length": str(len(data)), "expect": "100-continue"})
-    conn = await inproc.client.connect()
-    try:
-        await conn.send_head("PUT", "/b/k?partNumber=1&uploadId=u", headers)
-        assert await conn.interim() == 100
-        await conn.send(data)
-        r = await conn.response("PUT")
-    finally:
-        await conn.close()
+    target = "/b/k?partNumber=1&uploadId=u"
+    interim, _, r = await inproc.after_continue("PUT", target, headers, data)
+    assert interim == 100
     assert (r.status, r.code) == (400, "XAmzContentSHA256Mismatch")
     await inproc.store.settled()
     (rec,) = inproc.store.received
@@ -231,15 +214,8 @@ async def test_a_small_put_recorded_from_its_bytes_is_invited_by_s3shim(
     inproc = inproc_on
     data = payload(1000)
     headers = expect_head(inproc, len(data))
-    conn = await inproc.client.connect()
-    try:
-        await conn.send_head("PUT", "/b/k", headers)
-        assert await conn.interim() == 100
-        assert inproc.store.connections_opened == 0
-        await conn.send(data)
-        r = await conn.response("PUT")
-    finally:
-        await conn.close()
+    interim, opened, r = await inproc.after_continue("PUT", "/b/k", headers, data)
+    assert interim == 100 and opened == 0
     assert r.status == 200
     (rec,) = inproc.store.received
     assert "expect" not in rec.names and rec.body == data
@@ -258,15 +234,8 @@ async def test_a_complete_multipart_upload_rewritten_by_s3shim_is_invited_by_s3s
     query = [("uploadId", "u")]
     headers = inproc.client.sign("POST", "/b/k", query=query, body=xml)
     headers.update({"content-length": str(len(xml)), "expect": "100-continue"})
-    conn = await inproc.client.connect()
-    try:
-        await conn.send_head("POST", "/b/k?uploadId=u", headers)
-        assert await conn.interim() == 100
-        assert inproc.store.connections_opened == 0
-        await conn.send(xml)
-        r = await conn.response("POST")
-    finally:
-        await conn.close()
+    interim, opened, r = await inproc.after_continue("POST", "/b/k?uploadId=u", headers, xml)
+    assert interim == 100 and opened == 0
     assert r.status == 200
     # (ListParts comes first: the part sizes of the checksum recorded after the Complete.)
     (rec,) = [x for x in inproc.store.received if x.method == "POST"]
@@ -342,14 +311,14 @@ def test_who_answers_the_expectation(
 ) -> None:
     method = "POST" if op is Op.COMPLETE_MULTIPART_UPLOAD else "PUT"
     h = plan_head(method, length, expect="100-continue", **extra)
-    p = plan(plan_target(op), plan_ctx(hash_), h, policy)
+    p = plan(object_target(op), auth_context(hash_), h, policy)
     assert (p.expect, p.body) == (who, mode)
     assert (("expect", "100-continue") in p.headers) is (who is Continue.STORE)
     if who is Continue.STORE:
         assert p.payload_hash == "UNSIGNED-PAYLOAD"
         assert ("content-length", str(length)) in p.headers
     # Without the expectation: the same request as ever.
-    q = plan(plan_target(op), plan_ctx(hash_), plan_head(method, length, **extra), policy)
+    q = plan(object_target(op), auth_context(hash_), plan_head(method, length, **extra), policy)
     assert q.expect is None and "expect" not in {n for n, _ in q.headers}
     assert q.body is (BodyMode.STREAM if length > SMALL_BODY else BodyMode.WHOLE)
 
@@ -363,7 +332,7 @@ def test_a_small_trailer_checksum_handed_on_is_reframed_when_the_store_answers_f
         x_amz_decoded_content_length="1000",
         x_amz_trailer="x-amz-checksum-crc32",
     )
-    p = plan(plan_target(Op.UPLOAD_PART), plan_ctx(UNSIGNED_TRAILER_HASH), h, FLAGS_OFF)
+    p = plan(object_target(Op.UPLOAD_PART), auth_context(UNSIGNED_TRAILER_HASH), h, FLAGS_OFF)
     assert (p.expect, p.body) == (Continue.STORE, BodyMode.REFRAME)
     assert ("expect", "100-continue") in p.headers
 
@@ -373,21 +342,3 @@ def plan_head(method: str, length: int, **headers: str) -> RequestHead:
     if not any(k.lower() == "x-amz-decoded-content-length" for k, _ in items):
         items.append(("content-length", str(length)))
     return parse_head(method, "/b/k", items, length > 0)
-
-
-def plan_target(op: Op) -> Target:
-    return Target(op, "b", "k", "/b/k")
-
-
-def plan_ctx(payload_hash: str) -> AuthContext:
-    return AuthContext(
-        access_key="AK",
-        presigned=False,
-        amz_date="20261201T000000Z",
-        region="us-east-1",
-        scope="20261201/us-east-1/s3/aws4_request",
-        signing_key=b"k" * 32,
-        signature="0" * 64,
-        payload_hash=payload_hash,
-        signed_headers=("host",),
-    )
