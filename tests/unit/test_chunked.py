@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hashlib
-import hmac
 import io
 import random
 from collections.abc import Iterable
@@ -20,7 +19,6 @@ from botocore.httpchecksum import (
 from s3shim.chunked import (
     AwsChunkedDecoder,
     ChunkedBodyError,
-    ChunkSigning,
     Data,
     End,
     Event,
@@ -38,21 +36,21 @@ from s3shim.testing import (
     encode_unsigned_trailer_end,
     sign_chunks,
 )
+from testkit.chunkdecode import DOC_SIGNING as SIGNING
+from testkit.chunkdecode import DOC_TRAILER_SIGNING as TRAILER_SIGNING
+from testkit.chunkdecode import feed as run
+from testkit.chunkdecode import frame
+from testkit.chunkdecode import new_decoder as decoder
 from testkit.helpers import crc32_b64
 
 # --- the worked examples of the S3 API reference (sigv4-streaming, sigv4-streaming-trailers) ---
 
-SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
-DATE = "20130524T000000Z"
-SCOPE = "20130524/us-east-1/s3/aws4_request"
-SEED = "4f232c4386841ef735655705268965c44a0e4690baa4adea153f7db9fa80a0a9"
 DOC_SIGNATURES = (
     "ad80c730a21e5b8d04586a2213dd63b9a0e99e0e2307b0ade35a65485a288648",
     "0055627c9e194cb4542bae2aa5492e3c1575bbb81b612b7d234b86a503ef5497",
     "b6c6ea8a5354eaf15b3cb7646744f4275b71ea724fed81ceb9323e279d449df9",
 )
-# The trailer example: its own seed (x-amz-trailer is signed too) and chunk signatures.
-TRAILER_SEED = "106e2a8a18243abcf37539882f36619c00e2dfc72633413f02d3b74544bfeb8e"
+# The trailer example's chunk signatures (its own seed: x-amz-trailer is signed too).
 TRAILER_DOC_SIGNATURES = (
     "b474d8862b1487a5145d686f57f013e54db672cee1c953b3010fb58501ef5aa2",
     "1c1344b170168f8e65b41376b44b20fe354e373826ccbbe2c1d40a8cae51e5c7",
@@ -65,16 +63,6 @@ DOC_PRINTED_TRAILER_SIGNATURE = "63bddb248ad2590c92712055f51b8e78ab024eead08276b
 DOC_DATA = b"a" * 66560
 
 
-def _hmac(key: bytes, msg: str) -> bytes:
-    return hmac.new(key, msg.encode(), hashlib.sha256).digest()
-
-
-def signing_key(secret: str = SECRET, day: str = "20130524", region: str = "us-east-1") -> bytes:
-    return _hmac(_hmac(_hmac(_hmac(f"AWS4{secret}".encode(), day), region), "s3"), "aws4_request")
-
-
-SIGNING = ChunkSigning(signing_key(), DATE, SCOPE, SEED)
-TRAILER_SIGNING = ChunkSigning(signing_key(), DATE, SCOPE, TRAILER_SEED)
 CRC32C = frozenset({"x-amz-checksum-crc32c"})
 CRC32 = frozenset({"x-amz-checksum-crc32"})
 
@@ -91,30 +79,6 @@ def doc_body(signatures: tuple[str, str, str], tail: bytes = b"\r\n") -> bytes:
             tail,
         ]
     )
-
-
-def decoder(
-    framing: Framing,
-    *,
-    decoded_length: int | None = None,
-    trailers: Iterable[str] = (),
-    signing: ChunkSigning | None = SIGNING,
-    limits: Limits = Limits(),  # noqa: B008 - frozen
-) -> AwsChunkedDecoder:
-    return AwsChunkedDecoder(
-        framing,
-        signing if framing.signed else None,
-        decoded_length=decoded_length,
-        expected_trailers=frozenset(trailers),
-        limits=limits,
-    )
-
-
-def run(dec: AwsChunkedDecoder, pieces: Iterable[bytes]) -> list[Event]:
-    events: list[Event] = []
-    for piece in pieces:
-        events += dec.feed(piece)
-    return events + dec.eof()
 
 
 def whole(body: bytes) -> list[bytes]:
@@ -221,14 +185,6 @@ def test_the_documentation_layout_with_a_blank_line_before_the_trailers_decodes(
 
 
 # --- every framing, random chunkings ---------------------------------------------------------
-
-
-def frame(framing: Framing, chunks: list[bytes], trailers: list[tuple[str, str]]) -> bytes:
-    if framing is Framing.UNSIGNED_TRAILER:
-        return b"".join(map(encode_unsigned_trailer_chunk, chunks)) + encode_unsigned_trailer_end(
-            trailers
-        )
-    return sign_chunks(chunks, SIGNING, None if framing is Framing.SIGNED else trailers)
 
 
 def random_chunks(payload: bytes, rng: random.Random, biggest: int) -> list[bytes]:

@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import hashlib
-import itertools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,7 +38,7 @@ from s3shim.chunked import (
     _parse_any_size_line,
     _parse_size_line,
 )
-from s3shim.testing import encode_unsigned_trailer_chunk, encode_unsigned_trailer_end, sign_chunks
+from testkit.chunkdecode import frame, new_decoder, split
 from testkit.helpers import crc32_b64, doc_signing_key
 
 SETTINGS = settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -151,18 +150,6 @@ def decode(dec: AwsChunkedDecoder, pieces: list[bytes]) -> Outcome:
     )
 
 
-def split(body: bytes, cuts: list[int]) -> list[bytes]:
-    points = sorted({c % (len(body) + 1) for c in cuts})
-    return [body[a:b] for a, b in itertools.pairwise([0, *points, len(body)])]
-
-
-def frame(framing: Framing, chunks: list[bytes], trailers: list[tuple[str, str]]) -> bytes:
-    if framing is Framing.UNSIGNED_TRAILER:
-        body = b"".join(encode_unsigned_trailer_chunk(c) for c in chunks)
-        return body + encode_unsigned_trailer_end(trailers)
-    return sign_chunks(chunks, SIGNING, None if framing is Framing.SIGNED else trailers)
-
-
 @st.composite
 def bodies(draw: st.DrawFn) -> tuple[Framing, bytes, bytes, str]:
     """(framing, payload, framed body, what was done to it): intact or broken on purpose."""
@@ -177,7 +164,7 @@ def bodies(draw: st.DrawFn) -> tuple[Framing, bytes, bytes, str]:
     wrong_trailer = draw(st.booleans())
     value = crc32_b64(b"other" if wrong_trailer else payload)
     trailers = [] if framing is Framing.SIGNED else [(TRAILER, value)]
-    body = bytearray(frame(framing, chunks, trailers))
+    body = bytearray(frame(framing, chunks, trailers, SIGNING))
     damage = draw(st.sampled_from(["none", "signature", "data", "truncate", "flip"]))
     at = draw(st.integers(0, 10_000))
     signatures = [m.start(1) for m in re.finditer(rb"signature[=:]([0-9a-f]{64})", body)]
@@ -206,10 +193,7 @@ def test_every_split_gives_the_events_and_the_refusal_of_bytewise_feeding(
     names = frozenset({TRAILER}) if framing is not Framing.SIGNED else frozenset()
 
     def new() -> AwsChunkedDecoder:
-        signing = SIGNING if framing.signed else None
-        return AwsChunkedDecoder(
-            framing, signing, decoded_length=len(payload), expected_trailers=names
-        )
+        return new_decoder(framing, decoded_length=len(payload), trailers=names, signing=SIGNING)
 
     bytewise = decode(new(), [framed[i : i + 1] for i in range(len(framed))])
     event(f"{framing.name}, {what}: {bytewise.error[0] if bytewise.error else 'decoded'}")

@@ -29,18 +29,15 @@ from s3shim.chunked import (
 )
 from s3shim.errors import S3Error
 from s3shim.testing import ChunkSigner, encode_unsigned_trailer_chunk, encode_unsigned_trailer_end
+from testkit.chunkdecode import DOC_DATE as DATE
+from testkit.chunkdecode import DOC_SCOPE as SCOPE
+from testkit.chunkdecode import DOC_SIGNING as SIGNING
+from testkit.chunkdecode import DOC_TRAILER_SIGNING as TRAILER_SIGNING
+from testkit.chunkdecode import new_decoder
 from testkit.helpers import doc_signing_key
 
 # The S3 API reference's worked examples (sigv4-streaming, sigv4-streaming-trailers).
 KEY = doc_signing_key("20130524")
-DATE = "20130524T000000Z"
-SCOPE = "20130524/us-east-1/s3/aws4_request"
-SIGNING = ChunkSigning(
-    KEY, DATE, SCOPE, "4f232c4386841ef735655705268965c44a0e4690baa4adea153f7db9fa80a0a9"
-)
-TRAILER_SIGNING = ChunkSigning(
-    KEY, DATE, SCOPE, "106e2a8a18243abcf37539882f36619c00e2dfc72633413f02d3b74544bfeb8e"
-)
 CHUNK_SHA256 = [hashlib.sha256(b"a" * size).hexdigest() for size in (65536, 1024, 0)]
 TRAILER_CHAIN = [
     "b474d8862b1487a5145d686f57f013e54db672cee1c953b3010fb58501ef5aa2",
@@ -324,12 +321,7 @@ def test_any_input_only_takes_the_documented_transitions(
     framing: Framing, parts: list[bytes]
 ) -> None:
     trailers = frozenset() if framing is Framing.SIGNED else frozenset({CRC32})
-    dec = AwsChunkedDecoder(
-        framing,
-        SIGNING if framing.signed else None,
-        decoded_length=None,
-        expected_trailers=trailers,
-    )
+    dec = new_decoder(framing, trailers=trailers)
     states = visited(states_bytewise(dec, b"".join(parts)))
     assert states[0] is State.SIZE_LINE
     assert set(itertools.pairwise(states)) <= EXPECTED_EDGES

@@ -2,44 +2,31 @@
 
 from __future__ import annotations
 
-import itertools
+import functools
 
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from s3shim.chunked import (
-    AwsChunkedDecoder,
     ChunkedBodyError,
-    ChunkSigning,
     Data,
     End,
-    Event,
     Framing,
     Limits,
     Trailer,
 )
-from s3shim.testing import encode_unsigned_trailer_chunk, encode_unsigned_trailer_end, sign_chunks
-from testkit.helpers import doc_signing_key
+from testkit.chunkdecode import feed, frame, new_decoder, split
 
-SIGNING = ChunkSigning(
-    doc_signing_key("20130524"),
-    "20130524T000000Z",
-    "20130524/us-east-1/s3/aws4_request",
-    "4f232c4386841ef735655705268965c44a0e4690baa4adea153f7db9fa80a0a9",
-)
 # Small limits make the bounds reachable by small examples.
 LIMITS = Limits(max_size_line=100, max_chunk_size=512, max_trailer_bytes=200)
 BOUND = LIMITS.max_chunk_size + LIMITS.max_size_line + 2 + LIMITS.max_trailer_bytes
 TRAILER = "x-amz-checksum-crc32"
+# The decoders here: those limits, never holding more than BOUND bytes between feeds.
+decoder = functools.partial(new_decoder, limits=LIMITS)
+decode = functools.partial(feed, bound=BOUND)
 
 FAST = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 FUZZ = settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-
-
-def split(data: bytes, cuts: list[int]) -> list[bytes]:
-    points = sorted({c % (len(data) + 1) for c in cuts})
-    edges = [0, *points, len(data)]
-    return [data[a:b] for a, b in itertools.pairwise(edges)]
 
 
 def chunked(payload: bytes, sizes: list[int]) -> list[bytes]:
@@ -50,33 +37,6 @@ def chunked(payload: bytes, sizes: list[int]) -> list[bytes]:
         pos += size
         i += 1
     return chunks
-
-
-def frame(framing: Framing, chunks: list[bytes], trailers: list[tuple[str, str]]) -> bytes:
-    if framing is Framing.UNSIGNED_TRAILER:
-        body = b"".join(encode_unsigned_trailer_chunk(c) for c in chunks)
-        return body + encode_unsigned_trailer_end(trailers)
-    return sign_chunks(chunks, SIGNING, None if framing is Framing.SIGNED else trailers)
-
-
-def new_decoder(
-    framing: Framing, decoded_length: int | None, trailers: set[str]
-) -> AwsChunkedDecoder:
-    return AwsChunkedDecoder(
-        framing,
-        SIGNING if framing.signed else None,
-        decoded_length=decoded_length,
-        expected_trailers=frozenset(trailers),
-        limits=LIMITS,
-    )
-
-
-def decode(dec: AwsChunkedDecoder, pieces: list[bytes]) -> list[Event]:
-    events: list[Event] = []
-    for piece in pieces:
-        events += dec.feed(piece)
-        assert dec.buffered_bytes <= BOUND
-    return events + dec.eof()
 
 
 trailer_values = st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdef0123456789+/=", max_size=24)
@@ -96,7 +56,8 @@ def test_any_payload_chunking_and_split_round_trips(
     trailers = [] if framing is Framing.SIGNED else [(TRAILER, value)]
     body = frame(framing, chunked(payload, sizes), trailers)
     names = {name for name, _ in trailers}
-    events = decode(new_decoder(framing, len(payload), names), split(body, cuts))
+    dec = decoder(framing, decoded_length=len(payload), trailers=names)
+    events = decode(dec, split(body, cuts))
     assert isinstance(events[-1], End)
     assert b"".join(e.data for e in events if isinstance(e, Data)) == payload
     assert [(e.name, e.value) for e in events if isinstance(e, Trailer)] == trailers
@@ -115,7 +76,8 @@ def test_arbitrary_bytes_only_raise_the_decoders_error(
 ) -> None:
     trailers = {TRAILER} if announce and framing is not Framing.SIGNED else set()
     try:
-        decode(new_decoder(framing, decoded_length, trailers), split(data, cuts))
+        dec = decoder(framing, decoded_length=decoded_length, trailers=trailers)
+        decode(dec, split(data, cuts))
     except ChunkedBodyError as err:
         event(err.code)
 
@@ -154,7 +116,7 @@ def test_framing_like_garbage_only_raises_the_decoders_error(
 ) -> None:
     trailers = set() if framing is Framing.SIGNED else {TRAILER}
     try:
-        decode(new_decoder(framing, None, trailers), split(b"".join(parts), cuts))
+        decode(decoder(framing, trailers=trailers), split(b"".join(parts), cuts))
         event("decoded")
     except ChunkedBodyError as err:
         event(err.code)
@@ -193,7 +155,7 @@ def test_a_tampered_body_only_raises_and_a_signed_one_never_yields_other_data(
             body[at:at] = blob
         elif at < len(body):
             del body[at]
-    dec = new_decoder(framing, None, {n for n, _ in trailers})
+    dec = decoder(framing, trailers={n for n, _ in trailers})
     try:
         events = decode(dec, split(bytes(body), cuts))
     except ChunkedBodyError as err:
