@@ -8,8 +8,7 @@ from __future__ import annotations
 import pytest
 
 from s3shim.upstream import UpstreamError
-
-from .scripted_store import (
+from testkit.scripted_store import (
     CONTINUE,
     EXPECT,
     FORBIDDEN,

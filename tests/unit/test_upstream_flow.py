@@ -15,8 +15,7 @@ import uvloop
 
 from s3shim.http1 import State
 from s3shim.upstream import Upstream, UpstreamError
-
-from .scripted_store import (
+from testkit.scripted_store import (
     OK,
     WAIT,
     StoreConn,

@@ -21,8 +21,7 @@ from hypothesis import strategies as st
 from s3shim import upstream as upstream_mod
 from s3shim.http1 import State
 from s3shim.upstream import Upstream, UpstreamError
-
-from .scripted_store import (
+from testkit.scripted_store import (
     OK,
     WAIT,
     Hand,

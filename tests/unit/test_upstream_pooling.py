@@ -14,8 +14,7 @@ import uvloop
 
 from s3shim.http1 import State
 from s3shim.upstream import UpstreamBodyError, UpstreamError
-
-from .scripted_store import (
+from testkit.scripted_store import (
     OK,
     WAIT,
     Hand,

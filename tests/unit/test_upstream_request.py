@@ -13,8 +13,7 @@ import uvloop
 
 from s3shim import upstream as upstream_mod
 from s3shim.upstream import UpstreamBodyError, UpstreamError
-
-from .scripted_store import (
+from testkit.scripted_store import (
     OK,
     WAIT,
     RecordingTransport,

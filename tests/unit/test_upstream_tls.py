@@ -9,15 +9,14 @@ from pathlib import Path
 import pytest
 
 from s3shim.upstream import UpstreamError
-from testkit.tls import make_tls
-
-from .scripted_store import (
+from testkit.scripted_store import (
     OK,
     Store,
     answering,
     get,
     store_and_client,
 )
+from testkit.tls import make_tls
 
 
 def server_tls(tmp_path: Path) -> tuple[ssl.SSLContext, str]:
