@@ -15,6 +15,7 @@ start with :attr:`FormUpload.content_type` and :attr:`FormUpload.content_length`
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 
 from . import errors, postform, postpolicy, sigv4
@@ -22,7 +23,7 @@ from .auth import SecretLookup
 from .checksums import Checksum, new_checksum
 from .postform import Field, FileData, FileStart, FormParser
 from .postpolicy import AuthKind, StoreForm, VerifiedForm
-from .rewrite import Policy
+from .rewrite import Group, Policy
 
 # Store credentials for a verified client key.
 StoreCreds = Callable[[str], sigv4.Credentials]
@@ -41,6 +42,7 @@ class FormUpload:
         policy: Policy,
         now: datetime,
         store_boundary: str | None = None,
+        bucket: str = "",
     ) -> None:
         self._boundary = postform.boundary_from_content_type(content_type)
         self._parser = FormParser(self._boundary)
@@ -52,6 +54,7 @@ class FormUpload:
         self._regions = regions
         self._policy = policy
         self._now = now
+        self._bucket = bucket  # the form's object key is a field: known at the file
         self._fields: list[Field] = []
         self._checksum: Checksum | None = None
         self._held = b""
@@ -63,6 +66,7 @@ class FormUpload:
         self.content_length: int | None = None  # of the store's body, once the head is known
         self.content_type = f"multipart/form-data; boundary={self._store_boundary}"
         self.failure: errors.S3Error | None = None
+        self.encrypted = False  # the store form carries s3shim's derived SSE-C key
 
     def refuse(self, err: errors.S3Error) -> errors.S3Error:
         """Refused for a reason found outside (a client timeout); the first reason stands."""
@@ -132,12 +136,10 @@ class FormUpload:
         region = self._credential_region()
         if self._regions and region is not None and region not in self._regions:
             raise errors.invalid_argument(f"The authorization region '{region}' is not accepted.")
+        flags = self._policy
+        added: tuple[tuple[str, str], ...] = ()
         if self._policy.keyring is not None and self._asks_encryption():
-            # The store form carries no s3shim key yet; the store would keep it in plaintext.
-            raise errors.not_implemented(
-                "A form upload cannot be stored encrypted through s3shim yet; upload with "
-                "PutObject or a presigned PUT."
-            )
+            flags, added = self._encryption(verified)
         creds = self._store_creds(verified.access_key) if verified.access_key else None
         store = postpolicy.rewrite_for_store(
             self._fields,
@@ -145,8 +147,12 @@ class FormUpload:
             creds=creds,
             region=self._store_region,
             now=self._now,
-            flags=self._policy,
+            flags=flags,
+            added=added,
         )
+        if added and not self._policy.disable_sse:  # SSE-S3 replaced, not dropped by a flag
+            store = replace(store, dropped=store.dropped - {Group.SSE})
+        self.encrypted = bool(added)
         head = postform.encode_head(self._store_boundary, store.fields, start)
         self.verified, self.store_form = verified, store
         self._head_length = start.head_length
@@ -156,6 +162,31 @@ class FormUpload:
         if store.checksum is not None:
             self._checksum = new_checksum(store.checksum.algorithm)
         return head
+
+    def _encryption(self, verified: VerifiedForm) -> tuple[Policy, tuple[tuple[str, str], ...]]:
+        """The flags and added fields of a form stored encrypted: its SSE-S3 field (and the
+        policy's conditions on it, once they held) replaced by the SSE-C fields of the key
+        derived for the object, as for PutObject. RGW 16 over TLS takes SSE-C fields in a
+        form and stores the file encrypted (measured: no plaintext in RADOS)."""
+        keyring = self._policy.keyring
+        assert keyring is not None
+        if verified.kind is AuthKind.ANONYMOUS:
+            # Only verified requests get keys (an anonymous one could write under any name).
+            raise errors.not_implemented(
+                "An anonymous form upload cannot be stored encrypted; sign the form's policy."
+            )
+        key = next((f.value for f in self._fields if f.key == "key"), b"").decode(
+            "utf-8", "surrogateescape"
+        )
+        if "${filename}" in key or not key or not self._bucket:
+            # The store substitutes the file's name: a key derived from anything else
+            # would leave an object nobody can read.
+            raise errors.not_implemented(
+                "A form upload whose key uses ${filename} cannot be stored encrypted; name "
+                "the object in the key field."
+            )
+        derived = keyring.for_write(self._bucket, key)
+        return replace(self._policy, disable_sse=True), tuple(derived.headers())
 
     def _asks_encryption(self) -> bool:
         """SSE-S3 in the fields, or every write encrypted (S3SHIM_SSE_DEFAULT) unless the

@@ -344,8 +344,7 @@ class UpstreamPlan:
         record: str | None = None
         relocate = self.relocate
         if self.encryption is not None:  # no key or key MD5 for the client
-            written = self.encryption.write is not None and status == 200
-            upstream = sse.answer_headers(upstream, written=written)
+            upstream = sse.answer_headers(upstream, written=self.encryption.written(status))
         for name, value in upstream:
             lname = name.lower()
             if lname in RESPONSE_DROPS:
@@ -831,6 +830,7 @@ def form_plan(target: Target, head: RequestHead, settings: Settings, now: dateti
         regions=settings.regions,
         policy=policy,
         now=now,
+        bucket=target.bucket or "",
     )
     return FormPlan(
         op=target.op,
@@ -872,4 +872,6 @@ def form_request(form: FormPlan) -> UpstreamPlan:
         rewrites=form.rewrites | upload.store_form.dropped,
         sign=False,  # the form's fields carry the store's signature
         relocate=form.relocate,
+        # The key travels in the form's fields; this only makes the answer AWS's SSE-S3.
+        encryption=Encryption(drop_sse_s3=True, in_form=True) if upload.encrypted else None,
     )

@@ -460,10 +460,13 @@ def rewrite_for_store(
     region: str,
     now: datetime,
     flags: rewrite.Policy,
+    added: Sequence[tuple[str, str]] = (),
 ) -> StoreForm:
     """The fields to send the store, in the client's order, signed with ``creds``.
 
-    ``region`` is the store's; ``now`` becomes the form's x-amz-date.
+    ``region`` is the store's; ``now`` becomes the form's x-amz-date. ``added``: fields
+    s3shim adds to a signed form (the SSE-C key it derives), each an exact condition of the
+    store's policy too, as the store requires of every field.
     """
     form = by_name(fields)
     checksum = declared_checksum(fields)
@@ -500,6 +503,7 @@ def rewrite_for_store(
         _ALGORITHM: sigv4.ALGORITHM,
         _CREDENTIAL: f"{creds.access_key}/{sigv4.scope(amz_date[:8], region)}",
         _DATE: amz_date,
+        **dict(added),
     }
     conditions = [c.text for c in document.conditions if not _removed(c, flags)]
     conditions += [json.dumps({name: value}) for name, value in new_values.items()]

@@ -19,8 +19,10 @@ Measured on RGW 16 over TLS, and what follows from it here:
 - CopyObject from an SSE-C source is 501 NotImplemented in every form; a copy into an SSE-C
   destination answers 200 and is stored in plaintext, readable without a key (so the plan
   refuses a copy it would encrypt: NotImplemented);
-- a POST form's SSE-S3 field over TLS is taken and the file stored in plaintext (so a form
-  asking for encryption is refused, formupload.py, until the store form carries the key).
+- a POST form's SSE-S3 field over TLS is taken and the file stored in plaintext, but SSE-C
+  fields (each with its policy condition) are taken and the file stored encrypted: the store
+  form carries the derived key instead (formupload.py); its 204 names no SSE, its 201 the
+  SSE-C algorithm and key MD5.
 """
 
 from __future__ import annotations
@@ -52,6 +54,8 @@ class Encryption:
     reads: tuple[ObjectKey | None, ...] = ()
     sources: tuple[ObjectKey | None, ...] = ()  # a copy's source, likewise
     drop_sse_s3: bool = False  # the client's SSE-S3 header is answered by SSE-C instead
+    # A form upload's key travels in the store form's fields (formupload.py), not here.
+    in_form: bool = False
 
     @property
     def attempts(self) -> int:
@@ -71,6 +75,13 @@ class Encryption:
             if key is not None:
                 out += key.headers(COPY_SOURCE_PREFIX)
         return out
+
+    def written(self, status: int) -> bool:
+        """Whether an answer of ``status`` means the store took a write under s3shim's key
+        (answered as SSE-S3 even when the store's answer does not name the key)."""
+        if self.in_form:
+            return status in (200, 201, 204)  # success_action_status
+        return self.write is not None and status == 200
 
     def retry_after(self, attempt: int, status: int) -> bool:
         """Whether the store's answer to try ``attempt`` means "try the next key".

@@ -569,12 +569,12 @@ def _form_post(
     )
 
 
-def test_a_form_asking_for_sse_s3_is_refused_rather_than_stored_plain(
+def test_a_form_asking_for_sse_s3_is_stored_encrypted_with_the_derived_key(
     shim: Shim, rgw_tls: TlsRgw
 ) -> None:
     """Directly, RGW 16 over TLS takes a form's SSE-S3 field and stores the file in
-    plaintext; s3shim does not yet put its key into the store's form, so it refuses such
-    a form (501) instead. A form without SSE still uploads."""
+    plaintext, but takes SSE-C fields (each with its policy condition) and stores it
+    encrypted: s3shim's store form carries the derived key instead of the SSE-S3 field."""
     client, direct = shim.client(), rgw_tls.client()
     bucket = new_bucket(client)
     marker = _unique()
@@ -582,11 +582,45 @@ def test_a_form_asking_for_sse_s3_is_refused_rather_than_stored_plain(
     _, straight = _form_post(rgw_tls.endpoint, bucket, "direct-form", marker, sse, rgw_tls.ca)
     assert straight.status_code == 204
     assert any(marker in blob for blob in rgw_tls.rados_objects("direct-form"))
+    derived = _ring(NEW).for_write(bucket, "direct-sse-c")
+    own = {name: value for name, value in derived.headers()}
+    _, keyed = _form_post(rgw_tls.endpoint, bucket, "direct-sse-c", marker, own, rgw_tls.ca)
+    assert keyed.status_code == 204
+    _assert_ciphertext_only(rgw_tls, "direct-sse-c", marker)
+
     _, through = _form_post(shim.endpoint, bucket, "form", marker, sse, rgw_tls.ca)
-    assert through.status_code == 501 and b"<Code>NotImplemented</Code>" in through.content
+    assert through.status_code == 204, through.content
+    assert not [n for n in through.headers if n.lower().startswith(CUSTOMER)]
+    assert through.headers["x-amz-server-side-encryption"] == "AES256"  # as AWS answers
+    _assert_ciphertext_only(rgw_tls, "form", marker)
+    assert _code(lambda: direct.get_object(Bucket=bucket, Key="form"))[0] == 400
+    got = direct.get_object(Bucket=bucket, Key="form", **_sse_c(bucket, "form", NEW))
+    assert got["Body"].read() == marker
+    assert client.get_object(Bucket=bucket, Key="form")["Body"].read() == marker
+    # The 201 answer (an XML document naming the object) carries no key or key MD5 either.
+    status = {**sse, "success_action_status": "201"}
+    _, created = _form_post(shim.endpoint, bucket, "form201", marker, status, rgw_tls.ca)
+    assert created.status_code == 201 and b"<Key>form201</Key>" in created.content
+    assert not [n for n in created.headers if n.lower().startswith(CUSTOMER)]
+    assert created.headers["x-amz-server-side-encryption"] == "AES256"
+    _assert_ciphertext_only(rgw_tls, "form201", marker)
+    # A form without SSE still uploads, in plaintext as asked.
     _, plain = _form_post(shim.endpoint, bucket, "plain-form", marker, {}, rgw_tls.ca)
     assert plain.status_code == 204
     assert direct.get_object(Bucket=bucket, Key="plain-form")["Body"].read() == marker
+
+
+def test_a_form_naming_its_object_by_filename_is_refused_under_encryption(
+    shim: Shim, rgw_tls: TlsRgw
+) -> None:
+    """The store substitutes ${filename} in the key: s3shim cannot derive that object's
+    key before the store names it, so it refuses such a form asking for encryption (501)."""
+    client, direct = shim.client(), rgw_tls.client()
+    bucket = new_bucket(client)
+    sse = {"x-amz-server-side-encryption": "AES256"}
+    _, through = _form_post(shim.endpoint, bucket, "up/${filename}", b"x", sse, rgw_tls.ca)
+    assert through.status_code == 501 and b"<Code>NotImplemented</Code>" in through.content
+    assert direct.list_objects_v2(Bucket=bucket).get("KeyCount") == 0
 
 
 def test_every_worker_derives_the_same_keys(rgw_tls: TlsRgw, tmp_path: Path) -> None:
