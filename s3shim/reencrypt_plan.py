@@ -111,7 +111,7 @@ _PROBLEMS = frozenset(
 
 def candidates(keyring: Keyring, bucket: str, key: str) -> tuple[ObjectKey | None, ...]:
     """The keys to try, in the proxy's order: the current one, each older one, none."""
-    return (*keyring.for_read(bucket, key), None)
+    return keyring.read_attempts(bucket, key)
 
 
 def read_head(

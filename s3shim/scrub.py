@@ -1,8 +1,9 @@
 """``s3shim verify s3://bucket[/prefix]``: find rot before a user does.
 
-Reads every object under the prefix straight from the store (with the store's key, as s3shim
-itself does), checks each against the checksum s3shim recorded when it wrote it
-(:mod:`s3shim.integrity`, the same verifier the proxy uses on reads) and prints a summary:
+Reads every object under the prefix straight from the store (with the store's key and, when
+s3shim holds SSE keys, the object's SSE-C key, as s3shim itself does), checks each against
+the checksum s3shim recorded when it wrote it (:mod:`s3shim.integrity`, the same verifier
+the proxy uses on reads) and prints a summary:
 checked, no checksum recorded, mismatched. Exit status: 0 all recorded objects match,
 1 a mismatch was found, 2 bad usage or settings, 3 the store could not be read.
 """
@@ -23,6 +24,7 @@ from . import config as config_mod
 from . import errors, sigv4
 from .integrity import RECORD_HEADER, ReadVerifier, parse_record
 from .proxy import new_upstream
+from .ssekeys import Keyring
 from .upstream import Response, Upstream, UpstreamError
 
 T = TypeVar("T")
@@ -174,9 +176,24 @@ async def list_keys(
             return
 
 
-async def check_object(store: Store, bucket: str, key: str) -> str:
+async def _get_object(store: Store, bucket: str, key: str, keyring: Keyring | None) -> Response:
+    """The object's GET, with the keys s3shim would read it with (current, older, none) when
+    it holds keys, as the proxy does: the next one after a wrong-key 400."""
+    path = object_path(bucket, key)
+    attempts = keyring.read_attempts(bucket, key) if keyring is not None else (None,)
+    for n, tried in enumerate(attempts):
+        headers = tried.headers() if tried is not None else []
+        resp = await request(store, "GET", path, headers=headers)
+        if resp.status != 400 or n + 1 == len(attempts):
+            return resp
+        async with resp:
+            await read_small(resp, 64 * 1024)  # the error document; the connection is kept
+    raise AssertionError("unreachable: the last attempt returns")
+
+
+async def check_object(store: Store, bucket: str, key: str, keyring: Keyring | None = None) -> str:
     """'checked', 'unrecorded' or 'mismatched' for one object."""
-    async with await _get(store, object_path(bucket, key), []) as resp:
+    async with await _get_object(store, bucket, key, keyring) as resp:
         if resp.status != 200:
             raise RuntimeError(f"HTTP {resp.status}")
         recorded = parse_record(resp.headers.get(RECORD_HEADER, ""))
@@ -243,7 +260,13 @@ async def each(
 
 
 async def scrub(
-    store: Store, bucket: str, prefix: str, *, concurrency: int = 4, progress: Progress | None
+    store: Store,
+    bucket: str,
+    prefix: str,
+    *,
+    concurrency: int = 4,
+    progress: Progress | None,
+    keyring: Keyring | None = None,
 ) -> Summary:
     summary = Summary()
     listed = 0
@@ -256,7 +279,7 @@ async def scrub(
 
     async def check(key: str) -> None:
         try:
-            outcome = await check_object(store, bucket, key)
+            outcome = await check_object(store, bucket, key, keyring)
         except (UpstreamError, OSError, TimeoutError, RuntimeError):
             summary.unreadable.append(key)
         else:
@@ -306,7 +329,14 @@ async def _scrub(
 ) -> Summary:
     store = open_store(cfg)
     try:
-        return await scrub(store, bucket, prefix, concurrency=concurrency, progress=progress)
+        return await scrub(
+            store,
+            bucket,
+            prefix,
+            concurrency=concurrency,
+            progress=progress,
+            keyring=cfg.sse_keyring,
+        )
     finally:
         await store.client.close()
 
@@ -327,7 +357,9 @@ def main(argv: Sequence[str], env: Mapping[str, str] | None = None) -> int:
             "against the checksum s3shim recorded when it wrote it. The store and its key pair "
             "come from the same environment as s3shim (S3SHIM_UPSTREAM_URL, "
             "S3SHIM_UPSTREAM_ACCESS_KEY_ID/SECRET_ACCESS_KEY or AWS_ACCESS_KEY_ID/"
-            "AWS_SECRET_ACCESS_KEY, S3SHIM_UPSTREAM_REGION, S3SHIM_UPSTREAM_CA_BUNDLE). "
+            "AWS_SECRET_ACCESS_KEY, S3SHIM_UPSTREAM_REGION, S3SHIM_UPSTREAM_CA_BUNDLE); with "
+            "S3SHIM_SSE_KEYS_FILE, objects stored encrypted are read with their keys (current, "
+            "older, none), as s3shim reads them. "
             "Exit status: 0 all match, 1 a mismatch, 2 usage, 3 an object could not be read."
         ),
     )

@@ -136,10 +136,10 @@ def decide(
         drop = asked is not None
     reads: tuple[ObjectKey | None, ...] = ()
     if not own and (op in _READS or op is Op.UPLOAD_PART):
-        reads = (*keyring.for_read(bucket, key), None)
+        reads = keyring.read_attempts(bucket, key)
     sources: tuple[ObjectKey | None, ...] = ()
     if op in _COPIES and copy_source is not None and not own_source:
-        sources = (*keyring.for_read(*copy_source), None)
+        sources = keyring.read_attempts(*copy_source)
     if write is None and not reads and not sources:
         return None
     return Encryption(write, reads, sources, drop)

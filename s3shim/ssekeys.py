@@ -90,6 +90,11 @@ class Keyring:
         """Every key the object may be under, current first: tried in turn on a wrong-key answer."""
         return tuple(self.derive(m, bucket, object_key) for m in self.keys)
 
+    def read_attempts(self, bucket: str, object_key: str) -> tuple[ObjectKey | None, ...]:
+        """The keys a read tries in turn: current, each older one, then none (an object
+        stored unencrypted, for a store that refuses keys on a plain object)."""
+        return (*self.for_read(bucket, object_key), None)
+
 
 def parse_keys_file(text: str, where: str) -> Keyring:
     """The keyring in ``text``; ``where`` (the setting and path) starts every error message."""

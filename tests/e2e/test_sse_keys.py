@@ -644,17 +644,24 @@ def test_every_worker_derives_the_same_keys(rgw_tls: TlsRgw, tmp_path: Path) -> 
 def _reencrypt(
     rgw: TlsRgw, directory: Path, target: str, *args: str, keys: tuple[dict[str, str], ...]
 ) -> subprocess.CompletedProcess[str]:
-    """``s3shim reencrypt`` as an operator runs it: s3shim's environment, the keys file."""
+    return _command(rgw, directory, "reencrypt", target, *args, keys=keys)
+
+
+def _command(
+    rgw: TlsRgw, directory: Path, *argv: str, keys: tuple[dict[str, str], ...]
+) -> subprocess.CompletedProcess[str]:
+    """``s3shim reencrypt`` or ``verify`` as an operator runs it: s3shim's environment, the
+    keys file (none: no keys)."""
     env = {
         "PATH": os.environ.get("PATH", ""),
         "S3SHIM_UPSTREAM_URL": rgw.endpoint,
         "S3SHIM_UPSTREAM_CA_BUNDLE": rgw.ca,
         "AWS_ACCESS_KEY_ID": RGW_ACCESS_KEY,
         "AWS_SECRET_ACCESS_KEY": RGW_SECRET_KEY,
-        "S3SHIM_SSE_KEYS_FILE": _keys_file(directory, *keys),
+        **({"S3SHIM_SSE_KEYS_FILE": _keys_file(directory, *keys)} if keys else {}),
     }
     done = subprocess.run(
-        [sys.executable, "-m", "s3shim", "reencrypt", target, *args],
+        [sys.executable, "-m", "s3shim", *argv],
         capture_output=True,
         text=True,
         env=env,
@@ -745,6 +752,9 @@ def test_reencrypt_moves_old_key_and_plain_objects_to_the_current_key(
     assert dry.returncode == 0, dry.stderr
     assert "current=1 reencrypted=0 would-reencrypt=2 (dry run)" in dry.stdout
     assert _under(rgw_tls, bucket, "data/old") == "old"  # nothing written
+    # verify reads each object with its key, an older one too, as s3shim does.
+    before_run = _command(rgw_tls, tmp_path, "verify", target, keys=(NEW, OLD))
+    assert before_run.stdout.strip() == "checked=2 unrecorded=1 mismatched=0 unreadable=0"
 
     done = _reencrypt(rgw_tls, tmp_path, target, keys=(NEW, OLD))
     assert done.returncode == 0, done.stdout + done.stderr
@@ -778,6 +788,13 @@ def test_reencrypt_moves_old_key_and_plain_objects_to_the_current_key(
 
     again = _reencrypt(rgw_tls, tmp_path, target, keys=(NEW,))
     assert again.returncode == 0 and again.stdout.strip() == "current=3 reencrypted=0"
+    # The records stayed true: verify, reading with the current key alone, finds them all.
+    verified = _command(rgw_tls, tmp_path, "verify", target, keys=(NEW,))
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert verified.stdout.strip() == "checked=2 unrecorded=1 mismatched=0 unreadable=0"
+    # (Without keys it cannot read them: the store refuses an SSE-C object without its key.)
+    keyless = _command(rgw_tls, tmp_path, "verify", target, keys=())
+    assert keyless.returncode == 3 and "unreadable=3" in keyless.stdout
 
 
 def test_a_stopped_reencrypt_resumes_where_it_stopped(
