@@ -109,8 +109,9 @@ def list_parts_query(upload_id: str, marker: int) -> tuple[tuple[str, str], ...]
     return tuple(query)
 
 
-def _leaves(body: bytes, wanted: frozenset[str]) -> list[tuple[tuple[str, ...], str]]:
-    """(element path, text) of every leaf named in ``wanted``; no DTDs, no entities."""
+def xml_leaves(body: bytes, wanted: frozenset[str]) -> list[tuple[tuple[str, ...], str]]:
+    """(element path, text) of every leaf named in ``wanted`` of a store's XML answer (up to
+    MAX_XML_ANSWER; no DTDs, no entities); ValueError when it is not one."""
     if len(body) > MAX_XML_ANSWER:
         raise ValueError("answer too large")
     out: list[tuple[tuple[str, ...], str]] = []
@@ -145,7 +146,7 @@ def _leaves(body: bytes, wanted: frozenset[str]) -> list[tuple[tuple[str, ...], 
 
 def parse_list_parts(body: bytes) -> PartsPage:
     """One ListParts page; ValueError when it is not one."""
-    leaves = _leaves(
+    leaves = xml_leaves(
         body,
         frozenset({"PartNumber", "Size", "ETag", "IsTruncated", "NextPartNumberMarker"}),
     )
@@ -350,7 +351,7 @@ _GRANTEE_KEYS = {"ID": "id", "URI": "uri", "EmailAddress": "emailAddress"}
 def grant_headers(acl_body: bytes) -> tuple[tuple[str, str], ...]:
     """GetObjectAcl's grants as the ``x-amz-grant-*`` headers that set exactly them (RGW
     gives a copy a private ACL otherwise: a public-read object would stop being public)."""
-    leaves = _leaves(
+    leaves = xml_leaves(
         acl_body, frozenset({"ID", "URI", "EmailAddress", "Permission", "DisplayName"})
     )
     if not leaves or leaves[0][0][0] != "AccessControlPolicy":
@@ -405,7 +406,7 @@ def copied(pending: Pending, status: int, body: bytes) -> None:
     if status != 200:
         raise Skip(Outcome.FAILED, f"copy answered {status}")
     try:
-        leaves = _leaves(body, frozenset({"ETag", "Code"}))
+        leaves = xml_leaves(body, frozenset({"ETag", "Code"}))
     except ValueError as exc:
         raise Skip(Outcome.FAILED, str(exc)) from None
     if not leaves or leaves[0][0][0] != "CopyObjectResult":

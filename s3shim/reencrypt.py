@@ -30,7 +30,7 @@ from .reencrypt_plan import (
     Summary,
     Watermark,
     candidates,
-    grant_headers,
+    grants,
     read_head,
     rewrite,
     tagging_header,
@@ -50,7 +50,10 @@ from .scrub import (
 from .ssekeys import Keyring, ObjectKey
 from .upstream import Response, UpstreamError
 
-_STORE_ERRORS = (UpstreamError, OSError, TimeoutError, RuntimeError, errors.S3Error)
+# What a store that fails, or answers something else than S3, raises here: the object is
+# left as it was and counted as failed (ValueError: an answer read_head or an XML reader
+# could not take).
+_STORE_ERRORS = (UpstreamError, OSError, TimeoutError, RuntimeError, ValueError, errors.S3Error)
 
 
 async def probe(
@@ -118,8 +121,8 @@ async def write_again(store: Store, bucket: str, key: str, plan: Rewrite) -> Out
     acl = await _sub_resource(store, bucket, key, "acl")
     if acl is None:
         return Outcome.GONE
-    grants = grant_headers(acl)
-    if grants is None:
+    grant = grants(acl)
+    if grant is None:
         return Outcome.NOT_CARRIED
     path = object_path(bucket, key)
     async with await request(store, "GET", path, headers=plan.get_headers()) as got:
@@ -133,7 +136,7 @@ async def write_again(store: Store, bucket: str, key: str, plan: Rewrite) -> Out
                 store,
                 "PUT",
                 path,
-                headers=plan.put_headers(tagging, grants),
+                headers=plan.put_headers(tagging, grant),
                 body=body.pieces(),
                 payload_hash=sigv4.UNSIGNED_PAYLOAD,
             )

@@ -29,39 +29,23 @@ from __future__ import annotations
 
 import base64
 import enum
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import quote
-from xml.parsers import expat
 
-from . import errors
+from .attach import CARRIED_HEADERS, grant_headers, xml_leaves
 from .integrity import RECORD_HEADER, parse_record
+from .rewrite import SSE_HEADERS
 from .ssekeys import CUSTOMER_PREFIX, Keyring, ObjectKey
 
 ALGORITHM_ANSWER = CUSTOMER_PREFIX + "algorithm"
 # A single PUT: S3's limit, and RGW's default rgw_max_put_size.
 MAX_PUT_BYTES = 5 * 1024**3
 
-# What a PUT of the same bytes must carry to leave the object as it was: its representation
-# headers and its user metadata (x-amz-meta-*, s3shim's checksum record among them).
-_CARRIED = frozenset(
-    {
-        "content-type",
-        "content-encoding",
-        "content-disposition",
-        "content-language",
-        "cache-control",
-        "expires",
-        "x-amz-website-redirect-location",
-        "x-amz-storage-class",
-    }
-)
-_GRANTS = {
-    "READ": "x-amz-grant-read",
-    "READ_ACP": "x-amz-grant-read-acp",
-    "WRITE_ACP": "x-amz-grant-write-acp",
-    "FULL_CONTROL": "x-amz-grant-full-control",
-}
+# What a PUT of the same bytes must carry to leave the object as it was: what a self-copy
+# carries (attach.py), its representation headers and its user metadata (x-amz-meta-*,
+# s3shim's checksum record among them), but SSE-S3/KMS: the PUT is SSE-C.
+_CARRIED = CARRIED_HEADERS - SSE_HEADERS
 # What HEAD answers but a PUT cannot set (or must not: the store sets it again itself).
 NOT_CARRIED = (
     "the owner (the rewritten object is the store key's user's)",
@@ -227,101 +211,34 @@ def rewrite(
 
 
 # ------------------------------------------------------------------- tags and the ACL
-def _parse(body: bytes, leaf: Callable[[list[str], str, dict[str, str]], None]) -> None:
-    """Run ``leaf(path, text, attrs)`` for every element of ``body`` (no DTDs, no entities)."""
-    path: list[str] = []
-    attrs: list[dict[str, str]] = []
-    text: list[str] = []
-    parser = expat.ParserCreate()
-
-    def no_entities(*_: object) -> None:
-        raise errors.malformed_xml()
-
-    parser.EntityDeclHandler = no_entities
-    parser.StartDoctypeDeclHandler = no_entities
-
-    def start(name: str, a: dict[str, str]) -> None:
-        path.append(name.rpartition(":")[2])
-        attrs.append({k.rpartition(":")[2]: v for k, v in a.items()})
-        text.clear()
-
-    def end(_name: str) -> None:
-        leaf(path, "".join(text), attrs[-1])
-        path.pop()
-        attrs.pop()
-        text.clear()
-
-    parser.StartElementHandler = start
-    parser.EndElementHandler = end
-    parser.CharacterDataHandler = text.append
-    try:
-        parser.Parse(body, True)
-    except expat.ExpatError:
-        raise errors.malformed_xml() from None
-
-
 def tagging_header(body: bytes) -> str:
-    """A GetObjectTagging answer as the ``x-amz-tagging`` value of a PUT (URL-encoded)."""
+    """A GetObjectTagging answer as the ``x-amz-tagging`` value of a PUT (URL-encoded);
+    ValueError when it is not one."""
     tags: list[tuple[str, str]] = []
     current: dict[str, str] = {}
-
-    def leaf(path: list[str], text: str, _attrs: dict[str, str]) -> None:
-        if path[-2:-1] == ["Tag"] and path[-1] in ("Key", "Value"):
+    leaves = xml_leaves(body, frozenset({"Key", "Value"}))
+    for path, text in leaves:
+        if path[-2:-1] == ("Tag",):
             current[path[-1]] = text
-        elif path[-1] == "Tag":
-            tags.append((current.get("Key", ""), current.get("Value", "")))
-            current.clear()
-
-    _parse(body, leaf)
+            if len(current) == 2:
+                tags.append((current["Key"], current["Value"]))
+                current = {}
+    if current:
+        raise ValueError("a tag without its key or value")
     return "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in tags)
 
 
-@dataclass(slots=True)
-class _Grant:
-    kind: str = ""
-    ident: dict[str, str] = field(default_factory=dict)
-    permission: str = ""
-
-
-def grant_headers(body: bytes) -> list[tuple[str, str]] | None:
-    """A GetObjectAcl answer as the ``x-amz-grant-*`` headers of a PUT, or None when a grant
-    cannot travel that way (WRITE, which objects do not have, or a grantee of no known kind).
+def grants(body: bytes) -> tuple[tuple[str, str], ...] | None:
+    """A GetObjectAcl answer as the ``x-amz-grant-*`` headers that set exactly its grants, as
+    a self-copy carries them (attach.py), or None when a grant cannot travel in a header.
 
     The owner's own FULL_CONTROL is sent too: the rewritten object is owned by the store
     key's user, who may not be the old owner, and the old owner keeps its grant.
     """
-    grants: list[_Grant] = []
-    grant = _Grant()
-
-    def leaf(path: list[str], text: str, attrs: dict[str, str]) -> None:
-        nonlocal grant
-        tag = path[-1]
-        if path[-2:-1] == ["Grantee"]:
-            grant.ident[tag] = text
-        elif tag == "Grantee":
-            grant.kind = attrs.get("type", "")
-        elif path[-2:] == ["Grant", "Permission"]:
-            grant.permission = text
-        elif tag == "Grant":
-            grants.append(grant)
-            grant = _Grant()
-
-    _parse(body, leaf)
-    by_header: dict[str, list[str]] = {}
-    for g in grants:
-        header = _GRANTS.get(g.permission)
-        if g.kind == "CanonicalUser" and "ID" in g.ident:
-            who = f'id="{g.ident["ID"]}"'
-        elif g.kind == "Group" and "URI" in g.ident:
-            who = f'uri="{g.ident["URI"]}"'
-        elif g.kind == "AmazonCustomerByEmail" and "EmailAddress" in g.ident:
-            who = f'emailAddress="{g.ident["EmailAddress"]}"'
-        else:
-            return None
-        if header is None or who.count('"') != 2:  # a quote inside would end the value early
-            return None
-        by_header.setdefault(header, []).append(who)
-    return [(h, ", ".join(whos)) for h, whos in sorted(by_header.items())]
+    try:
+        return grant_headers(body)
+    except ValueError:
+        return None
 
 
 # ------------------------------------------------------------------------ the run
