@@ -271,12 +271,13 @@ EPILOG = (
     "Guard: the PUT carries If-Match with the ETag seen, so an object overwritten during the "
     "run is left alone (reported as changed; measured: RGW 16 honours it). Known risk: a "
     "concurrent write of the same bytes with other metadata has the same ETag, and is "
-    "replaced by the object as read. Single PUTs only: objects over 5 GiB are reported, "
-    "not rewritten. Exit status: 0 every object is under the current key; 1 objects left for "
-    "a reason in them (a key not in the keys file, a checksum mismatch, over 5 GiB, an ACL "
-    "grant a PUT cannot carry); 2 usage or settings; 3 the store failed or an object changed "
-    "during the run (run it again); 4 stopped by --limit or a signal before the end (resume "
-    "with the --start-after it prints)."
+    "replaced by the object as read. Single PUTs only: objects over 5 GiB are reported, not "
+    "rewritten (RGW 16 ignores If-Match on CompleteMultipartUpload, so a rewrite in parts "
+    "could not be guarded). Exit status: 0 every object is under the current key; 1 objects "
+    "left for a reason in them (a key not in the keys file, a checksum mismatch, over 5 GiB, "
+    "an ACL grant a PUT cannot carry); 2 usage or settings; 3 the store failed or an object "
+    "changed during the run (run it again); 4 stopped by --limit or a signal before the end "
+    "(resume with the --start-after it prints)."
 )
 
 

@@ -22,7 +22,9 @@ Measured on RGW 16 over TLS:
 - an overwrite keeps neither the tags nor the ACL (S3's own rule): both travel with the PUT
   (``x-amz-tagging``, ``x-amz-grant-*``), read with GetObjectTagging (only when the HEAD
   counts tags) and GetObjectAcl, which need no SSE-C key;
-- the ETag of a single-part object is the MD5 of its bytes, encrypted or not.
+- the ETag of a single-part object is the MD5 of its bytes, encrypted or not;
+- CompleteMultipartUpload ignores If-Match (it replaces an object whatever its ETag), so a
+  rewrite in parts could not be guarded: an object over one PUT's 5 GiB is reported instead.
 """
 
 from __future__ import annotations
