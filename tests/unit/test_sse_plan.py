@@ -6,33 +6,19 @@ from __future__ import annotations
 import pytest
 
 from s3shim import errors, sigv4
-from s3shim.auth import AuthContext
-from s3shim.classify import Op, Target
+from s3shim.classify import Op
 from s3shim.config import ClientKey
 from s3shim.head import RequestHead, parse_head
 from s3shim.plan import Settings, UpstreamPlan, plan, store_request
 from s3shim.rewrite import Policy
 from s3shim.ssekeys import Keyring, MasterKey
+from testkit.plans import auth_context, object_target
 
 RING = Keyring((MasterKey("new", bytes(range(32))), MasterKey("old", bytes(range(50, 82)))))
 STORE = sigv4.Credentials("STOREKEY", "storesecret")
 CLIENTS = {"AK": ClientKey(sigv4.Credentials("AK", "secret"), STORE)}
 KEYS = Policy(disable_sse=True, disable_checksums=True, keyring=RING)
 CUSTOMER = "x-amz-server-side-encryption-customer-"
-
-
-def _ctx() -> AuthContext:
-    return AuthContext(
-        access_key="AK",
-        presigned=False,
-        amz_date="20261201T000000Z",
-        region="us-east-1",
-        scope="20261201/us-east-1/s3/aws4_request",
-        signing_key=b"k" * 32,
-        signature="0" * 64,
-        payload_hash=sigv4.UNSIGNED_PAYLOAD,
-        signed_headers=("host",),
-    )
 
 
 def _head(method: str = "PUT", **headers: str) -> RequestHead:
@@ -63,7 +49,7 @@ def _sent(p: UpstreamPlan, policy: Policy, attempt: int = 0) -> dict[str, str]:
 
 def _put(policy: Policy = KEYS, **headers: str) -> UpstreamPlan:
     h = _head(content_length="5", **headers)
-    return plan(Target(Op.PUT_OBJECT, "b", "k", "/b/k"), _ctx(), h, policy, CLIENTS)
+    return plan(object_target(Op.PUT_OBJECT), auth_context(), h, policy, CLIENTS)
 
 
 @pytest.mark.parametrize("disable_sse", [True, False])
@@ -94,13 +80,13 @@ def test_without_keys_nothing_is_added() -> None:
 
 def test_an_unverified_request_carries_no_key() -> None:
     h = _head("GET")
-    p = plan(Target(Op.GET_OBJECT, "b", "k", "/b/k"), None, h, KEYS, CLIENTS)
+    p = plan(object_target(Op.GET_OBJECT), None, h, KEYS, CLIENTS)
     assert p.encryption is None
 
 
 def test_reads_try_current_then_old_then_no_key() -> None:
     h = _head("GET")
-    p = plan(Target(Op.GET_OBJECT, "b", "k", "/b/k"), _ctx(), h, KEYS, CLIENTS)
+    p = plan(object_target(Op.GET_OBJECT), auth_context(), h, KEYS, CLIENTS)
     md5 = CUSTOMER + "key-md5"
     tries = [_sent(p, KEYS, attempt).get(md5) for attempt in range(3)]
     current, old = (dict(k.headers())[md5] for k in RING.for_read("b", "k"))
@@ -124,13 +110,13 @@ def test_a_copy_into_an_encrypted_object_is_refused() -> None:
         "PUT", content_length="0", x_amz_copy_source="/b/src", x_amz_server_side_encryption="AES256"
     )
     with pytest.raises(errors.S3Error) as info:
-        plan(Target(Op.COPY_OBJECT, "b", "k", "/b/k"), _ctx(), h, KEYS, CLIENTS)
+        plan(object_target(Op.COPY_OBJECT), auth_context(), h, KEYS, CLIENTS)
     assert info.value.code == "NotImplemented"
 
 
 def test_a_copy_carries_its_source_keys() -> None:
     h = _head("PUT", content_length="0", x_amz_copy_source="/b/src%20x")
-    p = plan(Target(Op.COPY_OBJECT, "b", "k", "/b/k"), _ctx(), h, KEYS, CLIENTS)
+    p = plan(object_target(Op.COPY_OBJECT), auth_context(), h, KEYS, CLIENTS)
     sent = _sent(p, KEYS)
     source = dict(
         RING.for_read("b", "src x")[0].headers("x-amz-copy-source-server-side-encryption-customer-")
