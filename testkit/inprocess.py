@@ -292,6 +292,13 @@ class InProcessShim:
         value = self.metrics.registry.get_sample_value(name, labels)
         return 0.0 if value is None else value
 
+    async def forwarded(self, answer: Awaitable[Response]) -> Received:
+        """The one request the store received for ``answer`` (a client call's), a 200."""
+        r = await answer
+        assert r.status == 200, r.raw[:500]
+        (rec,) = self.store.received
+        return rec
+
     async def after_continue(
         self, method: str, target: str, headers: dict[str, str], body: bytes
     ) -> tuple[int, int, Response]:

@@ -32,7 +32,7 @@ class Shim:
     pid: int
     region: str = "us-east-1"
 
-    def client(self, **config: object) -> BaseClient:
+    def client(self, **config: Any) -> BaseClient:
         """boto3 with default settings, pointed at s3shim (as a user sets S3_ENDPOINT_URL)."""
         return s3_client(self.endpoint, self.access_key, self.secret_key, **config)
 
@@ -50,26 +50,34 @@ class Shim:
             time.sleep(0.05)
 
 
-def s3_client(endpoint: str, access_key: str, secret_key: str, **config: object) -> BaseClient:
+def s3_client(
+    endpoint: str,
+    access_key: str,
+    secret_key: str,
+    *,
+    region: str = "us-east-1",
+    token: str | None = None,
+    **config: Any,
+) -> BaseClient:
+    """boto3 at ``endpoint`` with these keys, one attempt per call; ``config``: botocore
+    Config's arguments (signature_version, s3, ...)."""
     cfg = BotoConfig(retries={"max_attempts": 1, "mode": "standard"}, **config)
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        aws_access_key_id=access_key,
-        aws_secret_access_key=secret_key,
-        region_name="us-east-1",
-        config=cfg,
-        verify=os.environ.get("S3SHIM_TEST_CA") or None,
-    )
+    where = {"endpoint_url": endpoint, "region_name": region}
+    keys = {"aws_access_key_id": access_key, "aws_secret_access_key": secret_key}
+    if token is not None:
+        keys["aws_session_token"] = token
+    verify = os.environ.get("S3SHIM_TEST_CA") or None
+    return boto3.client("s3", verify=verify, config=cfg, **where, **keys)
 
 
 PATH_STYLE = {"addressing_style": "path"}  # client_of(..., s3=PATH_STYLE)
 
 
-def client_of(target: HasKeys, *, endpoint: str | None = None, **config: object) -> BaseClient:
-    """s3_client with the keys of ``target`` (a Store or a Shim), sent to its endpoint or to
-    ``endpoint``; ``config``: botocore Config's arguments (signature_version, s3, ...)."""
-    return s3_client(endpoint or target.endpoint, target.access_key, target.secret_key, **config)
+def client_of(target: HasKeys, *, endpoint: str | None = None, **options: Any) -> BaseClient:
+    """s3_client with the keys of ``target`` (a Store, a Shim, a client), sent to its endpoint
+    or to ``endpoint``; s3_client's options."""
+    keys = (target.access_key, target.secret_key)
+    return s3_client(endpoint or target.endpoint, *keys, **options)
 
 
 def wait_port(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float = 15) -> None:

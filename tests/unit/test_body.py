@@ -80,14 +80,18 @@ def _framed(data: bytes, trailer_value: str) -> bytes:
     return out + encode_unsigned_trailer_end([("x-amz-checksum-crc32", trailer_value)])
 
 
+# 3000 bytes, unsigned aws-chunked, its CRC32 in the trailer.
+TRAILER_SPEC = BodySpec(
+    length=3000,
+    checksum=ExpectedChecksum(Algorithm.CRC32, None),
+    framing=chunked.Framing.UNSIGNED_TRAILER,
+    trailers=frozenset({"x-amz-checksum-crc32"}),
+)
+
+
 def test_aws_chunked_trailer_checksum_verified() -> None:
     data = os.urandom(3000)
-    spec = BodySpec(
-        length=3000,
-        checksum=ExpectedChecksum(Algorithm.CRC32, None),
-        framing=chunked.Framing.UNSIGNED_TRAILER,
-        trailers=frozenset({"x-amz-checksum-crc32"}),
-    )
+    spec = TRAILER_SPEC
     framed = _framed(data, crc32_b64(data))
     released, tail = run(spec, [framed[i : i + 333] for i in range(0, len(framed), 333)])
     assert b"".join(released) + tail == data
@@ -98,12 +102,7 @@ def test_aws_chunked_trailer_checksum_verified() -> None:
 
 def test_aws_chunked_truncated() -> None:
     data = os.urandom(3000)
-    spec = BodySpec(
-        length=3000,
-        checksum=ExpectedChecksum(Algorithm.CRC32, None),
-        framing=chunked.Framing.UNSIGNED_TRAILER,
-        trailers=frozenset({"x-amz-checksum-crc32"}),
-    )
+    spec = TRAILER_SPEC
     with pytest.raises(errors.S3Error) as info:
         run(spec, [_framed(data, crc32_b64(data))[:-10]])
     assert info.value.code in ("IncompleteBody", "MalformedTrailerError")

@@ -6,7 +6,6 @@ import xml.etree.ElementTree as ET
 from typing import Any
 from xml.sax.saxutils import escape
 
-import boto3
 import botocore.awsrequest
 import botocore.session
 import pytest
@@ -23,6 +22,7 @@ from s3shim.complete_xml import (
     part_checksums,
     strip_part_checksums,
 )
+from testkit.shim import s3_client
 
 DECL = '<?xml version="1.0" encoding="UTF-8"?>'
 NS = f' xmlns="{S3_NAMESPACE}"'
@@ -39,48 +39,35 @@ def _malformed(body: bytes, **kw: Any) -> None:
 # --- the shapes real clients send -----------------------------------------------------
 
 
-def test_convex_shape() -> None:
-    # The Rust SDK (Convex): namespaced, compact, parts sorted, quotes escaped as &quot;,
-    # ChecksumCRC32 between ETag and PartNumber.
-    body = (
-        f"<CompleteMultipartUpload{NS}>"
+# The Rust SDK (Convex): namespaced, compact, parts sorted, quotes escaped as &quot;,
+# ChecksumCRC32 between ETag and PartNumber; an empty object is uploaded as one empty part.
+CONVEX_BODIES = [
+    pytest.param(
         "<Part><ETag>&quot;aaa&quot;</ETag><ChecksumCRC32>y/Q5Jg==</ChecksumCRC32>"
         "<PartNumber>1</PartNumber></Part>"
         "<Part><ETag>&quot;bbb&quot;</ETag><ChecksumCRC32>AAAAAA==</ChecksumCRC32>"
-        "<PartNumber>2</PartNumber></Part>"
-        "</CompleteMultipartUpload>"
-    ).encode()
-    assert (
-        strip_part_checksums(body)
-        == (
-            f"{DECL}<CompleteMultipartUpload{NS}>"
-            '<Part><ETag>"aaa"</ETag><PartNumber>1</PartNumber></Part>'
-            '<Part><ETag>"bbb"</ETag><PartNumber>2</PartNumber></Part>'
-            "</CompleteMultipartUpload>"
-        ).encode()
-    )
-    assert part_checksums(body) == {
-        1: {Algorithm.CRC32: "y/Q5Jg=="},
-        2: {Algorithm.CRC32: "AAAAAA=="},
-    }
+        "<PartNumber>2</PartNumber></Part>",
+        '<Part><ETag>"aaa"</ETag><PartNumber>1</PartNumber></Part>'
+        '<Part><ETag>"bbb"</ETag><PartNumber>2</PartNumber></Part>',
+        {1: {Algorithm.CRC32: "y/Q5Jg=="}, 2: {Algorithm.CRC32: "AAAAAA=="}},
+        id="two-parts",
+    ),
+    pytest.param(
+        f"<Part><ETag>{EMPTY_MD5_ESCAPED}</ETag>"
+        "<ChecksumCRC32>AAAAAA==</ChecksumCRC32><PartNumber>1</PartNumber></Part>",
+        f"<Part><ETag>{EMPTY_MD5}</ETag><PartNumber>1</PartNumber></Part>",
+        {1: {Algorithm.CRC32: "AAAAAA=="}},
+        id="empty-upload",
+    ),
+]
 
 
-def test_convex_empty_upload() -> None:
-    # An empty object is uploaded as one empty part.
-    body = (
-        f"<CompleteMultipartUpload{NS}><Part><ETag>{EMPTY_MD5_ESCAPED}</ETag>"
-        "<ChecksumCRC32>AAAAAA==</ChecksumCRC32><PartNumber>1</PartNumber></Part>"
-        "</CompleteMultipartUpload>"
-    ).encode()
-    assert (
-        strip_part_checksums(body)
-        == (
-            f"{DECL}<CompleteMultipartUpload{NS}>"
-            f"<Part><ETag>{EMPTY_MD5}</ETag><PartNumber>1</PartNumber></Part>"
-            "</CompleteMultipartUpload>"
-        ).encode()
-    )
-    assert part_checksums(body) == {1: {Algorithm.CRC32: "AAAAAA=="}}
+@pytest.mark.parametrize(("parts", "stripped", "checksums"), CONVEX_BODIES)
+def test_convex_shape(parts: str, stripped: str, checksums: dict[int, Any]) -> None:
+    body = f"<CompleteMultipartUpload{NS}>{parts}</CompleteMultipartUpload>".encode()
+    expected = f"{DECL}<CompleteMultipartUpload{NS}>{stripped}</CompleteMultipartUpload>"
+    assert strip_part_checksums(body) == expected.encode()
+    assert part_checksums(body) == checksums
 
 
 def _botocore_body(parts: list[dict[str, Any]]) -> bytes:
@@ -108,12 +95,8 @@ def test_botocore_shape_equals_botocore_without_checksums() -> None:
 
 def test_boto3_client_body() -> None:
     # The body a real boto3 client puts on the wire, captured before sending.
-    client = boto3.client(
-        "s3",
-        region_name="us-east-1",
-        endpoint_url="http://127.0.0.1:9",
-        aws_access_key_id="AKIAIOSFODNN7EXAMPLE",
-        aws_secret_access_key="wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+    client = s3_client(
+        "http://127.0.0.1:9", "AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
     )
     sent: list[bytes] = []
 

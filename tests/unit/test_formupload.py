@@ -7,10 +7,8 @@ import hmac
 import itertools
 from datetime import UTC, datetime
 
-import boto3
 import pytest
 import urllib3
-from botocore.config import Config as BotoConfig
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -19,6 +17,7 @@ from s3shim.formupload import FormUpload
 from s3shim.postform import FileData, FileStart, FormParser
 from s3shim.rewrite import Policy
 from testkit.helpers import crc32_b64
+from testkit.shim import PATH_STYLE, s3_client
 
 CLIENT = sigv4.Credentials("AKCLIENT", "client-secret")
 STORE = sigv4.Credentials("AKSTORE", "store-secret")
@@ -26,13 +25,13 @@ ON = Policy(True, True)
 
 
 def form(data: bytes, **fields: str) -> tuple[bytes, str]:
-    s3 = boto3.client(
-        "s3",
-        endpoint_url="http://s3shim.test",
-        aws_access_key_id=CLIENT.access_key,
-        aws_secret_access_key=CLIENT.secret_key,
-        region_name="default",
-        config=BotoConfig(signature_version="s3v4", s3={"addressing_style": "path"}),
+    s3 = s3_client(
+        "http://s3shim.test",
+        CLIENT.access_key,
+        CLIENT.secret_key,
+        region="default",
+        signature_version="s3v4",
+        s3=PATH_STYLE,
     )
     signed = s3.generate_presigned_post(
         "b", "k", Fields=fields or None, Conditions=[{k: v} for k, v in fields.items()] or None

@@ -17,7 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from s3shim import auth, chunked, complete_xml, errors, postform, postpolicy, sigv2
-from s3shim.chunked import AwsChunkedDecoder, ChunkSigning, Framing
+from s3shim.chunked import ChunkSigning, Framing
+from testkit.chunkdecode import new_decoder
 
 EXAMPLES = int(os.environ.get("S3SHIM_FUZZ_EXAMPLES", "300"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -68,6 +69,15 @@ soup = st.lists(st.one_of(st.sampled_from(TOKENS), st.binary(max_size=8)), max_s
 )
 
 
+def fed_in_cuts(feed: Callable[[bytes], object], data: bytes, cuts: list[int]) -> None:
+    """``data`` fed in pieces of the sizes in ``cuts``, then the rest."""
+    rest = data
+    for n in cuts:
+        feed(rest[:n])
+        rest = rest[n:]
+    feed(rest)
+
+
 def only_s3_errors(fn: Callable[[], object]) -> None:
     with contextlib.suppress(errors.S3Error):
         fn()
@@ -78,19 +88,10 @@ def only_s3_errors(fn: Callable[[], object]) -> None:
 def test_the_aws_chunked_decoder(framing: Framing, data: bytes, cuts: list[int]) -> None:
     has_trailer = framing is not Framing.SIGNED
     trailers = frozenset({"x-amz-checksum-crc32"}) if has_trailer else frozenset()
-    decoder = AwsChunkedDecoder(
-        framing,
-        SIGNING if framing.signed else None,
-        decoded_length=None,
-        expected_trailers=trailers,
-    )
+    decoder = new_decoder(framing, trailers=trailers, signing=SIGNING)
 
     def run() -> None:
-        rest = data
-        for n in cuts:
-            decoder.feed(rest[:n])
-            rest = rest[n:]
-        decoder.feed(rest)
+        fed_in_cuts(decoder.feed, data, cuts)
         decoder.eof()
 
     only_s3_errors(run)
@@ -165,11 +166,7 @@ def test_the_post_form_parser(data: bytes, cuts: list[int]) -> None:
     parser = postform.FormParser("B")
 
     def run() -> None:
-        rest = data
-        for n in cuts:
-            parser.feed(rest[:n])
-            rest = rest[n:]
-        parser.feed(rest)
+        fed_in_cuts(parser.feed, data, cuts)
         parser.close()
 
     only_s3_errors(run)

@@ -5,10 +5,8 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, datetime
 
-import boto3
 import pytest
 import urllib3
-from botocore.config import Config as BotoConfig
 
 from s3shim import chunked, errors, sigv4
 from s3shim.auth import AuthContext
@@ -40,6 +38,7 @@ from s3shim.rewrite import Group, Policy
 from testkit.helpers import crc32_b64
 from testkit.plans import auth_context as ctx
 from testkit.plans import object_target as target
+from testkit.shim import PATH_STYLE, s3_client
 
 ON = Policy(disable_sse=True, disable_checksums=True)
 OFF = Policy(disable_sse=False, disable_checksums=False)
@@ -568,13 +567,13 @@ def test_a_form_goes_to_the_store_with_its_own_framing_and_only_the_kept_head_he
     assert sent["content-length"] == str(fp.upload.content_length)
     # Anonymous: the store reads the query as it would directly. A verified form: no query.
     assert p.query == (("x-id", "PostObject"),)
-    s3 = boto3.client(
-        "s3",
-        endpoint_url="http://s3shim.example:8080",
-        aws_access_key_id="AK",
-        aws_secret_access_key="secret",
-        region_name="default",
-        config=BotoConfig(signature_version="s3v4", s3={"addressing_style": "path"}),
+    s3 = s3_client(
+        "http://s3shim.example:8080",
+        "AK",
+        "secret",
+        region="default",
+        signature_version="s3v4",
+        s3=PATH_STYLE,
     )
     signed = s3.generate_presigned_post("b", "k")["fields"]
     fp, body = _form(list(signed.items()), "?x-id=PostObject")

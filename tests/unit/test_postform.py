@@ -12,16 +12,15 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-import boto3
 import pytest
 import requests
-from botocore.config import Config
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from urllib3 import encode_multipart_formdata
 
 from s3shim import postform as pf
 from s3shim.errors import S3Error
+from testkit.shim import s3_client
 
 B = "s3shimTestBoundary1234"
 DELIM = b"\r\n--" + B.encode()
@@ -258,14 +257,7 @@ def test_requests_encoder() -> None:
 
 
 def test_fields_of_botocore_generate_presigned_post() -> None:
-    s3 = boto3.client(
-        "s3",
-        aws_access_key_id="AKIDEXAMPLE",
-        aws_secret_access_key="secret",
-        region_name="us-east-1",
-        endpoint_url="http://127.0.0.1:9",
-        config=Config(signature_version="s3v4"),
-    )
+    s3 = s3_client("http://127.0.0.1:9", "AKIDEXAMPLE", "secret", signature_version="s3v4")
     post = s3.generate_presigned_post(
         "bkt", "a/${filename}", Fields={"acl": "private"}, Conditions=[{"acl": "private"}]
     )

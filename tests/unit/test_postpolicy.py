@@ -14,12 +14,10 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import boto3
 import pytest
 from botocore.auth import S3SigV4PostAuth
 from botocore.awsrequest import AWSRequest
 from botocore.client import BaseClient
-from botocore.config import Config
 from botocore.credentials import Credentials as BotoCredentials
 from urllib3 import encode_multipart_formdata
 
@@ -28,6 +26,7 @@ from s3shim import postpolicy as pp
 from s3shim.errors import S3Error
 from s3shim.rewrite import Group, Policy
 from s3shim.sigv4 import Credentials
+from testkit.shim import s3_client
 
 REGION = "us-east-1"
 CLIENT_KEY, CLIENT_SECRET = "CLIENTKEYEXAMPLE", "client-secret-example"
@@ -45,14 +44,13 @@ def lookup(key: str) -> str | None:
 
 
 def client(signature_version: str, token: str | None = None) -> BaseClient:
-    return boto3.client(
-        "s3",
-        aws_access_key_id=CLIENT_KEY,
-        aws_secret_access_key=CLIENT_SECRET,
-        aws_session_token=token,
-        region_name=REGION,
-        endpoint_url="http://127.0.0.1:9",
-        config=Config(signature_version=signature_version),
+    return s3_client(
+        "http://127.0.0.1:9",
+        CLIENT_KEY,
+        CLIENT_SECRET,
+        region=REGION,
+        token=token,
+        signature_version=signature_version,
     )
 
 
@@ -318,10 +316,15 @@ def test_missing_sigv2_signature(s3v2: BaseClient) -> None:
 GOOD = json.dumps(conditions_for([]))
 
 
+def valid_until_later(conditions: str) -> str:
+    """A policy document expiring LATER, with these conditions (as JSON text)."""
+    return '{"expiration": "' + LATER + '", "conditions": ' + conditions + "}"
+
+
 @pytest.mark.parametrize(
     ("policy", "message"),
     [
-        pytest.param('{"expiration": "' + LATER + '", "conditions": [}', None, id="not-json"),
+        pytest.param(valid_until_later("["), None, id="not-json"),
         pytest.param("[]", None, id="array"),
         pytest.param('{"expiration": "' + LATER + '", "conditions": []} x', None, id="trailing"),
         pytest.param(
@@ -330,12 +333,12 @@ GOOD = json.dumps(conditions_for([]))
             id="duplicate-member",
         ),
         pytest.param(
-            '{"expiration": "' + LATER + '", "conditions": [{"a": "1", "a": "2"}]}',
+            valid_until_later('[{"a": "1", "a": "2"}]'),
             None,
             id="duplicate-in-condition",
         ),
         pytest.param(
-            '{"expiration": "' + LATER + '", "conditions": [["content-length-range", 0, NaN]]}',
+            valid_until_later('[["content-length-range", 0, NaN]]'),
             None,
             id="nan",
         ),
@@ -348,7 +351,7 @@ GOOD = json.dumps(conditions_for([]))
             id="no-cond",
         ),
         pytest.param(
-            '{"expiration": "' + LATER + '", "conditions": [], "x": 1}',
+            valid_until_later('[], "x": 1'),
             "Invalid Policy: Unexpected field 'x'.",
             id="unknown-member",
         ),
@@ -361,41 +364,39 @@ GOOD = json.dumps(conditions_for([]))
             '{"expiration": "2031-01-01 00:00:00Z", "conditions": []}', None, id="exp-space"
         ),
         pytest.param(
-            '{"expiration": "' + LATER + '", "conditions": [{"a": "1", "b": "2"}]}',
+            valid_until_later('[{"a": "1", "b": "2"}]'),
             "Invalid Policy: Invalid Simple-Condition: Simple-Conditions must have exactly one "
             "property specified.",
             id="two-properties",
         ),
         pytest.param(
-            '{"expiration": "' + LATER + '", "conditions": [{"success_action_status": 201}]}',
+            valid_until_later('[{"success_action_status": 201}]'),
             "Invalid Policy: Invalid Simple-Condition: value must be a string.",
             id="number-value",
         ),
         pytest.param(
-            '{"expiration": "' + LATER + '", "conditions": [["eq", "key", "v"]]}',
+            valid_until_later('[["eq", "key", "v"]]'),
             None,
             id="no-dollar",
         ),
+        pytest.param(valid_until_later('[["eq", "$key"]]'), None, id="two-items"),
         pytest.param(
-            '{"expiration": "' + LATER + '", "conditions": [["eq", "$key"]]}', None, id="two-items"
-        ),
-        pytest.param(
-            '{"expiration": "' + LATER + '", "conditions": [["matches", "$key", "v"]]}',
+            valid_until_later('[["matches", "$key", "v"]]'),
             None,
             id="unknown-op",
         ),
         pytest.param(
-            '{"expiration": "' + LATER + '", "conditions": [["content-length-range", "0", 9]]}',
+            valid_until_later('[["content-length-range", "0", 9]]'),
             None,
             id="range-text",
         ),
         pytest.param(
-            '{"expiration": "' + LATER + '", "conditions": [["content-length-range", true, 9]]}',
+            valid_until_later('[["content-length-range", true, 9]]'),
             None,
             id="range-bool",
         ),
-        pytest.param('{"expiration": "' + LATER + '", "conditions": ["key"]}', None, id="string"),
-        pytest.param('{"expiration": "' + LATER + '", "conditions": {}}', None, id="cond-object"),
+        pytest.param(valid_until_later('["key"]'), None, id="string"),
+        pytest.param(valid_until_later("{}"), None, id="cond-object"),
     ],
 )
 def test_malformed_policy_documents(policy: str, message: str | None) -> None:

@@ -165,22 +165,29 @@ def _botocore(
     return canon, signer.signature(sts, req)
 
 
+def _ours(
+    method: str, key: str, query: dict[str, str], headers: dict[str, str], payload_hash: str
+) -> sigv4.SignedRequest:
+    """s3shim's signature of the request _botocore signs."""
+    return sigv4.sign_headers(
+        method=method,
+        raw_path="/bucket/" + quote(key, safe="/~"),
+        query=list(query.items()),
+        host="127.0.0.1:9000",
+        headers=headers,
+        payload_hash=payload_hash,
+        creds=sigv4.Credentials("AK", "se cret+/ü"),
+        region="eu-west-3",
+        amz_date=DOC_DATE,
+    )
+
+
 @pytest.mark.parametrize("key", AWKWARD)
 def test_matches_botocore_paths(key: str) -> None:
     query = {"prefix": key, "x-id": "PutObject", "empty": ""}
     headers = {"x-amz-meta-note": "  spaced   out  ", "x-amz-storage-class": "STANDARD"}
     boto_canon, boto_sig = _botocore("PUT", key, query, headers, sigv4.UNSIGNED_PAYLOAD)
-    ours = sigv4.sign_headers(
-        method="PUT",
-        raw_path="/bucket/" + quote(key, safe="/~"),
-        query=list(query.items()),
-        host="127.0.0.1:9000",
-        headers=headers,
-        payload_hash=sigv4.UNSIGNED_PAYLOAD,
-        creds=sigv4.Credentials("AK", "se cret+/ü"),
-        region="eu-west-3",
-        amz_date=DOC_DATE,
-    )
+    ours = _ours("PUT", key, query, headers, sigv4.UNSIGNED_PAYLOAD)
     assert ours.canonical_request == boto_canon
     assert ours.signature == boto_sig
 
@@ -199,17 +206,7 @@ def test_matches_botocore_fuzz(key: str, qv: str, meta: str) -> None:
     query = {"q": qv}
     headers = {"x-amz-meta-m": meta.encode("ascii", "replace").decode()}
     boto_canon, boto_sig = _botocore("GET", key, query, headers, sigv4.EMPTY_SHA256)
-    ours = sigv4.sign_headers(
-        method="GET",
-        raw_path="/bucket/" + quote(key, safe="/~"),
-        query=list(query.items()),
-        host="127.0.0.1:9000",
-        headers=headers,
-        payload_hash=sigv4.EMPTY_SHA256,
-        creds=sigv4.Credentials("AK", "se cret+/ü"),
-        region="eu-west-3",
-        amz_date=DOC_DATE,
-    )
+    ours = _ours("GET", key, query, headers, sigv4.EMPTY_SHA256)
     assert ours.canonical_request == boto_canon
     assert ours.signature == boto_sig
 
