@@ -66,6 +66,16 @@ def multipart_upload(client: BaseClient, bucket: str, key: str, data: bytes) -> 
     return {"parts": parts, "upload_id": upload_id}
 
 
+def one_part_upload(client: BaseClient, bucket: str, key: str, data: bytes) -> None:
+    """A multipart upload of one part with no checksum anywhere (not Convex's path)."""
+    upload_id = client.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+    part = client.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=1, Body=data)
+    parts = [{"PartNumber": 1, "ETag": part["ETag"]}]
+    client.complete_multipart_upload(
+        Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+    )
+
+
 def read_back(client: BaseClient, bucket: str, key: str) -> bytes:
     body: bytes = client.get_object(Bucket=bucket, Key=key)["Body"].read()
     return body

@@ -29,9 +29,8 @@ from testkit.backends import (
 )
 from testkit.convex_sequence import new_bucket as sequence_bucket
 from testkit.helpers import in_ci
-from testkit.shim import Shim, run_shim, s3_client
-
-from .e2e.jsrun import node
+from testkit.jsrun import node
+from testkit.shim import Shim, client_of, shim_for
 
 # fixture -> the markers of every test that uses it (pytest_collection_modifyitems).
 FIXTURE_MARKERS: dict[str, tuple[str, ...]] = {
@@ -71,29 +70,27 @@ def _provide(
         yield store
 
 
-@pytest.fixture(scope="session")
-def rgw_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
-    yield from _provide("Ceph RGW", start_rgw, tmp_path_factory.mktemp("rgw"))
+def _store_fixture(
+    name: str, start: Callable[[Path], contextlib.AbstractContextManager[Store]], tmp: str
+) -> Callable[[pytest.TempPathFactory], Iterator[Store]]:
+    """A session fixture providing the store that ``start`` runs (in its own directory)."""
+
+    @pytest.fixture(scope="session")
+    def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
+        yield from _provide(name, start, tmp_path_factory.mktemp(tmp))
+
+    return store
 
 
-@pytest.fixture(scope="session")
-def rclone_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
-    yield from _provide("rclone", start_rclone, tmp_path_factory.mktemp("rclone"))
-
-
-@pytest.fixture(scope="session")
-def moto_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
-    yield from _provide("moto", start_moto, tmp_path_factory.mktemp("moto"))
-
-
-@pytest.fixture(scope="session")
-def s3rver_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
-    yield from _provide("s3rver", start_s3rver, tmp_path_factory.mktemp("s3rver"))
+rgw_store = _store_fixture("Ceph RGW", start_rgw, "rgw")
+rclone_store = _store_fixture("rclone", start_rclone, "rclone")
+moto_store = _store_fixture("moto", start_moto, "moto")
+s3rver_store = _store_fixture("s3rver", start_s3rver, "s3rver")
 
 
 @pytest.fixture(scope="session")
 def node_js() -> str:
-    """The Node.js binary (tests/e2e/jsrun.py finds it); its tests get the ``node`` marker."""
+    """The Node.js binary (testkit/jsrun.py finds it); its tests get the ``node`` marker."""
     return node()
 
 
@@ -106,19 +103,14 @@ def make_bucket() -> Callable[[Store], str]:
 @pytest.fixture(scope="session")
 def shim(rgw_store: Store, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shim]:
     """s3shim in front of the real RGW with both flags true (the Convex configuration)."""
-    with run_shim(
-        rgw_store.endpoint,
-        rgw_store.access_key,
-        rgw_store.secret_key,
-        tmp_path_factory.mktemp("shim-rgw"),
-    ) as s:
+    with shim_for(rgw_store, tmp_path_factory.mktemp("shim-rgw")) as s:
         yield s
 
 
 @pytest.fixture(scope="session")
 def direct(rgw_store: Store) -> BaseClient:
     """boto3 straight to RGW: what the store really holds, bypassing s3shim."""
-    return s3_client(rgw_store.endpoint, rgw_store.access_key, rgw_store.secret_key)
+    return client_of(rgw_store)
 
 
 @pytest.fixture(scope="module")

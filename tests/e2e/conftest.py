@@ -1,9 +1,9 @@
 """Fixtures shared by the e2e modules (the stores' fixtures are in tests/conftest.py).
 
 One family runs s3shim in front of RGW for a module: ``module_shim`` (its own process and
-log), ``tapped`` (the same through a wire tap), both with the module's ``flags`` and
-``shim_env``. A module marked ``both_flags`` runs each test that uses them once with both
-flags on and once with both off; a module overrides ``shim_env`` to add settings.
+log), ``tapped`` (the same through a wire tap) and ``https_shim`` (over HTTPS), all with the
+module's ``flags`` and ``shim_env``: a module overrides either fixture to change them, or is
+marked ``both_flags`` to run each test that uses them with both flags on, then both off.
 ``start_shim`` starts one for a test alone.
 """
 
@@ -20,6 +20,7 @@ from testkit.backends import Store, s3_client
 from testkit.browser import serve_origin
 from testkit.shim import FLAG_IDS, FLAGS, Shim, ShimStarter, shim_for
 from testkit.tap import Tap, wire_tap
+from testkit.tls import TlsFiles, make_tls
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -54,6 +55,7 @@ def module_starter(
     shim_env: dict[str, str],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> ShimStarter:
+    """shim_for in front of RGW with the module's settings and log directory."""
     log_dir = tmp_path_factory.mktemp(f"shim-{request.module.__name__.rpartition('.')[2]}")
     return functools.partial(shim_for, rgw_store, log_dir, flags=flags, env=shim_env)
 
@@ -70,6 +72,19 @@ def tapped(rgw_store: Store, module_starter: ShimStarter) -> Iterator[tuple[Shim
     """module_shim's twin through a wire tap that records what RGW gets."""
     with wire_tap(rgw_store.endpoint) as tap, module_starter(via=tap.endpoint) as shim:
         yield shim, tap
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    """A private CA and a certificate for 127.0.0.1 it signed."""
+    return make_tls(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture(scope="module")
+def https_shim(module_starter: ShimStarter, tls: TlsFiles) -> Iterator[Shim]:
+    """module_shim's twin over HTTPS, with tls's certificate."""
+    with module_starter(tls=(tls.cert, tls.key)) as shim:
+        yield shim
 
 
 @pytest.fixture

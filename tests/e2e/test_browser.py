@@ -24,10 +24,9 @@ from botocore.client import BaseClient
 
 from testkit.backends import Store, new_bucket
 from testkit.browser import code_of, cors_bucket
+from testkit.jsrun import need_chromium, need_js_package, run_js
 from testkit.shim import Shim
 from testkit.shim import s3_client as endpoint_client
-
-from .jsrun import need_chromium, need_js_package, run_js
 
 pytestmark = [pytest.mark.rgw, pytest.mark.node]
 

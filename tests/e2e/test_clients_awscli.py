@@ -6,16 +6,15 @@ import uuid
 from pathlib import Path
 
 import pytest
+from botocore.client import BaseClient
 
 from testkit.awscli import aws
-from testkit.backends import Store
 from testkit.convex_sequence import MIB, new_bucket, payload
-from testkit.shim import Shim, s3_client
+from testkit.shim import Shim
 
 
 @pytest.mark.parametrize("size", [0, 1, 20 * MIB + 3], ids=lambda s: f"{s}B")
-def test_aws_s3_cp_round_trip(shim: Shim, rgw_store: Store, tmp_path: Path, size: int) -> None:
-    direct = s3_client(rgw_store.endpoint, rgw_store.access_key, rgw_store.secret_key)
+def test_aws_s3_cp_round_trip(shim: Shim, direct: BaseClient, tmp_path: Path, size: int) -> None:
     bucket = new_bucket(direct)
     data = payload(size)
     src, back = tmp_path / "src", tmp_path / "back"

@@ -7,17 +7,16 @@ SSE-S3 on CreateMultipartUpload/PutObject and a CRC32 on every part).
 from __future__ import annotations
 
 import pytest
+from botocore.client import BaseClient
 from botocore.exceptions import ClientError
 
-from testkit.backends import Store
 from testkit.convex_sequence import MIB, new_bucket, payload, read_back, run_sequence
-from testkit.shim import Shim, s3_client
+from testkit.shim import Shim
 
 SIZES = [0, 1, 5 * MIB + 1, 17 * MIB]
 
 
-def test_sequence_fails_directly_against_rgw(rgw_store: Store) -> None:
-    direct = s3_client(rgw_store.endpoint, rgw_store.access_key, rgw_store.secret_key)
+def test_sequence_fails_directly_against_rgw(direct: BaseClient) -> None:
     bucket = new_bucket(direct)
     with pytest.raises(ClientError) as info:
         run_sequence(direct, bucket, 1)
@@ -26,9 +25,8 @@ def test_sequence_fails_directly_against_rgw(rgw_store: Store) -> None:
     assert info.value.operation_name == "CreateMultipartUpload"
 
 
-def test_upload_part_direct_returns_no_checksum(rgw_store: Store) -> None:
+def test_upload_part_direct_returns_no_checksum(direct: BaseClient) -> None:
     """Why Convex fails even without SSE: RGW 16 returns no x-amz-checksum-crc32."""
-    direct = s3_client(rgw_store.endpoint, rgw_store.access_key, rgw_store.secret_key)
     bucket = new_bucket(direct)
     upload = direct.create_multipart_upload(Bucket=bucket, Key="k", ChecksumAlgorithm="CRC32")
     part = direct.upload_part(
@@ -44,19 +42,17 @@ def test_upload_part_direct_returns_no_checksum(rgw_store: Store) -> None:
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s}B")
-def test_sequence_passes_through_s3shim(shim: Shim, rgw_store: Store, size: int) -> None:
+def test_sequence_passes_through_s3shim(shim: Shim, direct: BaseClient, size: int) -> None:
     client = shim.client()
     bucket = new_bucket(client)
-    direct = s3_client(rgw_store.endpoint, rgw_store.access_key, rgw_store.secret_key)
     run_sequence(client, bucket, size, store=direct)  # bytes compared through s3shim and in RGW
 
 
 def test_objects_written_through_s3shim_read_identical_directly(
-    shim: Shim, rgw_store: Store
+    shim: Shim, direct: BaseClient
 ) -> None:
     """The store itself holds exactly the bytes sent, not only what s3shim returns."""
     client = shim.client()
-    direct = s3_client(rgw_store.endpoint, rgw_store.access_key, rgw_store.secret_key)
     bucket = new_bucket(client)
     data = payload(2 * MIB + 3)  # above the whole-body threshold: streamed with hold-back
     client.put_object(Bucket=bucket, Key="big", Body=data, ServerSideEncryption="AES256")

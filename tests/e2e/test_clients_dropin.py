@@ -13,9 +13,7 @@ import hashlib
 import io
 import os
 import re
-import shutil
 import subprocess
-import sys
 import urllib.error
 import urllib.request
 import uuid
@@ -31,10 +29,9 @@ from minio import Minio
 from minio.error import S3Error
 
 from testkit.backends import Store, new_bucket
+from testkit.jsrun import need_js_package, need_tool, run_js
 from testkit.shim import Shim
 from testkit.shim import s3_client as endpoint_client
-
-from .jsrun import need_js_package, run_js, unavailable
 
 pytestmark = pytest.mark.rgw
 
@@ -76,6 +73,27 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return out
 
 
+# A client's session against one target (its work directory, the files, the store client).
+Session = Callable[[Target, Path, dict[str, Path], BaseClient], Transcript]
+RunBoth = Callable[[str, Session], dict[str, Transcript]]
+
+
+@pytest.fixture(scope="module")
+def run_both(
+    targets: list[Target],
+    files: dict[str, Path],
+    store: BaseClient,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> RunBoth:
+    """``run_both(name, session)``: the session's transcript directly and through s3shim."""
+
+    def run(name: str, session: Session) -> dict[str, Transcript]:
+        root = tmp_path_factory.mktemp(name)
+        return {t.name: session(t, root / t.name, files, store) for t in targets}
+
+    return run
+
+
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -113,16 +131,19 @@ def compare(transcripts: dict[str, Transcript], step: str) -> Outcome:
     return through
 
 
+def control_then_compare(
+    transcripts: dict[str, Transcript], step: str, failing: dict[str, str]
+) -> Outcome:
+    """compare(), once the direct control ran as expected: failing with the error code
+    ``failing`` names for the step, or succeeding."""
+    control = transcripts["direct"][step]
+    assert control["ok"] == (step not in failing), f"control run changed: {control}"
+    if step in failing:
+        assert control["code"] == failing[step]
+    return compare(transcripts, step)
+
+
 # ---------------------------------------------------------------------------------- s3cmd
-
-
-def s3cmd_bin() -> str:
-    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-    found = shutil.which("s3cmd", path=path)
-    if found is None:
-        unavailable("s3cmd not found (requirements/test.lock pins it)")
-    assert found is not None
-    return found
 
 
 def s3cmd_config(target: Target) -> str:
@@ -174,7 +195,7 @@ def s3cmd_session(
     cfg = work / "s3cfg"
     cfg.write_text(s3cmd_config(target))
     bucket = f"s3cmd-{uuid.uuid4().hex[:16]}"
-    exe = s3cmd_bin()
+    exe = need_tool("s3cmd", "requirements/test.lock pins it")
 
     def run(*args: str, raw: bool = False) -> Outcome:
         r = subprocess.run(
@@ -224,14 +245,8 @@ def s3cmd_session(
 
 
 @pytest.fixture(scope="module")
-def s3cmd_runs(
-    targets: list[Target],
-    files: dict[str, Path],
-    store: BaseClient,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> dict[str, Transcript]:
-    root = tmp_path_factory.mktemp("s3cmd")
-    return {t.name: s3cmd_session(t, root / t.name, files, store) for t in targets}
+def s3cmd_runs(run_both: RunBoth) -> dict[str, Transcript]:
+    return run_both("s3cmd", s3cmd_session)
 
 
 @pytest.mark.parametrize("step", list(S3CMD_STEPS))
@@ -280,6 +295,7 @@ MINIO_PY_STEPS = [
     "remove_bucket",
     "bucket_exists-after",
 ]
+MINIO_PY_FAILING = {"stat_object-missing": "NoSuchKey", "remove_bucket-not-empty": "BucketNotEmpty"}
 
 
 def minio_py_session(
@@ -384,26 +400,15 @@ def minio_py_session(
 
 
 @pytest.fixture(scope="module")
-def minio_py_runs(
-    targets: list[Target],
-    files: dict[str, Path],
-    store: BaseClient,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> dict[str, Transcript]:
-    root = tmp_path_factory.mktemp("minio-py")
-    return {t.name: minio_py_session(t, root / t.name, files, store) for t in targets}
+def minio_py_runs(run_both: RunBoth) -> dict[str, Transcript]:
+    return run_both("minio-py", minio_py_session)
 
 
 @pytest.mark.parametrize("step", MINIO_PY_STEPS)
 def test_minio_python_client_through_s3shim_matches_direct(
     minio_py_runs: dict[str, Transcript], files: dict[str, Path], step: str
 ) -> None:
-    control = minio_py_runs["direct"][step]
-    failing = {"stat_object-missing": "NoSuchKey", "remove_bucket-not-empty": "BucketNotEmpty"}
-    assert control["ok"] == (step not in failing), f"control run changed: {control}"
-    if step in failing:
-        assert control["code"] == failing[step]
-    through = compare(minio_py_runs, step)
+    through = control_then_compare(minio_py_runs, step, MINIO_PY_FAILING)
     expected = {
         "put_object": file_sha(files["small"]),
         "put_object-stream-multipart": file_sha(files["mid"]),
@@ -443,6 +448,8 @@ MINIO_JS_UPLOAD = [
 ]
 MINIO_JS_CLEANUP = ["removeObject", "removeObject", "removeBucket", "bucketExists"]
 MINIO_JS_STEPS = [f"{i:02d}-{op}" for i, op in enumerate(MINIO_JS_UPLOAD + MINIO_JS_CLEANUP)]
+# The steps the direct control fails, with its error code.
+MINIO_JS_FAILING = {"08-statObject": "NotFound", "12-removeBucket": "BucketNotEmpty"}
 
 
 def minio_js_session(
@@ -493,15 +500,9 @@ def minio_js_session(
 
 
 @pytest.fixture(scope="module")
-def minio_js_runs(
-    targets: list[Target],
-    files: dict[str, Path],
-    store: BaseClient,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> dict[str, Transcript]:
+def minio_js_runs(run_both: RunBoth) -> dict[str, Transcript]:
     need_js_package("minio")
-    root = tmp_path_factory.mktemp("minio-js")
-    return {t.name: minio_js_session(t, root / t.name, files, store) for t in targets}
+    return run_both("minio-js", minio_js_session)
 
 
 @pytest.mark.node
@@ -509,12 +510,7 @@ def minio_js_runs(
 def test_minio_js_client_through_s3shim_matches_direct(
     minio_js_runs: dict[str, Transcript], files: dict[str, Path], step: str
 ) -> None:
-    control = minio_js_runs["direct"][step]
-    failing = {"08-statObject": "NotFound", "12-removeBucket": "BucketNotEmpty"}
-    assert control["ok"] == (step not in failing), f"control run changed: {control}"
-    if step in failing:
-        assert control["code"] == failing[step]
-    through = compare(minio_js_runs, step)
+    through = control_then_compare(minio_js_runs, step, MINIO_JS_FAILING)
     if step == "03-putObject":
         assert through["stored"] == file_sha(files["small"])
     if step == "04-fPutObject":

@@ -19,9 +19,8 @@ from botocore.client import BaseClient
 from testkit.backends import Store
 from testkit.convex_sequence import MIB, new_bucket, run_sequence
 from testkit.helpers import crc32_b64
-from testkit.shim import Shim, run_shim, s3_client, shim_for
-
-from .jsrun import run_sdk_uploads
+from testkit.jsrun import run_sdk_uploads
+from testkit.shim import Shim, client_of, run_shim, shim_for
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +112,7 @@ def _observe(client: BaseClient, bucket: str, data: bytes) -> list[Any]:
 
 def test_moto_through_s3shim_equals_direct(moto_store: Store, moto_shim: Shim) -> None:
     data = os.urandom(11 * MIB)
-    direct = s3_client(moto_store.endpoint, moto_store.access_key, moto_store.secret_key)
+    direct = client_of(moto_store)
     b1, b2 = new_bucket(direct), "via-" + uuid.uuid4().hex[:12]
     moto_shim.client().create_bucket(Bucket=b2)
     assert _observe(moto_shim.client(), b2, data) == _observe(direct, b1, data)
@@ -131,12 +130,10 @@ def test_trailer_checksum_reaches_a_store_that_supports_checksums(
     client's CRC32 (as a header for a small body, re-framed as one unsigned-trailer chunk for
     a streamed one); moto stores it and returns it with ChecksumMode=ENABLED."""
 
-    direct = s3_client(moto_store.endpoint, moto_store.access_key, moto_store.secret_key)
+    direct = client_of(moto_store)
     bucket = new_bucket(direct)
     results = run_sdk_uploads(
-        moto_shim.endpoint,
-        moto_store.access_key,
-        moto_store.secret_key,
+        moto_shim,
         bucket,
         [70_000, 3 * MIB + 1],
         node_js=node_js,

@@ -38,11 +38,10 @@ from minio import Minio
 from testkit.backends import Store, s3_client
 from testkit.browser import code_of, cors_bucket
 from testkit.helpers import crc32_b64, crc64nvme_b64
+from testkit.jsrun import need_chromium, need_js_package, run_js
 from testkit.shim import s3_client as endpoint_client
 from testkit.shim import shim_for
 from testkit.tap import Tap, wire_tap
-
-from .jsrun import need_chromium, need_js_package, run_js
 
 Outcome = dict[str, Any]
 AWS = str(Path(sys.executable).parent / "aws")

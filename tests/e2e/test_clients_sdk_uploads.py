@@ -27,26 +27,12 @@ from botocore.exceptions import ClientError
 from s3shim.chunked import Framing
 from testkit.backends import Store
 from testkit.convex_sequence import MIB, new_bucket
+from testkit.jsrun import run_sdk_uploads
 from testkit.rawclient import RawClient
-from testkit.shim import Shim, s3_client, shim_for
-from testkit.tls import TlsFiles, make_tls
-
-from .jsrun import run_sdk_uploads
+from testkit.shim import Shim, client_of, shim_for
+from testkit.tls import TlsFiles
 
 TRAILER = "STREAMING-UNSIGNED-PAYLOAD-TRAILER"
-
-
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
-    return make_tls(tmp_path_factory.mktemp("tls"))
-
-
-@pytest.fixture(scope="module")
-def https_shim(
-    rgw_store: Store, tls: TlsFiles, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Shim]:
-    with shim_for(rgw_store, tmp_path_factory.mktemp("shim-https"), tls=(tls.cert, tls.key)) as s:
-        yield s
 
 
 @pytest.fixture(scope="module")
@@ -75,10 +61,9 @@ def framings_logged(shim: Shim) -> list[str]:
 
 @pytest.mark.parametrize("size", [0, 1, 64 * 1024 + 1, 8 * MIB + 1], ids=lambda s: f"{s}B")
 def test_boto3_https_put_object(
-    https_shim: Shim, rgw_store: Store, tls: TlsFiles, size: int
+    https_shim: Shim, direct: BaseClient, tls: TlsFiles, size: int
 ) -> None:
     client = boto3_default(https_shim, tls.ca)
-    direct = s3_client(rgw_store.endpoint, rgw_store.access_key, rgw_store.secret_key)
     bucket = new_bucket(direct)
     data = os.urandom(size)
     put = client.put_object(Bucket=bucket, Key="k", Body=io.BytesIO(data))
@@ -88,10 +73,9 @@ def test_boto3_https_put_object(
 
 @pytest.mark.parametrize("size", [5 * MIB + 1, 40 * MIB], ids=lambda s: f"{s}B")
 def test_boto3_https_multipart_upload_fileobj(
-    https_shim: Shim, rgw_store: Store, tls: TlsFiles, size: int
+    https_shim: Shim, direct: BaseClient, tls: TlsFiles, size: int
 ) -> None:
     client = boto3_default(https_shim, tls.ca)
-    direct = s3_client(rgw_store.endpoint, rgw_store.access_key, rgw_store.secret_key)
     bucket = new_bucket(direct)
     data = os.urandom(size)
     cfg = TransferConfig(multipart_threshold=5 * MIB, multipart_chunksize=5 * MIB)
@@ -111,12 +95,9 @@ def assert_stored(direct: BaseClient, bucket: str, results: list[dict[str, objec
 JS_SIZES = [0, 1, 70_000, 11 * MIB + 1]
 
 
-def test_js_sdk_http_stream_uploads(node_js: str, shim: Shim, rgw_store: Store) -> None:
-    direct = s3_client(rgw_store.endpoint, rgw_store.access_key, rgw_store.secret_key)
+def test_js_sdk_http_stream_uploads(node_js: str, shim: Shim, direct: BaseClient) -> None:
     bucket = new_bucket(direct)
-    results = run_sdk_uploads(
-        shim.endpoint, rgw_store.access_key, rgw_store.secret_key, bucket, JS_SIZES, node_js=node_js
-    )
+    results = run_sdk_uploads(shim, bucket, JS_SIZES, node_js=node_js)
     assert_stored(direct, bucket, results)
     assert TRAILER in framings_logged(shim)
     puts = [o for o in results if o["kind"] == "put"]
@@ -124,17 +105,14 @@ def test_js_sdk_http_stream_uploads(node_js: str, shim: Shim, rgw_store: Store) 
 
 
 def test_js_sdk_https_stream_uploads(
-    node_js: str, https_shim: Shim, rgw_store: Store, tls: TlsFiles
+    node_js: str, https_shim: Shim, direct: BaseClient, tls: TlsFiles
 ) -> None:
-    direct = s3_client(rgw_store.endpoint, rgw_store.access_key, rgw_store.secret_key)
     bucket = new_bucket(direct)
     assert_stored(
         direct,
         bucket,
         run_sdk_uploads(
-            https_shim.endpoint,
-            rgw_store.access_key,
-            rgw_store.secret_key,
+            https_shim,
             bucket,
             JS_SIZES,
             ca=tls.ca,
@@ -146,15 +124,13 @@ def test_js_sdk_https_stream_uploads(
 def test_canary_js_uploads_through_s3shim_to_s3rver(
     node_js: str, canary_shim: Shim, s3rver_store: Store
 ) -> None:
-    direct = s3_client(s3rver_store.endpoint, s3rver_store.access_key, s3rver_store.secret_key)
+    direct = client_of(s3rver_store)
     bucket = new_bucket(direct)
     assert_stored(
         direct,
         bucket,
         run_sdk_uploads(
-            canary_shim.endpoint,
-            s3rver_store.access_key,
-            s3rver_store.secret_key,
+            canary_shim,
             bucket,
             [0, 1, 70_000, 6 * MIB + 5],
             node_js=node_js,
@@ -162,15 +138,12 @@ def test_canary_js_uploads_through_s3shim_to_s3rver(
     )
 
 
-def test_direct_rgw_refuses_framing(node_js: str, rgw_store: Store) -> None:
+def test_direct_rgw_refuses_framing(node_js: str, rgw_store: Store, direct: BaseClient) -> None:
     """Control: the same JS upload straight to RGW fails, so the tests above prove a cure."""
-    direct = s3_client(rgw_store.endpoint, rgw_store.access_key, rgw_store.secret_key)
     bucket = new_bucket(direct)
     with pytest.raises(AssertionError) as info:
         run_sdk_uploads(
-            rgw_store.endpoint,
-            rgw_store.access_key,
-            rgw_store.secret_key,
+            rgw_store,
             bucket,
             [70_000],
             node_js=node_js,
@@ -181,10 +154,9 @@ def test_direct_rgw_refuses_framing(node_js: str, rgw_store: Store) -> None:
 
 
 def test_boto3_https_bad_checksum_is_refused(
-    https_shim: Shim, rgw_store: Store, tls: TlsFiles
+    https_shim: Shim, direct: BaseClient, tls: TlsFiles
 ) -> None:
     client = boto3_default(https_shim, tls.ca)
-    direct = s3_client(rgw_store.endpoint, rgw_store.access_key, rgw_store.secret_key)
     bucket = new_bucket(direct)
     key = f"bad-{uuid.uuid4()}"
     with pytest.raises(ClientError) as info:
@@ -199,7 +171,7 @@ def test_canary_hand_framed_uploads_read_back_identical(
 ) -> None:
     """Every framing, signed and unsigned, through s3shim to a store that never decodes
     aws-chunked: byte-identical only if s3shim removed all of the framing."""
-    direct = s3_client(s3rver_store.endpoint, s3rver_store.access_key, s3rver_store.secret_key)
+    direct = client_of(s3rver_store)
     bucket = new_bucket(direct)
     rng = random.Random(framing.value)
     for size in (0, 1, 200_000, 2 * MIB + 3):

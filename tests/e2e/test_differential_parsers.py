@@ -57,6 +57,11 @@ class Ends:
     def mark(self) -> int:
         return len(self.tap.to_store())
 
+    def send(self, who: str, method: str, target: bytes, **kw: Any) -> Reply:
+        """:func:`request` "direct" to RGW or "through" s3shim."""
+        endpoint = self.store.endpoint if who == "direct" else self.shim.endpoint
+        return request(endpoint, self.store, method, target, **kw)
+
 
 @pytest.fixture(scope="module")
 def ends(rgw_store: Store, direct: BaseClient, tapped: tuple[Shim, Tap]) -> Ends:
@@ -104,7 +109,7 @@ def request(
     method: str,
     target: bytes,
     *,
-    sign_path: str,
+    sign_path: str | None = None,
     sign_query: list[tuple[str, str]] | None = None,
     headers: dict[str, str] | None = None,
     body: bytes = b"",
@@ -112,14 +117,15 @@ def request(
     edit: Callable[[list[bytes]], list[bytes]] | None = None,
 ) -> Reply:
     """Sign (sign_path, sign_query) as s3shim canonicalises it; send ``target`` raw, with the
-    header lines ``edit`` makes of the signed ones."""
+    header lines ``edit`` makes of the signed ones. ``sign_path``: the target's path unless
+    given."""
     h = dict(headers or {})
     if body or method in ("PUT", "POST"):
         h.setdefault("content-length", str(len(body)))
     signed = sign(
         method,
         endpoint,
-        sign_path,
+        sign_path if sign_path is not None else target.decode().partition("?")[0],
         access_key=store.access_key,
         secret_key=store.secret_key,
         query=sign_query,
@@ -137,9 +143,9 @@ def request(
 
 def both(ends: Ends, method: str, target: bytes, **kw: Any) -> tuple[Reply, Reply, list[Sent]]:
     """The same request directly to RGW and through s3shim; what the store was sent."""
-    direct = request(ends.store.endpoint, ends.store, method, target, **kw)
+    direct = ends.send("direct", method, target, **kw)
     mark = ends.mark()
-    through = request(ends.shim.endpoint, ends.store, method, target, **kw)
+    through = ends.send("through", method, target, **kw)
     return direct, through, ends.sent_since(mark)
 
 
@@ -182,24 +188,20 @@ def test_the_key_stored_is_the_key_signed(
     body = f"{run} {key}".encode()
     direct_target = f"/{bkt}/d{run}".encode() + raw
     through_target = f"/{bkt}/t{run}".encode() + raw
-    direct = request(
-        ends.store.endpoint,
-        ends.store,
+    direct = ends.send(
+        "direct",
         "PUT",
         direct_target,
-        sign_path=direct_target.decode(),
         body=body,
     )
     assert outcome(direct) == rgw, direct.body[:300]
     if rgw[0] == 200:
         assert stored(ends.direct, bkt, f"d{run}{key}") == body
     mark = ends.mark()
-    through = request(
-        ends.shim.endpoint,
-        ends.store,
+    through = ends.send(
+        "through",
         "PUT",
         through_target,
-        sign_path=through_target.decode(),
         body=body,
     )
     assert outcome(through) == (200, None), through.body[:300]
@@ -221,9 +223,7 @@ def test_raw_bytes_in_the_path_never_reach_the_store(ends: Ends, bkt: str, raw: 
     printable ASCII in the request line, before a signature is read."""
     target = f"/{bkt}/".encode() + raw
     mark = ends.mark()
-    through = request(
-        ends.shim.endpoint, ends.store, "PUT", target, sign_path=f"/{bkt}/x", body=b"x"
-    )
+    through = ends.send("through", "PUT", target, sign_path=f"/{bkt}/x", body=b"x")
     assert (through.status, through.code) == (400, "BadRequest")
     assert ends.sent_since(mark) == []
 
@@ -348,17 +348,17 @@ def test_uploads_and_upload_id_together_complete(ends: Ends, bkt: str) -> None:
         }
         target = f"/{bkt}/{key}?uploads&uploadId={upload_id}".encode()
         if who == "direct":
-            assert outcome(request(ends.store.endpoint, ends.store, "POST", target, **kw)) == (
+            assert outcome(ends.send("direct", "POST", target, **kw)) == (
                 200,
                 None,
             )
         else:
             doctype = {**kw, "body": b"<!DOCTYPE CompleteMultipartUpload>" + xml}
             mark = ends.mark()
-            reply = request(ends.shim.endpoint, ends.store, "POST", target, **doctype)
+            reply = ends.send("through", "POST", target, **doctype)
             refused_before_the_store(reply, ends.sent_since(mark), 400, "MalformedXML")
             mark = ends.mark()
-            reply = request(ends.shim.endpoint, ends.store, "POST", target, **kw)
+            reply = ends.send("through", "POST", target, **kw)
             assert outcome(reply) == (200, None), reply.body[:300]
             # (Beside it, ListParts: the part sizes of the checksum recorded after it.)
             [post] = [x for x in ends.sent_since(mark) if b"CompleteMultipartUpload" in x.body]
@@ -370,10 +370,9 @@ def test_an_empty_upload_id_on_a_delete_deletes_the_object(ends: Ends, bkt: str)
     for who in ("direct", "through"):
         key = f"del-{who}-{uuid.uuid4().hex[:8]}"
         ends.direct.put_object(Bucket=bkt, Key=key, Body=b"x")
-        endpoint = ends.store.endpoint if who == "direct" else ends.shim.endpoint
         target = f"/{bkt}/{key}?uploadId=".encode()
-        kw: dict[str, Any] = {"sign_path": f"/{bkt}/{key}", "sign_query": [("uploadId", "")]}
-        assert outcome(request(endpoint, ends.store, "DELETE", target, **kw)) == (204, None)
+        reply = ends.send(who, "DELETE", target, sign_query=[("uploadId", "")])
+        assert outcome(reply) == (204, None)
         assert stored(ends.direct, bkt, key) is None
 
 
@@ -396,10 +395,8 @@ def test_parameter_names_are_read_as_rgw_reads_them(
         upload_id = _upload(ends, bkt, key)
         q = [(k, upload_id if v == "U" else v) for k, v in query]
         target = f"/{bkt}/{key}?{raw_query.replace('=U', '=' + upload_id)}".encode()
-        endpoint = ends.store.endpoint if who == "direct" else ends.shim.endpoint
-        reply = request(
-            endpoint,
-            ends.store,
+        reply = ends.send(
+            who,
             "PUT",
             target,
             sign_path=f"/{bkt}/{key}",
@@ -445,12 +442,10 @@ def test_heads_another_parser_could_read_otherwise_are_refused(
     refuses them (and two Hosts, and a space before the colon) before anything is read."""
     key = f"head-{uuid.uuid4().hex[:8]}"
     mark = ends.mark()
-    reply = request(
-        ends.shim.endpoint,
-        ends.store,
+    reply = ends.send(
+        "through",
         "PUT",
         f"/{bkt}/{key}".encode(),
-        sign_path=f"/{bkt}/{key}",
         headers=headers,
         body=b"data",
         edit=edit,
@@ -466,7 +461,6 @@ def test_a_second_payload_hash_is_refused(ends: Ends, bkt: str) -> None:
         ends,
         "PUT",
         f"/{bkt}/{key}".encode(),
-        sign_path=f"/{bkt}/{key}",
         body=b"data",
         edit=_add(b"x-amz-content-sha256: UNSIGNED-PAYLOAD"),
     )
@@ -493,7 +487,6 @@ def test_a_repeated_signed_header_reaches_the_store_as_the_one_value_signed(
         ends,
         "PUT",
         f"/{bkt}/{key}".encode(),
-        sign_path=f"/{bkt}/{key}",
         headers={"x-amz-copy-source": f"{one},{two}"},
         edit=two_lines,
     )
@@ -512,14 +505,11 @@ def test_header_bytes_reach_the_store_as_signed(ends: Ends, bkt: str, value: str
     metadata = []
     for who in ("direct", "through"):
         key = f"bytes-{who}-{uuid.uuid4().hex[:8]}"
-        endpoint = ends.store.endpoint if who == "direct" else ends.shim.endpoint
         mark = ends.mark()
-        reply = request(
-            endpoint,
-            ends.store,
+        reply = ends.send(
+            who,
             "PUT",
             f"/{bkt}/{key}".encode(),
-            sign_path=f"/{bkt}/{key}",
             headers={"x-amz-meta-a": value, "content-disposition": value},
             body=b"x",
         )
@@ -536,12 +526,10 @@ def test_whitespace_in_a_signed_value_reaches_the_store_folded(ends: Ends, bkt: 
     """The store gets a signed value in the canonical form its signature covers."""
     key = f"ws-{uuid.uuid4().hex[:8]}"
     mark = ends.mark()
-    reply = request(
-        ends.shim.endpoint,
-        ends.store,
+    reply = ends.send(
+        "through",
         "PUT",
         f"/{bkt}/{key}".encode(),
-        sign_path=f"/{bkt}/{key}",
         headers={"x-amz-meta-a": "v  w"},
         body=b"x",
         edit=_replace(b"x-amz-meta-a: v  w", b"x-amz-meta-a:\t v  w \t"),
@@ -570,12 +558,10 @@ def test_two_range_lines_reach_the_store_as_their_join(ends: Ends, bkt: str, sig
     assert (direct.status, direct.body) == (206, b"56")
     [get] = sent
     assert get.values(b"range") == [joined.encode()]
-    one_line = request(
-        ends.store.endpoint,
-        ends.store,
+    one_line = ends.send(
+        "direct",
         "GET",
         f"/{bkt}/range".encode(),
-        sign_path=f"/{bkt}/range",
         headers={"range": joined},
     )
     assert (through.status, through.body) == (one_line.status, one_line.body) == (206, b"01")
@@ -806,11 +792,9 @@ def test_the_part_list_completed_is_the_one_s3shim_read(ends: Ends, bkt: str, na
             Bucket=bkt, Key=key, UploadId=upload_id, PartNumber=2, Body=b"BBB"
         )["ETag"]
         body = template.replace("{E2}", etag).encode()
-        endpoint = ends.store.endpoint if who == "direct" else ends.shim.endpoint
         mark = ends.mark()
-        reply = request(
-            endpoint,
-            ends.store,
+        reply = ends.send(
+            who,
             "POST",
             f"/{bkt}/{key}?uploadId={upload_id}".encode(),
             sign_path=f"/{bkt}/{key}",

@@ -321,35 +321,36 @@ def test_rgw_a_small_put_s3shim_records_from_its_bytes_is_still_invited_by_s3shi
     assert t.outcome() == (404, "NoSuchBucket", True, SMALL)
 
 
+@pytest.fixture(scope="module")
+def curl() -> str:
+    found = shutil.which("curl")
+    if found is None:
+        pytest.skip("curl is not installed")
+    return found
+
+
+def curl_upload(curl: str, src: Path, url: str) -> list[str]:
+    """``curl -T`` at its defaults (Expect: 100-continue for bodies over 1 MiB): the status
+    and the bytes it uploaded."""
+    out = subprocess.run(
+        [curl, "-sS", "-o", "/dev/null", "-T", str(src), "-w", "%{http_code} %{size_upload}", url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return out.stdout.split()
+
+
 def test_rgw_a_refused_big_upload_costs_the_client_no_body_bytes_with_curl(
-    rgw_store: Store, shim: Shim, tmp_path: Path
+    rgw_store: Store, shim: Shim, curl: str, tmp_path: Path
 ) -> None:
     """curl at its defaults sends the expectation for bodies over 1 MiB."""
-    curl = shutil.which("curl")
-    if curl is None:
-        pytest.skip("curl is not installed")
     src = tmp_path / "big"
     src.write_bytes(data(BIG))
     got = {}
     for label, endpoint in (("direct", rgw_store.endpoint), ("through", shim.endpoint)):
-        out = subprocess.run(
-            [
-                curl,
-                "-sS",
-                "-o",
-                "/dev/null",
-                "-T",
-                str(src),
-                "-w",
-                "%{http_code} %{size_upload}",
-                f"{endpoint}/expect-no-such-bucket-curl/k",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=True,
-        )
-        got[label] = out.stdout.split()
+        got[label] = curl_upload(curl, src, f"{endpoint}/expect-no-such-bucket-curl/k")
     # Anonymous: RGW refuses from the head (NoSuchBucket), and curl uploads nothing.
     assert got["direct"] == ["404", "0"]
     assert got["through"] == got["direct"]
@@ -405,11 +406,8 @@ def test_a_store_that_ignores_the_expectation_still_gets_the_upload(
 
 
 def test_curl_through_s3shim_to_a_store_that_ignores_the_expectation(
-    rgw_store: Store, open_bucket: str, direct: BaseClient, tmp_path: Path
+    rgw_store: Store, open_bucket: str, direct: BaseClient, curl: str, tmp_path: Path
 ) -> None:
-    curl = shutil.which("curl")
-    if curl is None:
-        pytest.skip("curl is not installed")
     src = tmp_path / "big"
     body = data(BIG)
     src.write_bytes(body)
@@ -417,24 +415,8 @@ def test_curl_through_s3shim_to_a_store_that_ignores_the_expectation(
         swallowing(rgw_store.endpoint) as relay,
         shim_for(rgw_store, tmp_path, via=relay.endpoint) as s,
     ):
-        out = subprocess.run(
-            [
-                curl,
-                "-sS",
-                "-o",
-                "/dev/null",
-                "-T",
-                str(src),
-                "-w",
-                "%{http_code} %{size_upload}",
-                f"{s.endpoint}/{open_bucket}/curl-ignored",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=True,
-        )
-    assert out.stdout.split() == ["200", str(BIG)]
+        uploaded = curl_upload(curl, src, f"{s.endpoint}/{open_bucket}/curl-ignored")
+    assert uploaded == ["200", str(BIG)]
     assert relay.swallowed  # the store's 100 never reached s3shim
     assert stored(direct, open_bucket, "curl-ignored") == body
 

@@ -4,22 +4,21 @@ client's value is verified, returned, and a wrong one refused with nothing store
 from __future__ import annotations
 
 import pytest
+from botocore.client import BaseClient
 from botocore.exceptions import ClientError
 
-from testkit.backends import Store
 from testkit.convex_sequence import MIB, new_bucket, payload, read_back
 from testkit.helpers import checksum_b64
-from testkit.shim import Shim, s3_client
+from testkit.shim import Shim
 
 
 @pytest.mark.parametrize("algorithm", ["CRC32", "CRC32C", "CRC64NVME", "SHA1", "SHA256"])
 def test_every_checksum_algorithm_verified_and_returned(
-    shim: Shim, rgw_store: Store, algorithm: str
+    shim: Shim, direct: BaseClient, algorithm: str
 ) -> None:
     """boto3 computes each algorithm itself; s3shim verifies it, returns it, and refuses a
     wrong one with nothing stored (RGW 16 would accept any value)."""
     client = shim.client()
-    direct = s3_client(rgw_store.endpoint, rgw_store.access_key, rgw_store.secret_key)
     bucket = new_bucket(client)
     for size in (10, 3 * MIB):  # whole-body and streamed paths
         data = payload(size)

@@ -35,13 +35,20 @@ from s3shim.upstream import Upstream
 from testkit.awscli import aws
 from testkit.backends import Store
 from testkit.backends import s3_client as store_client
-from testkit.convex_sequence import MIB, PART, multipart_upload, new_bucket, presign_client
+from testkit.convex_sequence import (
+    MIB,
+    PART,
+    multipart_upload,
+    new_bucket,
+    one_part_upload,
+    presign_client,
+)
 from testkit.helpers import crc32_b64, crc64nvme_b64
+from testkit.jsrun import run_sdk_uploads
 from testkit.rawclient import RawClient
 from testkit.readback import CUT_OR_REFUSED, RECORD, corrupt, run_verify
 from testkit.shim import Shim, shim_for
 from testkit.tap import relay as tcp_relay
-from tests.e2e.jsrun import run_sdk_uploads
 
 HELD_WAIT = 10.0  # bounds the wait for a request the relay holds
 
@@ -175,9 +182,7 @@ def test_js_sdk_stream_put_and_lib_storage_upload_are_recorded(
 ) -> None:
     bucket = new_bucket(direct)
     results = run_sdk_uploads(
-        shim.endpoint,
-        rgw_store.access_key,
-        rgw_store.secret_key,
+        shim,
         bucket,
         [11 * MIB + 1],
         node_js=node_js,
@@ -279,16 +284,7 @@ def test_a_complete_listing_no_part_checksums_stays_unrecorded(
 ) -> None:
     client = shim.client()
     before = counted(shim, "no_part_checksums")
-    up = client.create_multipart_upload(Bucket=bucket, Key="bare")
-    part = client.upload_part(
-        Bucket=bucket, Key="bare", UploadId=up["UploadId"], PartNumber=1, Body=b"p" * 100
-    )
-    client.complete_multipart_upload(
-        Bucket=bucket,
-        Key="bare",
-        UploadId=up["UploadId"],
-        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]},
-    )
+    one_part_upload(client, bucket, "bare", b"p" * 100)
     assert settled(shim, "no_part_checksums", before + 1)
     assert RECORD not in direct.head_object(Bucket=bucket, Key="bare")["Metadata"]
     assert client.get_object(Bucket=bucket, Key="bare")["Body"].read() == b"p" * 100

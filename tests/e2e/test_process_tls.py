@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,42 +20,29 @@ from testkit.tls import TlsFiles, make_tls
 
 
 @pytest.fixture(scope="module")
-def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
-    return make_tls(tmp_path_factory.mktemp("private-ca"))
+def flags() -> bool:
+    """The HTTPS store (https_shim) with both flags off: it only authenticates, re-signs
+    and forwards."""
+    return False
 
 
-@pytest.fixture(scope="module")
-def https_store(
-    rgw_store: Store, tls: TlsFiles, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Shim]:
-    """An HTTPS S3 endpoint behind a private CA: RGW fronted by a TLS s3shim (flags off, so
-    it only authenticates, re-signs and forwards)."""
-    with shim_for(
-        rgw_store,
-        tmp_path_factory.mktemp("https-store"),
-        tls=(tls.cert, tls.key),
-        flags=False,
-    ) as s:
-        yield s
-
-
-def test_tls_to_store_with_private_ca(https_store: Shim, tls: TlsFiles, tmp_path: Path) -> None:
-    with shim_for(https_store, tmp_path, env={"S3SHIM_UPSTREAM_CA_BUNDLE": tls.ca}) as s:
+def test_tls_to_store_with_private_ca(https_shim: Shim, tls: TlsFiles, tmp_path: Path) -> None:
+    with shim_for(https_shim, tmp_path, env={"S3SHIM_UPSTREAM_CA_BUNDLE": tls.ca}) as s:
         assert http_get(s.admin + "/readyz")[0] == 200
         client = s.client()
         run_sequence(client, new_bucket(client), 5 * MIB + 1)
 
 
-def test_tls_to_store_is_verified_by_default(https_store: Shim, tmp_path: Path) -> None:
-    with shim_for(https_store, tmp_path) as s:
+def test_tls_to_store_is_verified_by_default(https_shim: Shim, tmp_path: Path) -> None:
+    with shim_for(https_shim, tmp_path) as s:
         assert http_get(s.admin + "/readyz")[0] == 503
         with pytest.raises(ClientError) as info:
             s.client().list_buckets()
         assert info.value.response["Error"]["Code"] == "ServiceUnavailable"
 
 
-def test_tls_insecure_switch_works_and_warns(https_store: Shim, tmp_path: Path) -> None:
-    with shim_for(https_store, tmp_path, env={"S3SHIM_UPSTREAM_INSECURE": "true"}) as s:
+def test_tls_insecure_switch_works_and_warns(https_shim: Shim, tmp_path: Path) -> None:
+    with shim_for(https_shim, tmp_path, env={"S3SHIM_UPSTREAM_INSECURE": "true"}) as s:
         client = s.client()
         bucket = new_bucket(client)
         client.put_object(Bucket=bucket, Key="k", Body=b"v")

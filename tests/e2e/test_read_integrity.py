@@ -18,7 +18,7 @@ from botocore.exceptions import (
 )
 
 from testkit.backends import Store
-from testkit.convex_sequence import new_bucket
+from testkit.convex_sequence import new_bucket, one_part_upload
 from testkit.helpers import crc32_b64, crc64nvme_b64
 from testkit.readback import CUT_OR_REFUSED, RECORD, corrupt, run_verify
 from testkit.shim import Shim
@@ -124,16 +124,7 @@ def test_objects_not_written_by_s3shim_read_as_before(
 
 def test_multipart_objects_carry_no_record(shim: Shim, direct: BaseClient, bucket: str) -> None:
     client = shim.client()
-    up = client.create_multipart_upload(Bucket=bucket, Key="mp")
-    part = client.upload_part(
-        Bucket=bucket, Key="mp", UploadId=up["UploadId"], PartNumber=1, Body=b"p" * 100
-    )
-    client.complete_multipart_upload(
-        Bucket=bucket,
-        Key="mp",
-        UploadId=up["UploadId"],
-        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]},
-    )
+    one_part_upload(client, bucket, "mp", b"p" * 100)
     assert RECORD not in direct.head_object(Bucket=bucket, Key="mp")["Metadata"]
     assert client.get_object(Bucket=bucket, Key="mp")["Body"].read() == b"p" * 100
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import formatdate
 from typing import Any
@@ -470,6 +471,40 @@ def test_a_replayed_sigv2_request_with_an_unsigned_parameter_never_reaches_the_s
         assert signed_metadata(store, bucket, "through") == {}
 
 
+def refused_both_ways(
+    rgw_store: Store,
+    tapped: tuple[Shim, Tap],
+    path: str,
+    *,
+    form: str,
+    date: Callable[[], str] | None = None,
+    expires: Callable[[], int] | None = None,
+    secret: str | None = None,
+    access_key: str | None = None,
+) -> list[tuple[int, str | None]]:
+    """A SigV2 PUT signed afresh (its ``date`` or ``expires`` then) and sent directly, then
+    through s3shim, where nothing reaches the store: each answer's status and code."""
+    shim, tap = tapped
+    outcomes = []
+    for endpoint in (rgw_store.endpoint, shim.endpoint):
+        captured = v2_signed(
+            rgw_store,
+            "PUT",
+            path,
+            form=form,
+            date=date() if date else None,
+            expires=expires() if expires else None,
+            secret=secret,
+            access_key=access_key,
+        )
+        before = len(tap.to_store())
+        reply = replay(endpoint, "PUT", path, captured, "", b"late")
+        if endpoint == shim.endpoint:
+            assert tap.to_store()[before:] == b""
+        outcomes.append((reply.status, reply.code))
+    return outcomes
+
+
 def _hour_ago() -> str:
     return formatdate(time.time() - 3600, usegmt=True)
 
@@ -489,33 +524,22 @@ def test_the_sigv2_clock_is_checked_before_the_signature_like_rgw(
     rgw_store: Store,
     tapped: tuple[Shim, Tap],
     store: BaseClient,
-    date: object,
+    date: Callable[[], str],
     code: str,
     signature: str,
 ) -> None:
     """RGW answers a header-form request out of its clock without looking at the key or the
     signature; so does s3shim, before anything reaches the store."""
-    shim, tap = tapped
     bucket = new_bucket(rgw_store)
-    assert callable(date)
-    secret = "not-the-secret" if signature == "wrong-secret" else None
-    key = "NOSUCHKEY0000000" if signature == "unknown-key" else None
-    outcomes = []
-    for endpoint in (rgw_store.endpoint, shim.endpoint):
-        captured = v2_signed(
-            rgw_store,
-            "PUT",
-            f"/{bucket}/k",
-            form="header",
-            date=date(),
-            secret=secret,
-            access_key=key,
-        )
-        before = len(tap.to_store())
-        reply = replay(endpoint, "PUT", f"/{bucket}/k", captured, "", b"late")
-        if endpoint == shim.endpoint:
-            assert tap.to_store()[before:] == b""
-        outcomes.append((reply.status, reply.code))
+    outcomes = refused_both_ways(
+        rgw_store,
+        tapped,
+        f"/{bucket}/k",
+        form="header",
+        date=date,
+        secret="not-the-secret" if signature == "wrong-secret" else None,
+        access_key="NOSUCHKEY0000000" if signature == "unknown-key" else None,
+    )
     assert outcomes == [(403, code), (403, code)]
     assert stored(store, bucket, "k") is None
 
@@ -533,23 +557,15 @@ def test_an_expired_sigv2_url_is_refused_like_rgw(
     access_key: str | None,
 ) -> None:
     """The clock first: RGW answers an expired URL AccessDenied whatever signed it."""
-    shim, tap = tapped
     bucket = new_bucket(rgw_store)
-    outcomes = []
-    for endpoint in (rgw_store.endpoint, shim.endpoint):
-        captured = v2_signed(
-            rgw_store,
-            "PUT",
-            f"/{bucket}/k",
-            form="query",
-            expires=int(time.time()) - 60,
-            secret=secret,
-            access_key=access_key,
-        )
-        before = len(tap.to_store())
-        reply = replay(endpoint, "PUT", f"/{bucket}/k", captured, "", b"late")
-        if endpoint == shim.endpoint:
-            assert tap.to_store()[before:] == b""
-        outcomes.append((reply.status, reply.code))
+    outcomes = refused_both_ways(
+        rgw_store,
+        tapped,
+        f"/{bucket}/k",
+        form="query",
+        expires=lambda: int(time.time()) - 60,
+        secret=secret,
+        access_key=access_key,
+    )
     assert outcomes == [(403, "AccessDenied"), (403, "AccessDenied")]
     assert stored(store, bucket, "k") is None

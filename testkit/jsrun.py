@@ -1,4 +1,5 @@
-"""Running the pinned JavaScript drivers in tests/js (MinIO JS client, Playwright) from pytest.
+"""The tools e2e tests drive, found or reported missing, and the pinned JavaScript drivers in
+tests/js (MinIO JS client, Playwright), run from pytest.
 
 A missing tool fails the test under CI=true (scripts/bootstrap.sh must have installed it) and
 skips it elsewhere, with the reason: a silent skip in CI would hide a missing install step.
@@ -18,8 +19,9 @@ from typing import Any
 import pytest
 
 from testkit.helpers import in_ci
+from testkit.rawclient import HasKeys
 
-JS_DIR = Path(__file__).resolve().parent.parent / "js"
+JS_DIR = Path(__file__).resolve().parent.parent / "tests" / "js"
 CHROMIUM = "/usr/bin/chromium"  # Debian's package; Playwright never downloads a browser here
 
 
@@ -29,14 +31,19 @@ def unavailable(reason: str) -> None:
     pytest.skip(f"{reason} (run scripts/bootstrap.sh)")
 
 
-def node() -> str:
-    """Node.js: the venv's (bootstrap's fallback when the system has no Node >= 20) first."""
+def need_tool(name: str, hint: str = "") -> str:
+    """A program from the venv's bin/ (where bootstrap installs pinned tools, and its
+    fallback Node.js when the system has no Node >= 20) or else from PATH."""
     path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-    found = shutil.which("node", path=path)
+    found = shutil.which(name, path=path)
     if found is None:
-        unavailable("node not found")
+        unavailable(f"{name} not found" + (f" ({hint})" if hint else ""))
     assert found is not None
     return found
+
+
+def node() -> str:
+    return need_tool("node")
 
 
 def need_js_package(name: str) -> None:
@@ -61,23 +68,14 @@ def run_js(script: str, plan: dict[str, Any], work: Path, timeout: float = 300) 
         "HOME": str(work),
         "PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD": "1",
     }
-    r = subprocess.run(
-        [node(), script, name],
-        cwd=JS_DIR,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    cmd = [node(), script, name]
+    r = subprocess.run(cmd, cwd=JS_DIR, env=env, capture_output=True, text=True, timeout=timeout)
     assert r.returncode == 0, f"node {script} exited {r.returncode}:\n{r.stderr[-4000:]}"
     return [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
 
 
 def run_sdk_uploads(
-    endpoint: str,
-    access_key: str,
-    secret_key: str,
+    target: HasKeys,
     bucket: str,
     sizes: list[int],
     *,
@@ -85,7 +83,8 @@ def run_sdk_uploads(
     ca: str | None = None,
 ) -> list[dict[str, Any]]:
     """tests/js/upload.mjs: the AWS SDK for JavaScript v3 at its defaults uploads one stream
-    body per size to ``endpoint``; one JSON line per upload (key, size, sha256, checksum).
+    body per size to ``target`` (a Store or a Shim), with its keys; one JSON line per upload
+    (key, size, sha256, checksum).
 
     A failing upload fails the script: that is an AssertionError here (with its stderr),
     which a control test expects when it points the SDK straight at a store. ``node_js`` is
@@ -94,10 +93,10 @@ def run_sdk_uploads(
     need_js_package("@aws-sdk/client-s3")
     env = {
         "PATH": os.environ.get("PATH", ""),
-        "S3_ENDPOINT_URL": endpoint,
+        "S3_ENDPOINT_URL": target.endpoint,
         "BUCKET": bucket,
-        "AWS_ACCESS_KEY_ID": access_key,
-        "AWS_SECRET_ACCESS_KEY": secret_key,
+        "AWS_ACCESS_KEY_ID": target.access_key,
+        "AWS_SECRET_ACCESS_KEY": target.secret_key,
         "SIZES": ",".join(map(str, sizes)),
     }
     if ca:
