@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 from testkit.chunksign import SIGNED_TRAILER, UNSIGNED_TRAILER
+from testkit.fakestore import Received
 from testkit.helpers import crc32_b64
 from testkit.inprocess import (
     CLIENT_SECRET,
@@ -79,13 +80,18 @@ def _one_chunk_reframing(data: bytes) -> bytes:
     )
 
 
+async def large_trailer_put(inproc: InProcessShim, framing: str) -> tuple[bytes, Received]:
+    """A streamed aws-chunked PUT, its CRC32 in the trailer: the payload, what the store got."""
+    data = payload(MiB + 4096)
+    headers, body = aws_chunked(inproc.client, "/b/k", data, framing, checksum=crc32_b64(data))
+    return data, await inproc.forwarded(inproc.client.send("PUT", "/b/k", headers, body))
+
+
 @pytest.mark.parametrize("framing", [UNSIGNED_TRAILER, SIGNED_TRAILER])
 async def test_flags_off_a_large_aws_chunked_body_with_a_trailer_checksum_is_reframed_as_one_chunk(
     inproc_off: InProcessShim, framing: str
 ) -> None:
-    data = payload(MiB + 4096)
-    headers, body = aws_chunked(inproc_off.client, "/b/k", data, framing, checksum=crc32_b64(data))
-    rec = await inproc_off.forwarded(inproc_off.client.send("PUT", "/b/k", headers, body))
+    data, rec = await large_trailer_put(inproc_off, framing)
     assert rec.header("x-amz-content-sha256") == UNSIGNED_TRAILER
     assert rec.header("content-encoding") == "aws-chunked"
     assert rec.header("x-amz-decoded-content-length") == str(len(data))
@@ -101,9 +107,7 @@ async def test_flags_off_a_large_aws_chunked_body_with_a_trailer_checksum_is_ref
 async def test_flags_on_a_large_aws_chunked_body_reaches_the_store_as_the_plain_payload(
     inproc_on: InProcessShim, framing: str
 ) -> None:
-    data = payload(MiB + 4096)
-    headers, body = aws_chunked(inproc_on.client, "/b/k", data, framing, checksum=crc32_b64(data))
-    rec = await inproc_on.forwarded(inproc_on.client.send("PUT", "/b/k", headers, body))
+    data, rec = await large_trailer_put(inproc_on, framing)
     assert rec.header("x-amz-content-sha256") == "UNSIGNED-PAYLOAD"
     assert rec.header("content-length") == str(len(data))
     assert rec.complete and rec.body == data
