@@ -16,6 +16,12 @@ Measured on RGW 16 over TLS, and what follows from it here:
   object), for requests whose body is still in hand;
 - UploadPart with a key on an unencrypted upload is accepted and stored plain, and on an
   encrypted one it must be the upload's key: every part carries the key;
+- UploadPartCopy likewise: into an encrypted upload it is 400 InvalidArgument without the
+  upload's key and, with it, the part is stored encrypted (a plain source's bytes become
+  ciphertext); into a plain upload the key is accepted and the part stored plain. So a part
+  copy carries the upload's key as UploadPart does. RGW reads an SSE-C *source* of a part copy
+  with that same key (the copy-source key headers are not what it uses): only a part copy of
+  an object into an upload of the same bucket and key (the same derived key) can succeed;
 - CopyObject from an SSE-C source is 501 NotImplemented in every form; a copy into an SSE-C
   destination answers 200 and is stored in plaintext, readable without a key (so the plan
   refuses a copy it would encrypt: NotImplemented);
@@ -41,6 +47,7 @@ SSE_S3 = "AES256"
 _WRITES = frozenset({Op.PUT_OBJECT, Op.CREATE_MULTIPART_UPLOAD, Op.POST_OBJECT, Op.COPY_OBJECT})
 _READS = frozenset({Op.GET_OBJECT, Op.HEAD_OBJECT})
 _COPIES = frozenset({Op.COPY_OBJECT, Op.UPLOAD_PART_COPY})
+_PARTS = frozenset({Op.UPLOAD_PART, Op.UPLOAD_PART_COPY})  # carry the upload's key
 _CUSTOMER_ANSWER = (CUSTOMER_PREFIX + "algorithm", CUSTOMER_PREFIX + "key-md5")
 
 
@@ -49,8 +56,8 @@ class Encryption:
     """The SSE-C keys of one request. ``attempt`` n uses the n-th of each key list."""
 
     write: ObjectKey | None = None  # the written object's (PutObject, Create, form, copy)
-    # The object read, or the upload a part joins: tried in order on a wrong-key answer;
-    # None last, for a store that refuses keys on a plain object.
+    # The object read, or the upload a part (or part copy) joins: tried in order on a
+    # wrong-key answer; None last, for a store that refuses keys on a plain object.
     reads: tuple[ObjectKey | None, ...] = ()
     sources: tuple[ObjectKey | None, ...] = ()  # a copy's source, likewise
     drop_sse_s3: bool = False  # the client's SSE-S3 header is answered by SSE-C instead
@@ -135,7 +142,7 @@ def decide(
         write = keyring.for_write(bucket, key)
         drop = asked is not None
     reads: tuple[ObjectKey | None, ...] = ()
-    if not own and (op in _READS or op is Op.UPLOAD_PART):
+    if not own and (op in _READS or op in _PARTS):
         reads = keyring.read_attempts(bucket, key)
     sources: tuple[ObjectKey | None, ...] = ()
     if op in _COPIES and copy_source is not None and not own_source:

@@ -409,6 +409,171 @@ def test_copy_from_an_encrypted_source_is_what_rgw_answers_directly(
     assert through == straight == (501, "NotImplemented")
 
 
+# ------------------------------------------------------------------------ part copies
+@dataclass(frozen=True)
+class _Parts:
+    """A bucket with a plain object ``src`` and the two parts of an upload: ``first``
+    uploaded, then ``src`` copied (UploadPartCopy); ``marker`` is in the plaintext of both."""
+
+    bucket: str
+    marker: bytes
+    first: bytes
+    source: bytes
+
+    @property
+    def whole(self) -> bytes:
+        return self.first + self.source
+
+
+def _parts(direct: BaseClient, source_key: str = "src") -> _Parts:
+    bucket = new_bucket(direct)
+    marker = _unique()
+    # Part 1 of the minimum size a part followed by another must have (5 MiB).
+    first = (b"one" + marker) * (5 * MIB // (len(marker) + 3) + 1)
+    parts = _Parts(bucket, marker, first, marker * 2000)
+    if source_key:
+        direct.put_object(Bucket=bucket, Key=source_key, Body=parts.source)
+    return parts
+
+
+def _with_a_copied_part(
+    client: BaseClient,
+    parts: _Parts,
+    key: str,
+    *,
+    source: str = "src",
+    create: dict[str, Any] | None = None,
+    part: dict[str, Any] | None = None,
+    copy: dict[str, Any] | None = None,
+    begun_by: BaseClient | None = None,
+) -> tuple[int, str, dict[str, Any] | None]:
+    """``key`` uploaded in two parts, ``parts.first`` then ``source`` copied, the part copy
+    sent by ``client``; the upload begun and its first part sent by ``begun_by`` (``client``
+    by default). ``create``, ``part``, ``copy``: the SSE parameters of CreateMultipartUpload,
+    UploadPart and UploadPartCopy (the part's by default). The part copy's status, code and
+    answer; completed when the copy is taken, aborted when not."""
+    starter = begun_by or client
+    where = {"Bucket": parts.bucket, "Key": key}
+    upload = starter.create_multipart_upload(**where, **(create or {}))["UploadId"]
+    one = starter.upload_part(
+        **where, UploadId=upload, PartNumber=1, Body=parts.first, **(part or {})
+    )
+    try:
+        two = client.upload_part_copy(
+            **where,
+            UploadId=upload,
+            PartNumber=2,
+            CopySource=f"{parts.bucket}/{source}",
+            **(copy if copy is not None else part or {}),
+        )
+    except ClientError as exc:
+        client.abort_multipart_upload(**where, UploadId=upload)
+        err = exc.response
+        return err["ResponseMetadata"]["HTTPStatusCode"], err["Error"].get("Code", ""), None
+    done = [
+        {"PartNumber": 1, "ETag": one["ETag"]},
+        {"PartNumber": 2, "ETag": two["CopyPartResult"]["ETag"]},
+    ]
+    client.complete_multipart_upload(**where, UploadId=upload, MultipartUpload={"Parts": done})
+    return _status(two), "", two
+
+
+SSE_S3_ASKED = {"ServerSideEncryption": "AES256"}
+
+
+def test_a_part_copy_into_an_encrypted_upload_is_stored_encrypted(
+    shim: Shim, rgw_tls: TlsRgw, tmp_path: Path
+) -> None:
+    """RGW 16 refuses a part copy into an SSE-C upload without the upload's key (400) and,
+    with it, stores the copied part encrypted: through s3shim a part copy from a plain object
+    into an upload begun with SSE-S3 (or under S3SHIM_SSE_DEFAULT) carries the upload's key,
+    and the completed object holds only ciphertext, the plain source's bytes included."""
+    client, direct = shim.client(), rgw_tls.client()
+    parts = _parts(direct)
+
+    def sse_c(key: str) -> dict[str, Any]:
+        return _sse_c(parts.bucket, key, NEW)
+
+    nokey = sse_c("nokey")
+    unkeyed = _with_a_copied_part(direct, parts, "nokey", create=nokey, part=nokey, copy={})
+    assert unkeyed[:2] == (400, "InvalidArgument")  # the upload's key is required
+    keyed = sse_c("direct")
+    straight = _with_a_copied_part(direct, parts, "direct", create=keyed, part=keyed)
+    through = _with_a_copied_part(client, parts, "through", create=SSE_S3_ASKED)
+    with _shim(rgw_tls, tmp_path, NEW, S3SHIM_SSE_DEFAULT="true") as by_default:
+        default = _with_a_copied_part(by_default.client(), parts, "default")
+    assert straight[:2] == through[:2] == default[:2] == (200, "")
+    assert through[2] is not None
+    _no_customer_headers(through[2])
+    for key in ("direct", "through", "default"):
+        _assert_ciphertext_only(rgw_tls, key, parts.marker)
+        assert _code(lambda k=key: direct.get_object(Bucket=parts.bucket, Key=k))[0] == 400
+        got = direct.get_object(Bucket=parts.bucket, Key=key, **sse_c(key))
+        assert got["Body"].read() == parts.whole
+        assert client.get_object(Bucket=parts.bucket, Key=key)["Body"].read() == parts.whole
+    assert any(parts.marker in blob for blob in rgw_tls.rados_objects("src"))  # the control
+
+
+def test_a_part_copy_into_an_older_key_or_a_plain_upload(
+    shim_old: Shim, shim: Shim, rgw_tls: TlsRgw
+) -> None:
+    """An upload begun before a rotation takes a part copy under its own key (one retry: a
+    part copy has no body to lose); a plain upload takes the key as RGW takes it on any
+    part, and stores the part plain, as the same part copy made directly without a key does."""
+    client, direct = shim.client(), rgw_tls.client()
+    parts = _parts(direct)
+    before = _retries(shim)
+    # Begun, and its streamed part sent, before the rotation (such a part cannot be sent
+    # again with the older key).
+    old = _with_a_copied_part(client, parts, "old", create=SSE_S3_ASKED, begun_by=shim_old.client())
+    assert old[:2] == (200, "")
+    assert _retries(shim) == before + 1  # the current key first, then the upload's
+    _assert_ciphertext_only(rgw_tls, "old", parts.marker)
+    got = direct.get_object(Bucket=parts.bucket, Key="old", **_sse_c(parts.bucket, "old", OLD))
+    assert got["Body"].read() == parts.whole
+    assert client.get_object(Bucket=parts.bucket, Key="old")["Body"].read() == parts.whole
+    # A plain upload stays plain, readable without any key, through s3shim or not.
+    plain = [
+        _with_a_copied_part(c, parts, key)[:2]
+        for c, key in ((direct, "plain-direct"), (client, "plain-through"))
+    ]
+    assert plain == [(200, "")] * 2
+    for key in ("plain-direct", "plain-through"):
+        assert any(parts.marker in blob for blob in rgw_tls.rados_objects(key))
+        assert direct.get_object(Bucket=parts.bucket, Key=key)["Body"].read() == parts.whole
+        assert client.get_object(Bucket=parts.bucket, Key=key)["Body"].read() == parts.whole
+
+
+def test_a_part_copy_of_an_encrypted_object_is_what_rgw_answers_directly(
+    shim: Shim, rgw_tls: TlsRgw
+) -> None:
+    """RGW 16 reads a part copy's SSE-C source with the upload's key (not the copy-source
+    key headers): into another object's upload it is 400 InvalidArgument, through s3shim
+    (each key tried) and directly with both right keys; into an upload of the object itself
+    (the same derived key) it is taken, and the part stays ciphertext."""
+    client, direct = shim.client(), rgw_tls.client()
+    parts = _parts(direct, source_key="")
+    bucket = parts.bucket
+    client.put_object(Bucket=bucket, Key="enc", Body=parts.source, ServerSideEncryption="AES256")
+    src_keys, dst_keys = _sse_c(bucket, "enc", NEW), _sse_c(bucket, "other", NEW)
+    both = {
+        **dst_keys,
+        "CopySourceSSECustomerAlgorithm": "AES256",
+        "CopySourceSSECustomerKey": src_keys["SSECustomerKey"],
+    }
+    straight = _with_a_copied_part(
+        direct, parts, "other", source="enc", create=dst_keys, part=dst_keys, copy=both
+    )
+    through = _with_a_copied_part(client, parts, "other", source="enc", create=SSE_S3_ASKED)
+    assert straight[:2] == through[:2] == (400, "InvalidArgument")
+    # The object copied into an upload of itself: its own key on both sides.
+    itself = _with_a_copied_part(client, parts, "enc", source="enc", create=SSE_S3_ASKED)
+    assert itself[:2] == (200, "")
+    _assert_ciphertext_only(rgw_tls, "enc", parts.marker)
+    assert client.get_object(Bucket=bucket, Key="enc")["Body"].read() == parts.whole
+    assert direct.get_object(Bucket=bucket, Key="enc", **src_keys)["Body"].read() == parts.whole
+
+
 # --------------------------------------------------------------- rotation, plain objects
 def test_objects_under_the_old_key_stay_readable_after_rotation(
     shim_old: Shim, shim: Shim, rgw_tls: TlsRgw

@@ -11,7 +11,7 @@ from s3shim.config import ClientKey
 from s3shim.head import RequestHead, parse_head
 from s3shim.plan import Settings, UpstreamPlan, plan, store_request
 from s3shim.rewrite import Policy
-from s3shim.ssekeys import Keyring, MasterKey
+from s3shim.ssekeys import COPY_SOURCE_PREFIX, Keyring, MasterKey
 from testkit.plans import auth_context, object_target
 
 RING = Keyring((MasterKey("new", bytes(range(32))), MasterKey("old", bytes(range(50, 82)))))
@@ -123,3 +123,17 @@ def test_a_copy_carries_its_source_keys() -> None:
     )
     assert all(sent[n] == v for n, v in source.items())
     assert not [n for n in sent if n.startswith(CUSTOMER)]
+
+
+def test_a_part_copy_carries_the_upload_key_and_its_source_keys() -> None:
+    """As each UploadPart: the upload's key (current, older, none: an upload begun before a
+    rotation, or a plain one), and the source's keys in the copy-source headers."""
+    h = _head("PUT", content_length="0", x_amz_copy_source="/b/src")
+    p = plan(object_target(Op.UPLOAD_PART_COPY), auth_context(), h, KEYS, CLIENTS)
+    md5, source_md5 = CUSTOMER + "key-md5", COPY_SOURCE_PREFIX + "key-md5"
+    tries = [_sent(p, KEYS, attempt) for attempt in range(3)]
+    current, old = (dict(k.headers())[md5] for k in RING.for_read("b", "k"))
+    assert [t.get(md5) for t in tries] == [current, old, None]
+    src_current, src_old = (dict(k.headers())[md5] for k in RING.for_read("b", "src"))
+    assert [t.get(source_md5) for t in tries] == [src_current, src_old, None]
+    assert p.encryption is not None and p.encryption.write is None  # it writes no object
