@@ -10,7 +10,7 @@ shared machine falls on both. CPU is the scheduler's runtime of every thread of 
 what differs is the key: s3shim derives it (one HKDF per request, expected ~0 per GiB) and
 RGW encrypts and decrypts (AES-256).
 
-    .venv/bin/python -m bench.sse [--object-mib 64] [--objects 8] [--rounds 2] [--json F]
+    .venv/bin/python bench/sse.py [--object-mib 64] [--objects 8] [--rounds 2] [--json F]
 """
 
 from __future__ import annotations
@@ -19,17 +19,20 @@ import argparse
 import base64
 import json
 import os
-import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.common import ACCESS_KEY, BUCKET, GIB, MIB, REPO, SECRET_KEY, log, machine_meta
+# `python bench/sse.py` puts only bench/ on sys.path: the repo root goes first, so that this
+# bench's modules are bench.* (as mypy and `-m bench.sse` name them).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import BUCKET, GIB, MIB, free_port, log, machine_meta
 from bench.procfs import run_ns
 from bench.s3client import Client, S3Error
-from bench.stack import Stack, rgw_gc, start_shim, stop_all
+from bench.stack import Stack, rgw_gc, start_rgw, start_shim, stop_all
 from testkit.tls import make_tls
 
 CASES = ("plain", "keys")  # the s3shim without keys, the one with
@@ -46,36 +49,6 @@ class Tally:
 
     def per_gib(self, role: str) -> float:
         return self.ns[role] / 1e9 / (self.nbytes / GIB) if self.nbytes else 0.0
-
-
-def _start_rgw(work: Path, memstore: int) -> tuple[Stack, str, str]:
-    """RGW with HTTP and HTTPS endpoints; (stack, https endpoint, CA bundle)."""
-    tls = make_tls(work)
-    state = work / "rgw"
-    log(f"starting RGW over TLS (memstore {memstore / GIB:.1f} GiB) in {state}")
-    with (work / "rgw.sh.log").open("wb") as err:
-        res = subprocess.run(
-            [
-                *(str(REPO / "scripts" / "rgw.sh"), "start", str(state), "auto"),
-                *(ACCESS_KEY, SECRET_KEY, "--mon-v2-port", "auto", "--mon-v1-port", "auto"),
-                *("--memstore-bytes", str(memstore), "--tls-port", "auto"),
-                *("--tls-cert", tls.cert, "--tls-key", tls.key),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=err,
-            timeout=300,
-        )
-    if res.returncode != 0:
-        raise RuntimeError(f"rgw.sh start failed:\n{(work / 'rgw.sh.log').read_text()[-4000:]}")
-    http_port = int(res.stdout.decode().strip().rsplit(":", 1)[1])
-    stack = Stack(
-        state=state,
-        rgw_port=http_port,
-        rgw_pids=[int((state / "run" / "client.rgw.a.pid").read_text())],
-        osd_pids=[int((state / "run" / "osd.0.pid").read_text())],
-        rgw_started=True,
-    )
-    return stack, (state / "https-endpoint").read_text().strip(), tls.ca
 
 
 def _pids(stack: Stack, case: str) -> dict[str, list[int]]:
@@ -113,7 +86,9 @@ def _check_encrypted(stack: Stack, key: str) -> None:
 def run(args: argparse.Namespace, work: Path) -> dict[str, dict[str, Tally]]:
     size = args.object_mib * MIB
     memstore = max(3 * GIB, 3 * size * args.objects)
-    stack, https, ca = _start_rgw(work, memstore)
+    tls = make_tls(work)
+    stack = start_rgw(work / "rgw", free_port(), memstore, tls=tls)
+    https, ca = (stack.state / "https-endpoint").read_text().strip(), tls.ca
     try:
         keys_file = work / "sse-keys.json"
         secret = base64.b64encode(os.urandom(32)).decode()

@@ -12,10 +12,14 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from bench.common import ACCESS_KEY, BENCH, GIB, REPO, SECRET_KEY, free_port, log, wait_port
 from bench.procfs import Watched, children_of, tcp_sockets
+
+if TYPE_CHECKING:
+    from testkit.tls import TlsFiles
 
 
 @dataclass
@@ -77,15 +81,30 @@ class Stack:
         rgw_gc(self.state)
 
 
-def start_rgw(state: Path, port: int, memstore_bytes: int) -> Stack:
-    log(f"starting RGW on 127.0.0.1:{port} (memstore {memstore_bytes / GIB:.1f} GiB) in {state}")
+def start_rgw(
+    state: Path,
+    port: int,
+    memstore_bytes: int,
+    *,
+    tls: TlsFiles | None = None,
+    tls_port: int | str = "auto",
+) -> Stack:
+    """RGW serving HTTP on ``port``; with ``tls`` (its certificate and key), HTTPS as well on
+    ``tls_port`` (a free one with "auto"), its endpoint in ``state / "https-endpoint"``."""
+    where = f"127.0.0.1:{port}" + (f" and HTTPS on {tls_port}" if tls is not None else "")
+    log(f"starting RGW on {where} (memstore {memstore_bytes / GIB:.1f} GiB) in {state}")
+    with_tls = (
+        ("--tls-port", str(tls_port), "--tls-cert", tls.cert, "--tls-key", tls.key)
+        if tls is not None
+        else ()
+    )
     rgw_log = state.parent / "rgw.sh.log"
     with rgw_log.open("wb") as out:
         res = subprocess.run(
             [
                 *(str(REPO / "scripts" / "rgw.sh"), "start", str(state), str(port)),
                 *(ACCESS_KEY, SECRET_KEY, "--mon-v2-port", "auto", "--mon-v1-port", "auto"),
-                *("--memstore-bytes", str(memstore_bytes)),
+                *("--memstore-bytes", str(memstore_bytes), *with_tls),
             ],
             stdout=subprocess.PIPE,
             stderr=out,
