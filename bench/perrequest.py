@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import itertools
 
 from bench import run as byte_bench
-from bench import small
+from bench import small_requests as small
 from s3shim import config as config_mod
 from s3shim import logs
 from s3shim.body import BodyPipeline

@@ -54,6 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import BENCH, log, machine_meta
 from bench.procfs import autogroup_nice, set_autogroup_nice, status_kib
 from bench.small_load import measure_case, run_load
+from bench.small_owners import owners, print_owners, pure_steps
 from bench.small_profile import PROFILE_CASE, profile_shim
 from bench.small_report import print_report, ratios, shim_log_summary, tool_versions
 from bench.small_requests import FLOOR_MODES, UPSTREAMS, all_cases, select
@@ -201,8 +202,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             shutil.rmtree(work, ignore_errors=True)
     report["cases"] = results
     report["ratios"] = ratios(results)
+    if any(r["case"].endswith("-instant-s3shim") for r in results):
+        report["owners"] = owners(results, pure_steps())
     meta["total_seconds"] = round(time.monotonic() - t_start, 1)
     print_report(report)
+    print_owners(report.get("owners", []))
     if args.json is not None:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
         print(f"\nwritten: {args.json}")

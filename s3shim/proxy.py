@@ -545,15 +545,16 @@ class Proxy:
                     return await self._cut(request, upstream, answer)
                 if answer.relocate is not None:
                     body = answer.relocated(body)
-                whole = web.Response(status=upstream.status, reason=upstream.reason, body=body)
+                whole = web.StreamResponse(status=upstream.status, reason=upstream.reason)
                 if close:
                     whole.force_close()
                 for name, value in answer.headers:
-                    if name.lower() != "content-length":  # aiohttp's: the body's own length
+                    if name.lower() != "content-length":  # the body's own length, below
                         whole.headers.add(name, value)
+                whole.content_length = len(body)
                 try:  # sent here, not by aiohttp after the handler, so a failure is logged
                     await whole.prepare(request)
-                    await whole.write_eof()
+                    await whole.write_eof(body)  # head and body in one write
                     rec.bytes_out += len(body)
                 except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                     rec.stream_error = type(exc).__name__

@@ -8,6 +8,7 @@ import json
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 import structlog
@@ -54,11 +55,33 @@ def test_a_line_outside_a_loop_is_written_at_once(out: Recording) -> None:
 
 
 def test_the_timestamp_is_utc_now() -> None:
-    event = logs._Timestamp()(None, "info", {})
+    event = logs._Stamp()(None, "info", {})
     when = datetime.strptime(event["timestamp"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
     assert abs((datetime.now(UTC) - when).total_seconds()) < 5
-    again = logs._Timestamp()(None, "info", {})  # a fresh cache gives the same shape
+    again = logs._Stamp()(None, "info", {})  # a fresh cache gives the same shape
     assert STAMP.fullmatch(again["timestamp"])
+
+
+def test_the_level_names_are_structlog_s() -> None:
+    stamp = logs._Stamp()
+    levels = {m: stamp(None, m, {})["level"] for m in ("info", "warn", "warning", "exception")}
+    assert levels == {"info": "info", "warn": "warning", "warning": "warning", "exception": "error"}
+
+
+def test_an_error_line_carries_its_traceback(out: Recording) -> None:
+    try:
+        raise ValueError("boom")
+    except ValueError as exc:
+        logs.get().error("request", exc_info=exc, status=500)
+    (line,) = out.lines()
+    assert line["level"] == "error" and line["status"] == 500
+    assert "ValueError: boom" in str(line["exception"]) and "exc_info" not in line
+
+
+def test_values_json_has_no_type_for_are_written_as_their_repr(out: Recording) -> None:
+    logs.get().info("request", where=Path("/x"), keys={1: "one"})
+    (line,) = out.lines()
+    assert line["where"] == repr(Path("/x")) and line["keys"] == {"1": "one"}
 
 
 async def test_lines_of_one_loop_iteration_are_one_write(out: Recording) -> None:

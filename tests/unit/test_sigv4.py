@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 from urllib.parse import quote
 
 import pytest
@@ -276,3 +277,20 @@ def test_every_whitespace_but_space_is_unprintable() -> None:
     spaces = [chr(c) for c in range(0x110000) if chr(c).isspace()]
     assert [s for s in spaces if s != " " and s.isprintable()] == []
     assert " ".join(f"a{''.join(spaces)}b".split()) == "a b"
+
+
+@given(key=st.binary(max_size=200), message=st.binary(max_size=300))
+@example(key=b"", message=b"")
+@example(key=b"k" * 64, message=b"block-sized key")
+@example(key=b"k" * 65, message=b"a key longer than a block is hashed first")
+def test_hmac_with_hashed_pads_is_rfc_2104_hmac(key: bytes, message: bytes) -> None:
+    expected = hmac.digest(key, message, "sha256").hex()
+    mac = sigv4.HmacSha256(key)
+    assert mac.hexdigest(message) == expected
+    assert mac.hexdigest(message) == expected  # the pads are copied, never consumed
+
+
+def test_signature_is_hmac_of_the_string_to_sign() -> None:
+    key = sigv4.signing_key("secret", "20261207", "us-east-1")
+    to_sign = "AWS4-HMAC-SHA256\n20261207T000000Z\nscope\n" + "0" * 64
+    assert sigv4.signature(key, to_sign) == hmac.digest(key, to_sign.encode(), "sha256").hex()
