@@ -200,4 +200,5 @@ FLAG_IDS = ["flags-on", "flags-off"]
 
 def flags_on(shim: Shim) -> bool:
     """Whether this s3shim runs with AWS_S3_DISABLE_CHECKSUMS (read from its startup line)."""
-    return '"disable_checksums": true' in shim.log_text()
+    started = [e for e in shim.log_entries() if e.get("event") == "started"]
+    return bool(started) and started[0].get("disable_checksums") is True
