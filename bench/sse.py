@@ -162,6 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--keep", action="store_true", help="keep the work directory")
     args = p.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="s3shim-bench-sse-"))
+    meta = machine_meta()  # before the run: its load average is the machine's, not the run's
     tallies = run(args, work)
     lines = report(tallies)
     print("\n".join(lines))
@@ -176,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             }
             for case, ops in tallies.items()
         }
-        args.json.write_text(json.dumps({"machine": machine_meta(), "figures": figures}, indent=2))
+        args.json.write_text(json.dumps({"machine": meta, "figures": figures}, indent=2))
     return 0
 
 
