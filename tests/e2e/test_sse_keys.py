@@ -505,6 +505,9 @@ def test_a_part_copy_into_an_encrypted_upload_is_stored_encrypted(
     assert straight[:2] == through[:2] == default[:2] == (200, "")
     assert through[2] is not None
     _no_customer_headers(through[2])
+    # RGW's answer to a part copy names no SSE-C, and s3shim cannot tell an encrypted upload
+    # from a plain one by it: no SSE-S3 either (AWS would say AES256).
+    assert "ServerSideEncryption" not in through[2]
     for key in ("direct", "through", "default"):
         _assert_ciphertext_only(rgw_tls, key, parts.marker)
         assert _code(lambda k=key: direct.get_object(Bucket=parts.bucket, Key=k))[0] == 400
