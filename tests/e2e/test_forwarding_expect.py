@@ -451,12 +451,18 @@ def test_other_stores_direct_and_through_s3shim_the_client_sends_the_same_bytes(
     d = put(store.endpoint, f"/{bucket}/direct", body, keys=keys_of(store))
     t = put(s.endpoint, f"/{bucket}/through", body, keys=keys_of(s))
     assert not d.waited and not t.waited  # none of them ignores the expectation
-    assert t.outcome() == d.outcome(), (t, d)
-    # One 100 Continue (moto sends two), or none when the store refused from the head.
-    assert t.interim == ([100] if d.invited else [])
     if missing:
-        assert d.status == 404
-    else:
-        assert d.status == 200
-        assert stored(direct, bucket, "direct") == body
-        assert stored(direct, bucket, "through") == body
+        # Refused from the head, but s3rver writes its 100 Continue and its 404 back to back:
+        # when both reach s3shim in one read, the final answer came before the store asked
+        # for a byte of the body, and s3shim never invites it (upstream.py). Either way the
+        # answer is the store's, and nothing is stored.
+        assert d.status == t.status == 404 and t.code == d.code, (t, d)
+        alike = (d.invited, d.sent, [100] if d.invited else [])
+        assert (t.invited, t.sent, t.interim) in (alike, (False, 0, [])), (t, d)
+        return
+    assert t.outcome() == d.outcome(), (t, d)
+    # One 100 Continue (moto sends two).
+    assert t.interim == ([100] if d.invited else [])
+    assert d.status == 200
+    assert stored(direct, bucket, "direct") == body
+    assert stored(direct, bucket, "through") == body
