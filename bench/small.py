@@ -57,7 +57,7 @@ from bench.small_load import measure_case, run_load
 from bench.small_owners import owners, print_owners, pure_steps
 from bench.small_profile import PROFILE_CASE, profile_shim
 from bench.small_report import print_report, ratios, shim_log_summary, tool_versions
-from bench.small_requests import FLOOR_MODES, UPSTREAMS, all_cases, select
+from bench.small_requests import COMPARED, FLOOR_MODES, UPSTREAMS, all_cases, select
 
 # bench/perrequest.py reads these as bench.small's.
 from bench.small_requests import OBJECT_SIZE as OBJECT_SIZE
@@ -118,6 +118,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_false",
         help="with --profile: do not also record perf cpu-clock samples (on-CPU split)",
     )
+    p.add_argument(
+        "--compare",
+        metavar="REV",
+        help="also run s3shim at git revision REV (a worktree) on INSTANT beside this checkout's, "
+        "each op's two cases seconds apart, and print their ratios",
+    )
     p.add_argument("--json", type=Path, help="also write the report as JSON to this file")
     p.add_argument("--keep-state", action="store_true", help="keep the work dir (logs, requests)")
     args = p.parse_args(argv)
@@ -129,6 +135,26 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+def git_describe(repo: Path) -> str:
+    return subprocess.run(
+        ["git", "-C", str(repo), "describe", "--always", "--dirty"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+
+
+def compared_checkout(rev: str, work: Path) -> Path:
+    """A detached worktree of ``rev`` under the work dir: its s3shim is the one compared."""
+    path = work / "compared"
+    subprocess.run(
+        ["git", "-C", str(BENCH.parent), "worktree", "add", "--detach", str(path), rev],
+        check=True,
+        capture_output=True,
+    )
+    log(f"compared: {rev} ({git_describe(path)}) in {path}")
+    return path
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     for tool in ("wrk", "ab", "nginx"):
@@ -137,20 +163,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if args.profile and not Path(py_spy).exists():
         raise SystemExit("--profile needs py-spy: .venv/bin/pip install py-spy")
-    cases = select(all_cases(not args.no_direct), args.only)
+    cases = select(all_cases(not args.no_direct, args.compare is not None), args.only)
     needed = {c.upstream for c in cases} | ({"instant"} if args.profile else set())
     meta: dict[str, Any] = {**machine_meta(), **tool_versions()}
     meta["settings"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-    meta["git"] = subprocess.run(
-        ["git", "-C", str(BENCH.parent), "describe", "--always", "--dirty"],
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
+    meta["git"] = git_describe(BENCH.parent)
     log(f"cases: {', '.join(c.name for c in cases)}")
     data = os.urandom(OBJECT_SIZE)
     work = Path(tempfile.mkdtemp(prefix="s3shim-small-"))
     work.chmod(0o755)  # nginx's workers (user nobody) read the instant upstream's file
     ups: dict[str, Upstream] = {}
+    compared = compared_checkout(args.compare, work) if args.compare else None
+    if compared is not None:
+        meta["compare"] = {"rev": args.compare, "git": git_describe(compared)}
     results: list[dict[str, Any]] = []
     report: dict[str, Any] = {"meta": meta}
     t_start = time.monotonic()
@@ -160,7 +185,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             if name in needed:
                 paths = {c.path for c in cases if c.upstream == name}
                 floors = [m for m in FLOOR_MODES if f"floor-{m}" in paths]
-                build_upstream(name, work / name, data, "s3shim-2w" in paths, floors, ups)
+                build_upstream(
+                    name,
+                    work / name,
+                    data,
+                    "s3shim-2w" in paths,
+                    floors,
+                    ups,
+                    compared if COMPARED in paths else None,
+                )
         meta["autogroup_nice"] = {"boost": args.boost, "bench_session_before": own_nice}
         if args.boost:
             pids = [os.getpid()]
@@ -196,6 +229,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             set_autogroup_nice([os.getpid()], own_nice or 0)
         for up in ups.values():
             stop_upstream(up, args.keep_state)
+        if compared is not None:
+            subprocess.run(
+                ["git", "-C", str(BENCH.parent), "worktree", "remove", "--force", str(compared)],
+                check=False,
+            )
         if args.keep_state:
             log(f"state kept in {work}")
         else:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import tool_version
-from bench.small_requests import FLOOR_MODES, OPS, UPSTREAMS
+from bench.small_requests import COMPARED, FLOOR_MODES, OPS, UPSTREAMS
 
 
 def shim_log_summary(work: Path) -> dict[str, Any]:
@@ -64,6 +64,10 @@ def ratios(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
         f = by.get(f"get-instant-floor-{mode}")
         if one is not None and f is not None:
             out.append(_pair(f"get-instant: s3shim / floor-{mode}", one, f))
+    for op in OPS:
+        s, r = by.get(f"{op}-instant-s3shim"), by.get(f"{op}-instant-{COMPARED}")
+        if s is not None and r is not None:
+            out.append(_pair(f"{op}-instant: s3shim / {COMPARED}", s, r))
     two = by.get("get-instant-s3shim-2w")
     if one is not None and two is not None:
         out.append(_pair("get-instant: s3shim 2 workers / 1 worker", two, one))

@@ -129,12 +129,20 @@ class Case:
     path: str
 
 
-def all_cases(direct: bool) -> list[Case]:
-    """Per upstream and op, the paths back to back; s3shim/nginx order rotates per op."""
+COMPARED = "s3shim-rev"  # --compare REV: s3shim at that revision, on INSTANT
+
+
+def all_cases(direct: bool, compare: bool = False) -> list[Case]:
+    """Per upstream and op, the paths back to back; s3shim/nginx order rotates per op (and
+    with ``compare``, s3shim at the compared revision beside s3shim on INSTANT, seconds apart,
+    its place alternating too)."""
     cases = []
     for upstream in UPSTREAMS:
         for i, op in enumerate(OPS):
             paths = ["s3shim", "nginx"] if i % 2 == 0 else ["nginx", "s3shim"]
+            if compare and upstream == "instant":
+                at = paths.index("s3shim") + (i // 2) % 2
+                paths.insert(at, COMPARED)
             if upstream == "instant" and op == "get":
                 paths.insert(paths.index("s3shim") + 1, "s3shim-2w")
                 paths += [f"floor-{mode}" for mode in FLOOR_MODES]

@@ -13,7 +13,7 @@ from pathlib import Path
 from bench.common import BENCH, BUCKET, free_port, log, wait_port
 from bench.procfs import children_of
 from bench.s3client import Client
-from bench.small_requests import GET_KEY
+from bench.small_requests import COMPARED, GET_KEY
 from bench.stack import Stack, launch_nginx, start_nginx, start_rgw, start_shim, stop_all
 
 
@@ -59,6 +59,7 @@ def build_upstream(
     with_2w: bool,
     floors: Sequence[str],
     ups: dict[str, Upstream],
+    compared: Path | None = None,
 ) -> None:
     """The upstream, then nginx and s3shim in front of it (bench/stack.py's starters).
 
@@ -90,6 +91,10 @@ def build_upstream(
     if with_2w:
         start_shim(stack, work, workers=2)
         up.targets["s3shim-2w"] = Target("s3shim-2w", stack.shim2_port, stack.shim2_pids)
+    if compared is not None:
+        start_shim(stack, work, name=COMPARED, repo=compared)
+        extra = stack.extra[COMPARED]
+        up.targets[COMPARED] = Target(COMPARED, extra.port, [extra.proc.pid])
     for mode in floors:
         proc, port = start_floor(mode, up.port, work)
         up.floors.append(proc)

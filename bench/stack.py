@@ -163,9 +163,11 @@ def start_shim(
     *,
     name: str | None = None,
     env_extra: dict[str, str] | None = None,
+    repo: Path = REPO,
 ) -> None:
     """Start s3shim with ``workers`` processes: stack.shim for 1, stack.shim2 for more;
-    with ``name``, a 1-worker one in stack.extra[name], with ``env_extra`` on top."""
+    with ``name``, a 1-worker one in stack.extra[name], with ``env_extra`` on top; ``repo``:
+    the checkout whose s3shim runs (``python -m s3shim`` from there)."""
     port = free_port()
     # Nothing inherited may tune s3shim: its own startup sets the malloc thresholds.
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "S3SHIM_", "AWS_"))}
@@ -189,7 +191,7 @@ def start_shim(
         env=env,
         stdout=out,
         stderr=subprocess.STDOUT,
-        cwd=str(REPO),
+        cwd=str(repo),
         start_new_session=True,
     )
     out.close()

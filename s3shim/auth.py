@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 
 from . import chunked, errors, sigv2, sigv4
 
@@ -110,6 +111,9 @@ def _first(headers: Headers, name: str) -> str | None:
     return values[0] if values else None
 
 
+# A client sends the same credential scope all day and the same x-amz-date for a second:
+# each is parsed once (only a parse that succeeds is kept; a refusal raises every time).
+@lru_cache(maxsize=256)
 def _parse_credential(value: str, bad: Callable[[str], errors.S3Error]) -> _Credential:
     parts = value.split("/")
     # The access key itself never contains '/', so exactly five parts are expected.
@@ -123,6 +127,7 @@ def _parse_credential(value: str, bad: Callable[[str], errors.S3Error]) -> _Cred
     return _Credential(access_key, date, region, service)
 
 
+@lru_cache(maxsize=256)
 def _parse_amz_date(value: str, bad: Callable[[str], errors.S3Error]) -> datetime:
     # strptime cost a quarter of presigned verification in a profile. The regex has fixed
     # the shape (ASCII digits at fixed places), so int() of each slice cannot fail, and

@@ -51,13 +51,25 @@ def uri_encode(value: str, *, keep_slash: bool) -> str:
     """Percent-encode exactly as SigV4 wants: UTF-8, upper-case hex, unreserved kept."""
     if (_PLAIN_PATH if keep_slash else _PLAIN_QUERY).fullmatch(value):
         return value
-    return quote(value, safe=_SAFE_PATH if keep_slash else _SAFE_QUERY, errors="surrogateescape")
+    return _quoted(value, _SAFE_PATH if keep_slash else _SAFE_QUERY)
 
 
 def percent_decode(value: str) -> str:
     # RFC 3986 decoding: '+' stays '+' (it is not a space outside form bodies).
     if "%" not in value and value.isascii():
         return value
+    return _unquoted(value)
+
+
+# The values that do need urllib (a presigned URL's credential, with its '/'s, in every
+# request of a client all day) are mostly the same from one request to the next.
+@lru_cache(maxsize=1024)
+def _quoted(value: str, safe: str) -> str:
+    return quote(value, safe=safe, errors="surrogateescape")
+
+
+@lru_cache(maxsize=1024)
+def _unquoted(value: str) -> str:
     return unquote_to_bytes(value).decode("utf-8", errors="surrogateescape")
 
 
