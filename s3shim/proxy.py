@@ -545,16 +545,17 @@ class Proxy:
                     return await self._cut(request, upstream, answer)
                 if answer.relocate is not None:
                     body = answer.relocated(body)
-                whole = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+                whole = web.Response(status=upstream.status, reason=upstream.reason, body=body)
                 if close:
                     whole.force_close()
                 for name, value in answer.headers:
-                    if name.lower() != "content-length":  # the body's own length, below
+                    if name.lower() != "content-length":  # aiohttp's: the body's own length
                         whole.headers.add(name, value)
-                whole.content_length = len(body)
                 try:  # sent here, not by aiohttp after the handler, so a failure is logged
+                    # web.Response holds its head back until the body: one write for both
+                    # (a StreamResponse sends its head at prepare(): two, measured).
                     await whole.prepare(request)
-                    await whole.write_eof(body)  # head and body in one write
+                    await whole.write_eof()
                     rec.bytes_out += len(body)
                 except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                     rec.stream_error = type(exc).__name__
