@@ -70,6 +70,7 @@ from bench.soak_shim import ShimRunner
 from bench.soak_state import Config, Outcome, Summary
 from bench.soak_verdicts import (
     CLASSES,
+    COMPLETE,
     DEFECTS,
     FINDINGS,
     RANK,
@@ -88,6 +89,7 @@ from testkit.backends import Store, start_rgw
 
 # What tests/e2e/test_soak_smoke.py (and a reader) uses as bench.soak's.
 __all__ = [
+    "COMPLETE",
     "DEFECTS",
     "FAULT_KINDS",
     "FRAMINGS",
@@ -108,6 +110,7 @@ __all__ = [
     "rgw_state_for",
     "run",
     "table",
+    "trail_lines",
     "worst",
 ]
 
@@ -158,11 +161,13 @@ class Soak(Writes, Reads):
         while (index := self._take()) is not None:
             plan = plan_op(self.cfg.seed, index, self.cfg.max_size, self.cfg.faults)
             t0 = time.monotonic()
+            trail = self.start_trail()
             try:
                 out = self._run_op(plan)
             except Exception:  # the harness (or the store) failed: count it, never hide it
                 out = Outcome.of(plan, ("ERROR", traceback.format_exc(limit=6)[-1500:]))
             out.seconds = round(time.monotonic() - t0, 3)
+            out.trail = trail
             with self.lock:
                 self.outcomes.append(out)
             if out.cls in FINDINGS and self.cfg.progress:
@@ -252,7 +257,10 @@ class Soak(Writes, Reads):
             m = re.match(r"soak/(\d+)-", key)
             o = by_index.get(int(m.group(1))) if m else None
             new, old = self.sent.get(key, (None, None))
-            verdict = judge_leftover(o.cls if o else None, digest, new, old)
+            good = o is not None and (o.kind == "multipart" or expectation(o.fault).good)
+            verdict = judge_leftover(
+                o.cls if o else None, digest, new, old, seen=key in self.seen_new, good=good
+            )
             stray.append(
                 {"key": key, "size": digest.size, "verdict": verdict[0], "detail": verdict[1]}
             )
@@ -327,9 +335,25 @@ def table(summary: Summary) -> str:
             f"{f['variant']}: {f['cls']} {f['detail'].strip().splitlines()[-1:]}"
             f" (status {f['status']} {f['code'] or ''})"
         )
+        lines += trail_lines(f.get("trail") or [])
     if len(summary.findings) > 20:
         lines.append(f"  ... {len(summary.findings) - 20} more in the JSON summary")
     return "\n".join(lines)
+
+
+def trail_lines(trail: list[dict[str, Any]]) -> list[str]:
+    """An operation's trail as indented lines: seconds since its first step, the step, the
+    answer, and the ids that find it in s3shim's log and RGW's access log."""
+    if not trail:
+        return []
+    t0 = trail[0]["t"]
+    out = []
+    for e in trail:
+        rest = {k: v for k, v in e.items() if k not in ("t", "step", "status", "code")}
+        answer = f" -> {e['status']} {e.get('code') or ''}".rstrip() if "status" in e else ""
+        extra = " ".join(f"{k}={v}" for k, v in rest.items())
+        out.append(f"      +{e['t'] - t0:7.3f}s {e['step']}{answer}  {extra}".rstrip())
+    return out
 
 
 def _commit() -> str:

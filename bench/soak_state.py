@@ -52,6 +52,9 @@ class Outcome:
     disturbed: bool = False
     variant: str = ""
     seconds: float = 0.0
+    # Every request the operation made and every check of the store, in order, with the
+    # wall-clock time and the x-amz-request-id (s3shim's log line, RGW's access log).
+    trail: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def of(
@@ -134,6 +137,8 @@ class SoakBase:
         # Per key: the bytes its operation sent (None for reads) and the good version it held
         # before (overwrites, and the objects reads read), for the end-of-run sweep.
         self.sent: dict[str, tuple[Digest | None, Digest | None]] = {}
+        # The keys whose operation's check found its new bytes (and then removed them).
+        self.seen_new: set[str] = set()
 
     # -- clients ----------------------------------------------------------------------
     def direct(self) -> Any:
@@ -156,6 +161,26 @@ class SoakBase:
                 cache[key] = shim_client(shim.endpoint, shim.access_key, shim.secret_key)
         return cache[key]
 
+    # -- the operation's trail -----------------------------------------------------------
+    def start_trail(self) -> list[dict[str, Any]]:
+        """A new trail for the operation this thread runs now (note() appends to it)."""
+        self.local.trail = []
+        return self.local.trail  # type: ignore[no-any-return]
+
+    def note(self, step: str, ans: Answer | None = None, **extra: Any) -> None:
+        """One step of this thread's operation: a request's answer, or a check."""
+        trail: list[dict[str, Any]] | None = getattr(self.local, "trail", None)
+        if trail is None:
+            return
+        entry: dict[str, Any] = {"t": round(time.time(), 3), "step": step}
+        if ans is not None:
+            entry.update(status=ans.status, code=ans.code)
+            rid = ans.headers.get("x-amz-request-id")
+            if rid:
+                entry["request_id"] = rid
+        entry.update(extra)
+        trail.append(entry)
+
     # -- store checks -----------------------------------------------------------------
     def stored(self, key: str) -> Digest | None:
         from botocore.exceptions import ClientError
@@ -164,15 +189,24 @@ class SoakBase:
             r = self.direct().get_object(Bucket=self.bucket, Key=key)
         except ClientError as e:
             if e.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                self.note("check: absent")
                 return None
             raise
-        return Digest.of(r["Body"].read(), r.get("ContentEncoding"))
+        found = Digest.of(r["Body"].read(), r.get("ContentEncoding"))
+        self.note(f"check: {found.size} B", etag=r.get("ETag"))
+        with self.lock:
+            new = self.sent.get(key, (None, None))[0]
+            if new is not None and new.same_bytes(found):
+                self.seen_new.add(key)
+        return found
 
     def delete(self, key: str) -> None:
         self.direct().delete_object(Bucket=self.bucket, Key=key)
+        self.note("delete")
 
     def put_direct(self, key: str, data: bytes) -> None:
         self.direct().put_object(Bucket=self.bucket, Key=key, Body=data)
+        self.note(f"stored directly: {len(data)} B")
 
     def count_written(self, n: int) -> None:
         with self.lock:

@@ -56,16 +56,22 @@ class Digest:
 @dataclass(frozen=True)
 class Expect:
     """What an operation's fault allows: store it, refuse it (with this status and code),
-    or either (an interrupted request: acknowledged and stored, or not and absent)."""
+    or either (an interrupted request: acknowledged and stored, or not and absent).
+
+    ``good``: the client sent the request whole and unspoiled (no fault, a slow client or
+    store, s3shim restarted under it). Stored, such a request is what its client asked for,
+    never HALF-STORED; but s3shim carried it out, so it owed the client its answer.
+    """
 
     mode: str  # store | refuse | either
     status: int = 0
     codes: frozenset[str] = frozenset()
+    good: bool = False
 
 
 def expectation(fault: str, variant: str = "") -> Expect:
     if fault in ("none", "slow_client", "slow_store"):
-        return Expect("store")
+        return Expect("store", good=True)
     if fault == "wrong_checksum":
         return Expect("refuse", 400, frozenset({"BadDigest"}))
     if fault == "wrong_sha256":
@@ -73,7 +79,14 @@ def expectation(fault: str, variant: str = "") -> Expect:
     if fault == "forged_signature":
         code = "InvalidAccessKeyId" if variant == "unknown-key" else "SignatureDoesNotMatch"
         return Expect("refuse", 403, frozenset({code}))
-    return Expect("either")  # client_cut, store_reset, sigterm
+    if fault == "sigterm":
+        return Expect("either", good=True)
+    return Expect("either")  # client_cut, store_reset: part of the request never got there
+
+
+# A multipart upload's object is made by its CompleteMultipartUpload alone, always a good
+# request (a faulty part is uploaded again cleanly first).
+COMPLETE = Expect("store", good=True)
 
 
 def classify_write(
@@ -95,6 +108,9 @@ def classify_write(
     if found is not None and new.same_bytes(found):
         if found.encoding and "aws-chunked" in found.encoding.lower():
             return "CORRUPT", f"stored with Content-Encoding {found.encoding!r}"
+        if not acked and expect.good:
+            # Disturbed or not: s3shim carried the request out, so the client was owed 2xx.
+            return "WRONG-STATUS", f"stored, but answered {status} {code or ''}".rstrip()
         if not acked:
             return "HALF-STORED", f"answered {status} {code or ''} but the new object is stored"
         data_class = "IDENTICAL"
@@ -152,17 +168,31 @@ def classify_read(
 
 
 def judge_leftover(
-    cls: str | None, found: Digest, new: Digest | None, old: Digest | None
+    cls: str | None,
+    found: Digest,
+    new: Digest | None,
+    old: Digest | None,
+    *,
+    seen: bool,
+    good: bool,
 ) -> tuple[str, str]:
     """An object still there at the end of the run, after its operation (class ``cls``)
-    had checked and removed its key: what it means, by its bytes."""
+    had checked and removed its key: what it means, by its bytes.
+
+    ``seen``: that check found these new bytes (and removed them). ``good``: they are a good
+    request's (Expect.good; every multipart upload's, made by its Complete).
+    """
     if cls is None:
         return "ERROR", "an object no operation wrote"
     if cls == "ERROR":
         return "ERROR", "left by an operation that failed"
     if new is not None and new.same_bytes(found):
-        if cls == "IDENTICAL":
+        if seen:
             return "HALF-STORED", "the object came back after it was checked and removed"
+        if good:
+            # Absent when checked, after a failed answer: committed once the client had
+            # heard it failed. What the client asked for, yet not what it was told.
+            return "WRONG-STATUS", "a good request was committed after its failed answer"
         return "HALF-STORED", "the refused or cut object was committed after its check"
     if old is not None and old.same_bytes(found):
         return "ERROR", "the earlier version was not removed (a harness fault)"

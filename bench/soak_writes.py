@@ -12,7 +12,7 @@ from typing import Any
 
 from bench.soak_plan import ALGORITHMS, FRAMINGS, KIB, STREAMING, Plan, checksum_b64
 from bench.soak_state import Outcome, SoakBase
-from bench.soak_verdicts import FINDINGS, Digest, Expect, classify_write, expectation, worst
+from bench.soak_verdicts import COMPLETE, FINDINGS, Digest, classify_write, expectation, worst
 from bench.soak_wire import (
     Answer,
     boto_call,
@@ -99,6 +99,34 @@ class Writes(SoakBase):
         fault = plan.fault if fault is None else fault
         framing = plan.framing if framing is None else framing
         gen, shim = self.runner.current()
+        ans, fired, variant = self._send_upload(
+            plan, rng, path, query, data, key, part, fault, framing, alg, gen, shim
+        )
+        what = f"part {part[1]}" if part is not None else "put"
+        self.note(
+            f"{what} ({fault}, {framing}{', ' + variant if variant else ''})",
+            ans,
+            shim=shim.pid,
+            generation=gen,
+            client_fault=fired,
+        )
+        return ans, fired, variant
+
+    def _send_upload(
+        self,
+        plan: Plan,
+        rng: random.Random,
+        path: str,
+        query: list[tuple[str, str]],
+        data: bytes,
+        key: str,
+        part: tuple[str, int] | None,
+        fault: str,
+        framing: str,
+        alg: str | None,
+        gen: int,
+        shim: Shim,
+    ) -> tuple[Answer, bool, str]:
         if framing == "boto3":
             return self._boto_upload(gen, shim, rng, data, key, part, fault, alg)
         if alg == "auto":
@@ -225,6 +253,7 @@ class Writes(SoakBase):
         if declare:
             create_kwargs["ChecksumAlgorithm"] = "CRC32"
         ans, resp = boto_call(client.create_multipart_upload, **create_kwargs)
+        self.note("create", ans, shim=shim.pid, generation=gen0)
         result: tuple[str, str] = ("IDENTICAL", "")
         if resp is None:
             disturbed = self.runner.generation != gen0
@@ -328,9 +357,10 @@ class Writes(SoakBase):
                 UploadId=upload_id,
                 MultipartUpload={"Parts": parts},
             )
+            self.note("complete", ans, shim=shim.pid, generation=gen)
             disturbed = self.runner.generation != gen0
             found = self.stored(key)
-            cls = classify_write(Expect("store"), ans.status, ans.code, found, new, None, disturbed)
+            cls = classify_write(COMPLETE, ans.status, ans.code, found, new, None, disturbed)
             result = worst(result, cls)
             if found is not None:
                 self.delete(key)
@@ -342,6 +372,7 @@ class Writes(SoakBase):
                 self.direct().abort_multipart_upload(
                     Bucket=self.bucket, Key=key, UploadId=upload_id
                 )
+                self.note("abort")
 
     @staticmethod
     def _part_entry(n: int, ans: Answer, chunk: bytes) -> dict[str, Any]:
@@ -353,4 +384,6 @@ class Writes(SoakBase):
 
     def _part_listed(self, key: str, upload_id: str, n: int) -> bool:
         resp = self.direct().list_parts(Bucket=self.bucket, Key=key, UploadId=upload_id)
-        return any(p["PartNumber"] == n for p in resp.get("Parts", []))
+        listed = any(p["PartNumber"] == n for p in resp.get("Parts", []))
+        self.note(f"list parts: part {n} {'listed' if listed else 'not listed'}")
+        return listed

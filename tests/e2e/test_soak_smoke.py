@@ -32,6 +32,7 @@ OTHER = soak.Digest.of(b"something else")
 STORE = soak.expectation("none")
 REFUSE = soak.expectation("wrong_checksum")
 EITHER = soak.expectation("store_reset")
+RESTART = soak.expectation("sigterm")  # either, but a good request
 
 
 @pytest.mark.parametrize(
@@ -56,6 +57,15 @@ EITHER = soak.expectation("store_reset")
         (EITHER, 200, None, NEW, None, False, "IDENTICAL"),
         (EITHER, 0, "client-cut", NEW, None, False, "HALF-STORED"),
         (EITHER, 0, "client-cut", OTHER, None, False, "CORRUPT"),
+        (RESTART, 200, None, NEW, None, True, "IDENTICAL"),
+        (RESTART, 0, "ConnectionRefusedError", None, None, True, "ABSENT"),
+        # A good request s3shim carried out without answering: its answer is wrong, the
+        # object is the one asked for (a drain that closed the connection under it).
+        (STORE, 0, "RemoteDisconnected", NEW, None, True, "WRONG-STATUS"),
+        (STORE, 503, "ServiceUnavailable", NEW, None, False, "WRONG-STATUS"),
+        (RESTART, 0, "RemoteDisconnected", NEW, None, True, "WRONG-STATUS"),
+        (soak.COMPLETE, 0, "RemoteDisconnected", NEW, None, True, "WRONG-STATUS"),
+        (soak.COMPLETE, 0, "RemoteDisconnected", OTHER, None, True, "CORRUPT"),
     ],
 )
 def test_classify_write(
@@ -114,21 +124,48 @@ def test_classify_read(
 
 
 @pytest.mark.parametrize(
-    ("cls", "found", "old", "verdict"),
+    ("cls", "found", "old", "seen", "good", "verdict"),
     [
-        ("ABSENT", NEW, None, "HALF-STORED"),  # refused, then committed after the check
-        ("IDENTICAL", NEW, None, "HALF-STORED"),  # checked, removed, back again
-        ("ABSENT", OTHER, OLD, "CORRUPT"),
-        ("ABSENT", OLD, OLD, "ERROR"),  # the harness did not clean up
-        ("ERROR", OLD, OLD, "ERROR"),  # an operation that failed left its key: no verdict
-        ("ERROR", NEW, None, "ERROR"),
-        (None, NEW, None, "ERROR"),
+        ("ABSENT", NEW, None, False, False, "HALF-STORED"),  # refused, committed after the check
+        ("IDENTICAL", NEW, None, True, True, "HALF-STORED"),  # checked, removed, back again
+        ("WRONG-STATUS", NEW, None, True, True, "HALF-STORED"),  # back again, whatever the answer
+        # A good request (a multipart upload's Complete) absent when checked after a failed
+        # answer, then committed: the object asked for, the answer wrong.
+        ("ABSENT", NEW, None, False, True, "WRONG-STATUS"),
+        ("ABSENT", OTHER, OLD, False, False, "CORRUPT"),
+        ("ABSENT", OTHER, None, False, True, "CORRUPT"),
+        ("ABSENT", OLD, OLD, False, False, "ERROR"),  # the harness did not clean up
+        ("ERROR", OLD, OLD, False, False, "ERROR"),  # an operation that failed left its key
+        ("ERROR", NEW, None, False, True, "ERROR"),
+        (None, NEW, None, False, False, "ERROR"),
     ],
 )
 def test_judge_leftover(
-    cls: str | None, found: soak.Digest, old: soak.Digest | None, verdict: str
+    cls: str | None,
+    found: soak.Digest,
+    old: soak.Digest | None,
+    seen: bool,
+    good: bool,
+    verdict: str,
 ) -> None:
-    assert soak.judge_leftover(cls, found, NEW, old)[0] == verdict
+    assert soak.judge_leftover(cls, found, NEW, old, seen=seen, good=good)[0] == verdict
+
+
+def test_good_requests_are_the_unspoiled_ones() -> None:
+    good = {f for f in soak.FAULT_KINDS if soak.expectation(f).good}
+    assert good == {"none", "slow_client", "slow_store", "sigterm"}
+    assert soak.COMPLETE.good and soak.COMPLETE.mode == "store"
+
+
+def test_a_findings_trail_is_in_the_table() -> None:
+    trail = [
+        {"t": 10.0, "step": "put (none, signed)", "status": 0, "code": "RemoteDisconnected"},
+        {"t": 10.25, "step": "check: 5 B", "etag": '"e"'},
+    ]
+    assert soak.trail_lines(trail) == [
+        "      +  0.000s put (none, signed) -> 0 RemoteDisconnected",
+        '      +  0.250s check: 5 B  etag="e"',
+    ]
 
 
 def test_worst_finding_wins() -> None:
