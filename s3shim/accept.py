@@ -119,11 +119,13 @@ class Acceptor:
         return [int(s.getsockname()[1]) for s in self.socks]
 
     def close(self) -> None:
-        """Stop accepting (new connections are refused); open connections are left alone."""
+        """Stop accepting (new connections are refused); connections already accepted are
+        left alone, those still being set up too: under uvloop a connection's protocol may
+        already be reading its first request when its setup task has yet to return, and
+        cancelling that task would close the transport under a request the store then
+        carries out unanswered (the drain's time limit bounds a handshake that never ends)."""
         for sock in self.socks:
             with contextlib.suppress(ValueError, OSError):
                 self._loop.remove_reader(sock.fileno())
             sock.close()
         self.socks = []
-        for task in list(self._opening):
-            task.cancel()

@@ -14,7 +14,6 @@ import asyncio
 from collections.abc import Callable
 from typing import cast
 
-import pytest
 import uvloop
 from aiohttp import web
 from aiohttp.web_request import BaseRequest
@@ -78,11 +77,6 @@ async def _request_as_the_drain_begins() -> None:
     assert answer.endswith(b"stored")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Acceptor.close cancels the setup tasks of connections already serving a request "
-    "(the fix: leave them alone; see bench/SOAK.md)",
-)
 def test_a_request_arriving_as_the_drain_begins_is_answered() -> None:
     # Under uvloop, s3shim's loop (server.py): a setup task returns an iteration after its
     # protocol's first bytes. asyncio's own loop runs the task first: no window to test there.
