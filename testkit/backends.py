@@ -186,10 +186,14 @@ def _venv_bin(tool: str) -> str | None:
 
 # ------------------------------------------------------------------------------ Ceph RGW
 @contextlib.contextmanager
-def start_rgw(tmpdir: Path, *, memstore_bytes: int | None = None) -> Iterator[Store]:
+def start_rgw(
+    tmpdir: Path, *, memstore_bytes: int | None = None, tls: tuple[str, str] | None = None
+) -> Iterator[Store]:
     """A fresh single-node Ceph cluster + radosgw (scripts/rgw.sh) with its own S3 user.
 
     The monitor and radosgw ports are chosen free, so this runs beside any other cluster.
+    ``tls``: a certificate and key file for an https endpoint beside the http one (its URL in
+    ``tmpdir/rgw/https-endpoint``).
     """
     if shutil.which("radosgw") is None or shutil.which("ceph-mon") is None:
         raise BackendUnavailable(
@@ -211,6 +215,8 @@ def start_rgw(tmpdir: Path, *, memstore_bytes: int | None = None) -> Iterator[St
     ]
     if memstore_bytes is not None:
         argv += ["--memstore-bytes", str(memstore_bytes)]
+    if tls is not None:
+        argv += ["--tls-port", "auto", "--tls-cert", tls[0], "--tls-key", tls[1]]
     argv += ["--tenant-user", f"{RGW_TENANT}:{RGW_TENANT_ACCESS_KEY}:{RGW_TENANT_SECRET_KEY}"]
     with open(log, "wb") as logf:
         try:

@@ -39,10 +39,9 @@ from s3shim.ssekeys import Keyring, parse_keys_file
 from s3shim.upstream import Upstream
 from testkit.backends import (
     RGW_ACCESS_KEY,
-    RGW_SCRIPT,
     RGW_SECRET_KEY,
     BackendUnavailable,
-    log_tail,
+    start_rgw,
 )
 from testkit.convex_sequence import MIB, new_bucket, payload, presign_client, run_sequence
 from testkit.helpers import in_ci
@@ -105,39 +104,9 @@ class TlsRgw:
 @contextlib.contextmanager
 def _start_tls_rgw(tmp: Path) -> Iterator[TlsRgw]:
     tls = make_tls(tmp)
-    state = tmp / "rgw"
-    log = tmp / "rgw-start.log"
-    argv = [
-        str(RGW_SCRIPT),
-        "start",
-        str(state),
-        "auto",
-        RGW_ACCESS_KEY,
-        RGW_SECRET_KEY,
-        "--mon-v2-port",
-        "auto",
-        "--mon-v1-port",
-        "auto",
-        "--tls-port",
-        "auto",
-        "--tls-cert",
-        tls.cert,
-        "--tls-key",
-        tls.key,
-    ]
-    with open(log, "wb") as logf:
-        done = subprocess.run(
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=logf, timeout=180
-        )
-    https = state / "https-endpoint"
-    try:
-        if done.returncode != 0 or not https.is_file():
-            raise BackendUnavailable(f"rgw.sh start --tls-port failed\n{log_tail(log, 60)}")
-        yield TlsRgw(https.read_text().strip(), state, tls.ca)
-    finally:
-        subprocess.run(
-            [str(RGW_SCRIPT), "stop", str(state)], capture_output=True, timeout=60, check=False
-        )
+    with start_rgw(tmp, tls=(tls.cert, tls.key)):
+        state = tmp / "rgw"
+        yield TlsRgw((state / "https-endpoint").read_text().strip(), state, tls.ca)
 
 
 @pytest.fixture(scope="module")
