@@ -16,11 +16,10 @@ from s3shim import errors, postform, sigv4
 from s3shim.formupload import FormUpload
 from s3shim.postform import FileData, FileStart, FormParser
 from s3shim.rewrite import Policy
+from testkit.forms import CLIENT, STORE, form_upload
 from testkit.helpers import crc32_b64
 from testkit.shim import PATH_STYLE, s3_client
 
-CLIENT = sigv4.Credentials("AKCLIENT", "client-secret")
-STORE = sigv4.Credentials("AKSTORE", "store-secret")
 ON = Policy(True, True)
 
 
@@ -43,16 +42,7 @@ def form(data: bytes, **fields: str) -> tuple[bytes, str]:
 
 
 def upload(body: bytes, ctype: str, policy: Policy = ON) -> FormUpload:
-    return FormUpload(
-        ctype,
-        len(body),
-        lookup=lambda k: CLIENT.secret_key if k == CLIENT.access_key else None,
-        store_creds=lambda k: STORE,
-        store_region="us-east-1",
-        regions=None,
-        policy=policy,
-        now=datetime.now(UTC),
-    )
+    return form_upload(body, ctype, policy)
 
 
 def run(up: FormUpload, body: bytes, cuts: list[int]) -> bytes:

@@ -7,7 +7,6 @@ import base64
 import hashlib
 import hmac
 import json
-from datetime import UTC, datetime
 
 import boto3
 import pytest
@@ -20,9 +19,8 @@ from s3shim.postform import Field, FileData, FormParser
 from s3shim.rewrite import Group, Policy
 from s3shim.sse import Encryption
 from s3shim.ssekeys import Keyring, parse_keys_file
+from testkit.forms import CLIENT, STORE, form_upload
 
-CLIENT = sigv4.Credentials("AKCLIENT", "client-secret")
-STORE = sigv4.Credentials("AKSTORE", "store-secret")
 RING: Keyring = parse_keys_file(
     json.dumps({"keys": [{"id": "k1", "key": base64.b64encode(bytes(range(40, 72))).decode()}]}),
     "test",
@@ -52,17 +50,7 @@ def _anonymous(data: bytes, **fields: str) -> tuple[bytes, str]:
 
 
 def _sent(body: bytes, ctype: str, policy: Policy) -> tuple[FormUpload, dict[str, bytes], bytes]:
-    up = FormUpload(
-        ctype,
-        len(body),
-        lookup=lambda k: CLIENT.secret_key if k == CLIENT.access_key else None,
-        store_creds=lambda k: STORE,
-        store_region="us-east-1",
-        regions=None,
-        policy=policy,
-        now=datetime.now(UTC),
-        bucket="b",
-    )
+    up = form_upload(body, ctype, policy, bucket="b")
     sent = up.feed(body) + up.finish()
     boundary = postform.boundary_from_content_type(up.content_type)
     events = list(FormParser(boundary).feed(sent))
